@@ -1,0 +1,152 @@
+"""Deprecated: Neopixels on the Raspberry Pi's GPIO (`lighttype = neopixel`, seed 001 section 6c).
+
+The driver makes the video stutter on a Pi; the serial board (trinket.py) is the supported way.
+This backend keeps the same facade as trinket.Led so the routes work with either.
+"""
+
+import logging
+import threading
+
+from trinket import Color, LedUnavailable, build_color, validate_brightness
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PIN = 18  # PWM0, the pin rpi_ws281x drives by default
+_HELP = ("lighttype = neopixel needs the rpi_ws281x library on a Raspberry Pi "
+         "(pip install rpi_ws281x, run the server as root); "
+         "lighttype = trinket with the serial board is the supported choice")
+
+
+def load_driver():
+    """(strip class, colour packer) from rpi_ws281x, or from the old `neopixel` wrapper of it."""
+    try:
+        from rpi_ws281x import Color as pack, PixelStrip
+        return PixelStrip, pack
+    except ImportError as error:
+        first_error = error
+    try:
+        from neopixel import Adafruit_NeoPixel, Color as pack
+        return Adafruit_NeoPixel, pack
+    except ImportError:
+        raise LedUnavailable(f"{_HELP} ({first_error})") from first_error
+
+
+class NeopixelLed:
+    """Neopixels driven from this computer's GPIO; no heart rate."""
+
+    kind = "neopixel"
+    heart_rate = None
+
+    def __init__(self, numlights, *, pin=DEFAULT_PIN, strip_has_white=False, strip_type=None):
+        if isinstance(numlights, bool) or not isinstance(numlights, int) or numlights < 1:
+            raise ValueError(f"numlights must be a whole number of at least 1, not {numlights!r}")
+        self.numlights = numlights
+        self.port = f"GPIO{pin}"
+        self._pin = pin
+        self._strip_has_white = strip_has_white
+        self._strip_type = strip_type
+        self._lock = threading.Lock()
+        self._strip = None
+        self._pack = None
+        self._color = Color(255, 255, 255)
+        self._brightness = 128
+        self._on = False
+        self._last_error = None
+        self._stopping = threading.Event()
+
+    def start(self):
+        """Set up the strip; off a Pi this logs one clear error and the light stays unavailable."""
+        try:
+            strip_class, self._pack = load_driver()
+            strip = strip_class(self.numlights, self._pin, strip_type=self._strip_type)
+            strip.begin()
+        except (LedUnavailable, RuntimeError, OSError) as error:
+            self._last_error = str(error)
+            log.error("light: %s", self._last_error)
+            return self
+        with self._lock:
+            self._strip = strip
+            self._show()
+        return self
+
+    def stop(self, timeout=None):
+        """Blank the strip and let go of it."""
+        self._stopping.set()
+        with self._lock:
+            if self._strip is None:
+                return
+            self._on = False
+            try:
+                self._show()
+            except (RuntimeError, OSError) as error:
+                log.warning("light: could not blank the Neopixels: %s", error)
+            self._strip = None
+
+    @property
+    def stopped(self):
+        return self._stopping.is_set()
+
+    @property
+    def connected(self):
+        return self._strip is not None
+
+    @property
+    def color(self):
+        return self._color
+
+    @property
+    def brightness(self):
+        return self._brightness
+
+    @property
+    def is_on(self):
+        return self._on
+
+    def power_led(self, on):
+        with self._lock:
+            self._require_strip()
+            self._on = bool(on)
+            self._show()
+
+    def set_brightness(self, value):
+        validate_brightness(value)
+        with self._lock:
+            self._require_strip()
+            self._brightness = value
+            self._show()
+
+    def set_color(self, color):
+        color = build_color(color)
+        with self._lock:
+            self._require_strip()
+            self._color = color
+            self._show()
+
+    def heart_rate_history(self, seconds=None):
+        return []
+
+    def wait_for_heart_rate(self, after_sequence, timeout):
+        """There is no sensor here: just wait out the timeout (or the stop)."""
+        self._stopping.wait(timeout)
+        return after_sequence
+
+    def status(self):
+        return {
+            "type": self.kind, "port": self.port, "device": self.port, "connected": self.connected,
+            "on": self._on, "color": self._color.to_hex(), "brightness": self._brightness,
+            "last_error": self._last_error, "numlights": self.numlights,
+            "heart_rate": None, "heart_rate_age_s": None,
+        }
+
+    def _require_strip(self):
+        if self._strip is None:
+            raise LedUnavailable(self._last_error or "the Neopixels are not set up")
+
+    def _show(self):
+        """Push the state to the strip; the caller holds self._lock."""
+        pixel = self._color.to_pixel(self._strip_has_white) if self._on else (0, 0, 0, 0)
+        packed = self._pack(*pixel)
+        for index in range(self.numlights):
+            self._strip.setPixelColor(index, packed)
+        self._strip.setBrightness(self._brightness)
+        self._strip.show()

@@ -1,0 +1,143 @@
+"""HTTP routes for the light and the heart rate (the original route names).
+
+Reads are GET, changes are POST with form fields. The model's ValueError becomes 400,
+LedUnavailable (and no light configured) becomes 503, through flask.abort; the app's
+error handler renders those as {"error": description}.
+"""
+
+import json
+import logging
+import re
+import time
+
+from flask import Blueprint, Response, abort, jsonify, request
+
+from trinket import LedUnavailable
+
+log = logging.getLogger(__name__)
+
+HISTORY_SECONDS = 60
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,6}")
+_STATES = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
+
+
+def controller_data(led):
+    """The JSON the page polls or streams: light state, heart rate, connection."""
+    heart_rate = led.heart_rate
+    return {
+        "type": led.kind,
+        "connected": led.connected,
+        "on": led.is_on,
+        "color": led.color.to_hex(),
+        "brightness": led.brightness,
+        "heart_rate": heart_rate.bpm if heart_rate else None,
+        "heart_rate_age_s": round(heart_rate.age_s, 2) if heart_rate else None,
+        "heart_rate_received_at": heart_rate.received_at if heart_rate else None,
+        "error": None if led.connected else led.status().get("last_error"),
+    }
+
+
+def heart_rate_history(led, seconds=HISTORY_SECONDS):
+    samples = led.heart_rate_history(seconds)
+    return {
+        "seconds": seconds,
+        "now": time.time(),
+        "samples": [{"bpm": s.bpm, "t": s.received_at, "age_s": round(s.age_s, 2)} for s in samples],
+    }
+
+
+def _form_field(name):
+    """A form field (or a JSON object's member) of this request, as stripped text."""
+    values = request.form if request.form else request.get_json(silent=True)
+    value = values.get(name) if isinstance(values, dict) or hasattr(values, "getlist") else None
+    if value is None:
+        abort(400, description=f"missing form field {name!r}")
+    return str(value).strip()
+
+
+def _parse_state(text):
+    if text.lower() not in _STATES:
+        abort(400, description=f"state must be 'on' or 'off', not {text!r}")
+    return _STATES[text.lower()]
+
+
+def _parse_brightness(text):
+    if not _WHOLE_NUMBER.fullmatch(text) or not 0 <= int(text) <= 255:
+        abort(400, description=f"value must be a whole number from 0 to 255, not {text!r}")
+    return int(text)
+
+
+def _parse_seconds(text):
+    if not _WHOLE_NUMBER.fullmatch(text) or not 1 <= int(text) <= HISTORY_SECONDS:
+        abort(400, description=f"seconds must be a whole number from 1 to {HISTORY_SECONDS}, not {text!r}")
+    return int(text)
+
+
+def _sse(payload):
+    return f"data: {json.dumps(payload)}\n\n"
+
+
+def create_light_blueprint(get_led, *, keepalive_seconds=15.0):
+    """The light routes; get_led() returns the Led (or NeopixelLed), or None when no light."""
+    from auth import require_control  # resolved here so the app (and tests) decide what auth is
+
+    blueprint = Blueprint("light", __name__)
+
+    def current_led():
+        led = get_led()
+        if led is None:
+            abort(503, description="no light is configured (set light = true in config.txt)")
+        return led
+
+    def control(action, *args):
+        """Run a light control; the model's errors become 400 or 503."""
+        led = current_led()
+        try:
+            action(led, *args)
+        except ValueError as error:
+            abort(400, description=str(error))
+        except LedUnavailable as error:
+            abort(503, description=str(error))
+        return jsonify(controller_data(led))
+
+    @blueprint.post("/light")
+    @require_control
+    def light():
+        return control(lambda led, on: led.power_led(on), _parse_state(_form_field("state")))
+
+    @blueprint.post("/set_brightness")
+    @require_control
+    def set_brightness():
+        return control(lambda led, value: led.set_brightness(value),
+                       _parse_brightness(_form_field("value")))
+
+    @blueprint.post("/set_color")
+    @require_control
+    def set_color():
+        return control(lambda led, color: led.set_color(color), _form_field("color"))
+
+    @blueprint.get("/get_controller_data")
+    def get_controller_data():
+        return jsonify(controller_data(current_led()))
+
+    @blueprint.get("/heart_rate_history")
+    def get_heart_rate_history():
+        seconds = _parse_seconds(request.args.get("seconds", str(HISTORY_SECONDS)).strip())
+        return jsonify(heart_rate_history(current_led(), seconds))
+
+    @blueprint.get("/heart_rate_stream")
+    def heart_rate_stream():
+        """Server-sent events: the controller data on every new heart rate, or every keepalive."""
+        led = current_led()
+
+        def events():
+            sequence = led.wait_for_heart_rate(-1, 0)  # the current sequence, without waiting
+            yield "retry: 3000\n" + _sse(controller_data(led))
+            while not led.stopped:
+                sequence = led.wait_for_heart_rate(sequence, keepalive_seconds)
+                yield _sse(controller_data(led))
+
+        return Response(events(), mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    return blueprint

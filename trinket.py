@@ -1,0 +1,496 @@
+"""The serial LED and heart-rate board (an ItsyBitsy running arduino/heartlight).
+
+Wire protocol (see arduino/README.md): the host writes `RRGGBBAA\\n` (AA is the
+brightness) or, when the colour has a white part, `RRGGBBWWAA\\n`; the board
+prints the newest heart rate as a decimal line ending in `\\r\\n`.
+"""
+
+import functools
+import logging
+import os
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import serial
+import serial.threaded
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TTY = "/dev/ttyACM0"
+DEFAULT_BAUD = 9600
+DEFAULT_NUMLIGHTS = 16
+BY_ID_DIR = "/dev/serial/by-id"
+MAX_BPM = 300
+_BOOTLOADER_BAUD = 1200  # opening a native-USB board at 1200 baud resets it into its bootloader
+_HEX_COLOR = re.compile(r"#?([0-9A-Fa-f]{6}|[0-9A-Fa-f]{8})")
+_BPM_LINE = re.compile(r"[0-9]{1,3}")
+
+
+class LedUnavailable(RuntimeError):
+    """The light cannot be driven right now: no board, unplugged, or no driver."""
+
+
+@dataclass(frozen=True)
+class Color:
+    """A colour with an optional white channel, each part 0-255."""
+    red: int
+    green: int
+    blue: int
+    white: int = 0
+
+    def __post_init__(self):
+        for name in ("red", "green", "blue", "white"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
+                raise ValueError(f"{name} must be a whole number from 0 to 255, not {value!r}")
+
+    @classmethod
+    def from_hex(cls, text):
+        """Parse `RRGGBB` or `RRGGBBWW`, with an optional leading '#'."""
+        match = _HEX_COLOR.fullmatch(text.strip()) if isinstance(text, str) else None
+        if match is None:
+            raise ValueError(
+                f"colour must be RRGGBB or RRGGBBWW in hex (optionally starting with #), not {text!r}"
+            )
+        return cls(*bytes.fromhex(match.group(1)))
+
+    @classmethod
+    def from_name(cls, name):
+        key = re.sub(r"[^a-z]", "", name.lower())
+        if key not in NAMED_COLORS:
+            known = ", ".join(sorted(NAMED_COLORS_DISPLAY))
+            raise ValueError(f"unknown colour name {name!r}; known names: {known}")
+        return NAMED_COLORS[key]
+
+    def to_hex(self):
+        """`RRGGBB`, or `RRGGBBWW` when the colour has a white part."""
+        text = f"{self.red:02X}{self.green:02X}{self.blue:02X}"
+        return text + f"{self.white:02X}" if self.white else text
+
+    def to_wire(self, brightness):
+        """The board message without its newline: `RRGGBBAA`, or `RRGGBBWWAA` with white."""
+        return self.to_hex() + f"{validate_brightness(brightness):02X}"
+
+    def to_pixel(self, strip_has_white):
+        """The (r, g, b, w) a strip shows, by the firmware's rule: equal R, G, B light white."""
+        if not strip_has_white:
+            return tuple(min(255, part + self.white) for part in (self.red, self.green, self.blue)) + (0,)
+        if not self.white and self.red == self.green == self.blue:
+            return (0, 0, 0, self.red)
+        return (self.red, self.green, self.blue, self.white)
+
+
+NAMED_COLORS_DISPLAY = {
+    "off": Color(0, 0, 0), "black": Color(0, 0, 0), "white": Color(255, 255, 255),
+    "warm white": Color(255, 160, 60), "cool white": Color(200, 220, 255),
+    "red": Color(255, 0, 0), "green": Color(0, 255, 0), "blue": Color(0, 0, 255),
+    "yellow": Color(255, 200, 0), "orange": Color(255, 100, 0), "purple": Color(128, 0, 255),
+    "cyan": Color(0, 255, 255), "magenta": Color(255, 0, 255), "pink": Color(255, 80, 150),
+}
+NAMED_COLORS = {name.replace(" ", ""): color for name, color in NAMED_COLORS_DISPLAY.items()}
+
+
+def build_color(*parts):
+    """A Color from a Color, a hex string, a colour name, or red, green, blue[, white]."""
+    if len(parts) == 1:
+        (value,) = parts
+        if isinstance(value, Color):
+            return value
+        if isinstance(value, str):
+            stripped = value.strip()
+            return Color.from_hex(stripped) if _HEX_COLOR.fullmatch(stripped) else Color.from_name(stripped)
+        raise ValueError(f"cannot make a colour from {value!r}")
+    if len(parts) in (3, 4):
+        return Color(*parts)
+    raise ValueError("a colour is a hex string, a name, or red, green, blue[, white]")
+
+
+def validate_brightness(value):
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
+        raise ValueError(f"brightness must be a whole number from 0 to 255, not {value!r}")
+    return value
+
+
+def find_stable_path(tty, by_id_dir=BY_ID_DIR):
+    """The /dev/serial/by-id link naming the same device as tty, or None."""
+    if not tty.startswith("/"):
+        return None
+    try:
+        target = os.path.realpath(tty, strict=True)
+        entries = sorted(entry.path for entry in os.scandir(by_id_dir))
+    except OSError:
+        return None
+    return next((path for path in entries if os.path.realpath(path) == target), None)
+
+
+@dataclass(frozen=True)
+class HeartRate:
+    bpm: int
+    received_at: float  # time.time() when the line arrived
+    age_s: float
+
+
+class _BoardLineReader(serial.threaded.LineReader):
+    """Splits the board's output into lines for the Led; caps runaway lines."""
+    TERMINATOR = b"\n"
+    ENCODING = "ascii"
+    UNICODE_HANDLING = "replace"
+    MAX_LINE = 64
+
+    def __init__(self, on_line, on_lost):
+        super().__init__()
+        self._on_line = on_line
+        self._on_lost = on_lost
+
+    def data_received(self, data):
+        super().data_received(data)
+        if len(self.buffer) > self.MAX_LINE:
+            del self.buffer[:]
+            self._on_line(None)
+
+    def handle_line(self, line):
+        self._on_line(line)
+
+    def connection_lost(self, exc):
+        """Tell the Led; pyserial's base class would re-raise exc in the reader thread."""
+        self.transport = None
+        self._on_lost(exc)
+
+
+class _Link:
+    """One open connection: its reader thread, the path, and an event set when it ends."""
+
+    def __init__(self, reader, path):
+        self.reader = reader
+        self.path = path
+        self.lost = threading.Event()
+
+
+class Led:
+    """The light and heart-rate board on a serial port, reconnecting in the background."""
+
+    kind = "trinket"
+
+    def __init__(self, port=DEFAULT_TTY, baudrate=DEFAULT_BAUD, *, stale_after=5.0,
+                 history_seconds=60.0, reconnect_initial=0.5, reconnect_max=5.0,
+                 write_timeout=1.0, by_id_dir=BY_ID_DIR, clock=time.monotonic, owned=()):
+        if isinstance(baudrate, bool) or not isinstance(baudrate, int) or baudrate <= 0:
+            raise ValueError(f"baud must be a positive whole number, not {baudrate!r}")
+        if baudrate == _BOOTLOADER_BAUD:
+            raise ValueError("baud 1200 resets a native-USB board into its bootloader; use 9600")
+        self.port = port
+        self.baudrate = baudrate
+        self.stale_after = stale_after
+        self._history_seconds = history_seconds
+        self._reconnect_initial = reconnect_initial
+        self._reconnect_max = reconnect_max
+        self._write_timeout = write_timeout
+        self._by_id_dir = by_id_dir
+        self._clock = clock
+        self._owned = list(owned)
+        self._lock = threading.Lock()  # light state, the current link, and write order
+        self._color = Color(255, 255, 255)
+        self._brightness = 128
+        self._on = False
+        self._link = None
+        self._link_changed = threading.Condition()
+        self._stable_path = None
+        self._ever_connected = False
+        self._stopping = threading.Event()
+        self._supervisor = None
+        self._info_lock = threading.Lock()
+        self._last_error = None
+        self._failed_attempts = 0
+        self._reconnects = 0
+        self._heart = threading.Condition()
+        self._history = deque()  # (monotonic, wall, bpm)
+        self._heart_sequence = 0
+        self._lines = 0
+        self._garbage_lines = 0
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def start(self):
+        """Try the port once now, then keep the link up from a daemon thread."""
+        if not self._connect():
+            log.warning("light: serial port %s is not available (%s); retrying in the background, "
+                        "light controls answer 503 until it appears", self.port, self._last_error)
+        self._supervisor = threading.Thread(target=self._supervise, name="trinket-supervisor",
+                                            daemon=True)
+        self._supervisor.start()
+        return self
+
+    def stop(self, timeout=2.0):
+        self._stopping.set()
+        with self._lock:
+            link = self._link
+        if link is not None:
+            link.lost.set()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout)
+        self._close_link()
+        for resource in self._owned:
+            resource.stop()
+        with self._heart:
+            self._heart.notify_all()
+
+    @property
+    def stopped(self):
+        return self._stopping.is_set()
+
+    def wait_connected(self, timeout, connected=True):
+        """For tests and tools: wait until the link is up (or, with connected=False, down)."""
+        with self._link_changed:
+            return self._link_changed.wait_for(lambda: self.connected == connected, timeout)
+
+    # --- light controls ------------------------------------------------------------------
+
+    def power_led(self, on):
+        """Turn the light on (with the remembered colour and brightness) or off."""
+        with self._lock:
+            self._require_link()
+            self._on = bool(on)
+            self._send_state()
+
+    def set_brightness(self, value):
+        """Set 0-255; sent at once when the light is on, remembered when it is off."""
+        validate_brightness(value)
+        with self._lock:
+            self._require_link()
+            self._brightness = value
+            if self._on:
+                self._send_state()
+
+    def set_color(self, color):
+        """Set a Color (or anything build_color takes); sent at once when the light is on."""
+        color = build_color(color)
+        with self._lock:
+            self._require_link()
+            self._color = color
+            if self._on:
+                self._send_state()
+
+    @property
+    def color(self):
+        return self._color
+
+    @property
+    def brightness(self):
+        return self._brightness
+
+    @property
+    def is_on(self):
+        return self._on
+
+    @property
+    def connected(self):
+        link = self._link
+        return link is not None and not link.lost.is_set()
+
+    def _require_link(self):
+        if not self.connected:
+            raise LedUnavailable(f"the light board on {self.port} is not connected"
+                                 + (f" ({self._last_error})" if self._last_error else ""))
+
+    def _state_message(self):
+        return self._color.to_wire(self._brightness) if self._on else "00000000"
+
+    def _send_state(self):
+        """Write the current state; the caller holds self._lock."""
+        link = self._link
+        try:
+            link.reader.write(self._state_message().encode("ascii") + b"\n")
+        except (serial.SerialException, OSError) as error:
+            self._record_error(f"write failed: {error}")
+            link.lost.set()
+            self._notify_link_changed()
+            raise LedUnavailable(f"the light board on {self.port} stopped answering: {error}") from error
+
+    # --- heart rate ----------------------------------------------------------------------
+
+    @property
+    def heart_rate(self):
+        """The newest heart rate, or None when none came within stale_after seconds."""
+        with self._heart:
+            if not self._history:
+                return None
+            monotonic, wall, bpm = self._history[-1]
+        age = self._clock() - monotonic
+        return HeartRate(bpm, wall, age) if age <= self.stale_after else None
+
+    def heart_rate_history(self, seconds=None):
+        """The heart rates of the last `seconds` (default: the whole kept minute), oldest first."""
+        window = self._history_seconds if seconds is None else seconds
+        now = self._clock()
+        with self._heart:
+            samples = list(self._history)
+        return [HeartRate(bpm, wall, now - mono) for mono, wall, bpm in samples if now - mono <= window]
+
+    def wait_for_heart_rate(self, after_sequence, timeout):
+        """Block until a heart rate newer than after_sequence arrives (or timeout); return the newest sequence."""
+        with self._heart:
+            self._heart.wait_for(lambda: self._heart_sequence > after_sequence or self.stopped, timeout)
+            return self._heart_sequence
+
+    def _take_line(self, line):
+        """Called by the reader thread for every line (None: an overlong run of bytes)."""
+        text = None if line is None else line.strip()
+        if text == "":
+            return
+        bpm = int(text) if text is not None and _BPM_LINE.fullmatch(text) else None
+        with self._heart:
+            self._lines += 1
+            if bpm is None or bpm > MAX_BPM:
+                self._garbage_lines += 1
+                log.debug("light: ignored a line from the board: %r", line)
+                return
+            now = self._clock()
+            self._history.append((now, time.time(), bpm))
+            while self._history and now - self._history[0][0] > self._history_seconds:
+                self._history.popleft()
+            self._heart_sequence += 1
+            self._heart.notify_all()
+
+    # --- connection ----------------------------------------------------------------------
+
+    def status(self):
+        """What /status shows about the light."""
+        heart_rate = self.heart_rate
+        link = self._link
+        with self._info_lock, self._heart:
+            return {
+                "type": self.kind, "port": self.port, "device": link.path if link else None,
+                "connected": self.connected, "on": self._on, "color": self._color.to_hex(),
+                "brightness": self._brightness, "last_error": self._last_error,
+                "reconnect_attempts": self._failed_attempts, "reconnects": self._reconnects,
+                "lines_received": self._lines, "garbage_lines": self._garbage_lines,
+                "heart_rate": heart_rate.bpm if heart_rate else None,
+                "heart_rate_age_s": round(heart_rate.age_s, 3) if heart_rate else None,
+            }
+
+    def _record_error(self, message):
+        with self._info_lock:
+            self._last_error = message
+
+    def _candidate_paths(self):
+        stable = self._stable_path or find_stable_path(self.port, self._by_id_dir)
+        return [path for path in (stable, self.port) if path]
+
+    def _open(self, path):
+        kwargs = {"exclusive": True} if path.startswith("/") else {}
+        port = serial.serial_for_url(path, baudrate=self.baudrate, timeout=None,
+                                     write_timeout=self._write_timeout, **kwargs)
+        port.reset_input_buffer()  # drop a half line left from before we opened it
+        return port
+
+    def _connect(self):
+        """One attempt to open the board; True when connected."""
+        errors = []
+        for path in dict.fromkeys(self._candidate_paths()):
+            try:
+                port = self._open(path)
+            except (serial.SerialException, OSError, ValueError) as error:
+                errors.append(f"{path}: {error}")
+                continue
+            self._attach(port, path)
+            return True
+        with self._info_lock:
+            self._failed_attempts += 1
+            self._last_error = "; ".join(errors)
+        return False
+
+    def _attach(self, port, path):
+        link = None
+        factory = functools.partial(_BoardLineReader, self._take_line, lambda exc: self._lost(link, exc))
+        reader = serial.threaded.ReaderThread(port, factory)
+        reader.name = "trinket-reader"
+        link = _Link(reader, path)
+        reader.start()
+        try:
+            reader.connect()
+        except RuntimeError:  # it died at once; the supervisor sees link.lost and retries
+            pass
+        if path.startswith("/"):
+            self._stable_path = find_stable_path(path, self._by_id_dir) or self._stable_path
+        with self._lock:
+            self._link = link
+            if self._stopping.is_set():
+                link.lost.set()
+            reconnected, self._ever_connected = self._ever_connected, True
+            with self._info_lock:
+                self._failed_attempts = 0
+                self._last_error = None
+            try:
+                self._send_state()
+            except LedUnavailable:
+                return
+        self._notify_link_changed()
+        log.info("light: board %s on %s", "reconnected" if reconnected else "connected", path)
+
+    def _lost(self, link, error):
+        """Called by a reader thread when its port fails or closes."""
+        if error is not None:
+            self._record_error(f"connection lost: {error}")
+        if link is not None:
+            link.lost.set()
+        self._notify_link_changed()
+
+    def _notify_link_changed(self):
+        with self._link_changed:
+            self._link_changed.notify_all()
+
+    def _close_link(self):
+        with self._lock:
+            link, self._link = self._link, None
+        if link is not None:
+            link.reader.close()
+
+    def _supervise(self):
+        delay = self._reconnect_initial
+        while not self._stopping.is_set():
+            link = self._link
+            if link is not None:
+                link.lost.wait()
+                if self._stopping.is_set():
+                    return
+                log.warning("light: board on %s disconnected (%s); reconnecting", link.path,
+                            self._last_error or "closed")
+                self._close_link()
+                delay = self._reconnect_initial
+            if self._stopping.wait(delay):
+                return
+            if self._connect():
+                with self._info_lock:
+                    self._reconnects += 1
+                delay = self._reconnect_initial
+            else:
+                log.debug("light: reconnect failed: %s", self._last_error)
+                delay = min(delay * 2, self._reconnect_max)
+
+
+def open_light(settings, **options):
+    """The light for the settings (None when light is off); started, never raising for a missing device."""
+    if not getattr(settings, "light", False):
+        return None
+    lighttype = (getattr(settings, "lighttype", None) or "trinket").strip().lower()
+    if lighttype == "trinket":
+        return _open_trinket(settings, **options)
+    if lighttype == "neopixel":
+        import led_neopixel  # deprecated backend, imported only when asked for
+        numlights = getattr(settings, "numlights", None) or DEFAULT_NUMLIGHTS
+        return led_neopixel.NeopixelLed(numlights).start()
+    raise ValueError(f"lighttype must be 'trinket' or 'neopixel', not {lighttype!r}")
+
+
+def _open_trinket(settings, **options):
+    tty = getattr(settings, "tty", None) or DEFAULT_TTY
+    baud = getattr(settings, "baud", None) or DEFAULT_BAUD
+    if tty == "emulator":
+        import board_emulator
+        emulator = board_emulator.BoardEmulator(heart_rate=72, variation=6).start()
+        log.info("light: using the board emulator on %s (tty = emulator)", emulator.port)
+        return Led(emulator.port, baud, owned=[emulator], **options).start()
+    return Led(tty, baud, **options).start()
