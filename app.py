@@ -1,0 +1,274 @@
+"""The camera server: ``create_app()`` wires settings, the camera and the routes.
+
+``python app.py`` runs the development server; ``flaskstart.sh`` runs gunicorn with ``app:main_app()``.
+"""
+import logging
+import secrets
+import subprocess
+import sys
+from collections import deque
+from pathlib import Path
+
+from flask import Flask, Response, abort, current_app, jsonify, render_template, request, send_from_directory
+from werkzeug.exceptions import HTTPException
+
+import auth
+import logging_setup
+from camera_base import CameraError, FocusNotSupported
+from cameras import create_camera
+from media_files import (MediaExists, MediaNameError, check_media_name, media_path, timestamped_name,
+                         write_new_file, write_unique_file)
+from settings import ConfigError, load_settings
+
+log = logging.getLogger(__name__)
+HERE = Path(__file__).resolve().parent
+SNAPSHOT_EXTENSIONS = (".jpg", ".jpeg")
+POWER_COMMANDS = {"shutdown": ["systemctl", "poweroff"], "reboot": ["systemctl", "reboot"]}
+
+
+def create_app(settings=None, camera=None, led=None):
+    """Build the app; tests pass settings and fakes, production loads config.txt."""
+    settings = settings or load_settings()
+    app = Flask(__name__)
+    app.config.update(
+        SETTINGS=settings,
+        USERKEY=settings.userkey,
+        CONTROL_TOKEN=secrets.token_urlsafe(24),
+        MEDIA_DIR=str(_resolve(settings.media_dir)),
+        LOG_FILE=str(_resolve(settings.log_file)),
+    )
+    Path(app.config["MEDIA_DIR"]).mkdir(parents=True, exist_ok=True)
+    app.extensions["camera"] = camera or create_camera(settings)
+    app.extensions["led"] = led
+    app.register_error_handler(HTTPException, _json_error)
+    _register_routes(app)
+    return app
+
+
+def _resolve(path):
+    path = Path(path)
+    return path if path.is_absolute() else HERE / path
+
+
+def _json_error(error):
+    description = error.description
+    if error.code == 405 and getattr(error, "valid_methods", None):
+        description = f"{request.path} only answers {' or '.join(sorted(error.valid_methods))}"
+    response = jsonify(error=description, status=error.code)
+    response.status_code = error.code
+    return response
+
+
+def _camera():
+    return current_app.extensions["camera"]
+
+
+def _param(name, required=True):
+    """A form (or JSON) field of this request, as text; 400 when required and missing."""
+    values = request.form if request.form else (request.get_json(silent=True) or {})
+    if not isinstance(values, dict) and not hasattr(values, "get"):
+        abort(400, description="send the parameters as form fields or a JSON object")
+    value = values.get(name)
+    if value is None or str(value).strip() == "":
+        if required:
+            abort(400, description=f"missing parameter {name!r}")
+        return None
+    return str(value).strip()
+
+
+def _switch(name, current):
+    """Parse on/off/toggle (and true/false) once, here at the edge; absent means toggle."""
+    value = (_param(name, required=False) or "toggle").lower()
+    if value in ("on", "true", "1", "yes", "half"):
+        return True
+    if value in ("off", "false", "0", "no", "full"):
+        return False
+    if value == "toggle":
+        return not current
+    abort(400, description=f"{name} must be on, off or toggle, not {value!r}")
+
+
+def _number(name, kind, low, high):
+    text = _param(name)
+    try:
+        value = kind(text)
+    except ValueError:
+        abort(400, description=f"{name} must be a number from {low} to {high}, not {text!r}")
+    if not low <= value <= high:
+        abort(400, description=f"{name} must be from {low} to {high}, not {text}")
+    return value
+
+
+def take_snapshot(filename=None):
+    """Save the current frame's JPEG in the media folder; answer the file it wrote."""
+    media_dir = current_app.config["MEDIA_DIR"]
+    try:
+        name = check_media_name(filename, SNAPSHOT_EXTENSIONS) if filename else None
+        frame = _camera().current_frame()
+        if name:
+            path = write_new_file(media_dir, name, frame.jpeg)
+        else:
+            path = write_unique_file(media_dir, timestamped_name("snapshot", ".jpg", frame.timestamp), frame.jpeg)
+    except MediaNameError as error:
+        abort(400, description=str(error))
+    except MediaExists as error:
+        abort(409, description=str(error))
+    except CameraError as error:
+        abort(503, description=str(error))
+    log.info("snapshot saved as %s", path.name)
+    return jsonify(file=path.name, size=path.stat().st_size, url=f"/media/{path.name}",
+                   timestamp=frame.timestamp)
+
+
+# The 'generic' payloads of /manual_video (seed 001 §5f): name -> function(args).
+PAYLOADS = {
+    "snapshot": lambda args: take_snapshot(args.get("filename")),
+}
+
+
+def video_payload(payload, args):
+    action = PAYLOADS.get(payload)
+    if action is None:
+        abort(400, description=f"unknown payload {payload!r}; known payloads: {', '.join(sorted(PAYLOADS))}")
+    return action(args)
+
+
+def _focus_control(action, *args):
+    try:
+        focus = action(*args)
+    except FocusNotSupported as error:
+        abort(409, description=str(error))
+    except CameraError as error:
+        abort(503, description=str(error))
+    return jsonify(focus=focus)
+
+
+def _register_routes(app):
+    @app.get("/")
+    def index():
+        camera = _camera()
+        return render_template("index.html", status=camera.status(),
+                               control_token=current_app.config["CONTROL_TOKEN"],
+                               has_light=current_app.extensions["led"] is not None)
+
+    @app.get("/video_feed")
+    def video_feed():
+        return Response(_mjpeg(_camera()), mimetype="multipart/x-mixed-replace; boundary=frame",
+                        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    @app.get("/status")
+    def status():
+        body = {"camera": _camera().status()}
+        led = current_app.extensions["led"]
+        body["light"] = led.status() if led is not None else None
+        return jsonify(body)
+
+    @app.post("/snapshot")
+    @auth.require_control
+    def snapshot():
+        return take_snapshot(_param("filename", required=False))
+
+    @app.post("/grayscale")
+    @auth.require_control
+    def grayscale():
+        camera = _camera()
+        return jsonify(grayscale=camera.set_grayscale(_switch("state", camera.grayscale)))
+
+    @app.post("/resolution")
+    @auth.require_control
+    def resolution():
+        camera = _camera()
+        return jsonify(half_resolution=camera.set_half_resolution(_switch("state", camera.half_resolution)))
+
+    @app.post("/autofocus")
+    @auth.require_control
+    def autofocus():
+        camera = _camera()
+        focus = camera.source.focus_state() or {}
+        return _focus_control(camera.set_autofocus, _switch("state", bool(focus.get("autofocus"))))
+
+    @app.post("/step_focus")
+    @auth.require_control
+    def step_focus():
+        return _focus_control(_camera().step_focus, _number("steps", int, -100, 100))
+
+    @app.post("/set_focus")
+    @auth.require_control
+    def set_focus():
+        return _focus_control(_camera().set_focus, _number("value", float, 0, 1023))
+
+    @app.post("/manual_video")
+    @auth.require_control
+    def manual_video():
+        args = dict(request.form) or (request.get_json(silent=True) or {})
+        if not isinstance(args, dict):
+            abort(400, description="send the payload as form fields or a JSON object")
+        return video_payload(_param("payload"), args)
+
+    @app.get("/media/<path:name>")
+    def media(name):
+        try:
+            path = media_path(current_app.config["MEDIA_DIR"], name)
+        except MediaNameError as error:
+            abort(400, description=str(error))
+        return send_from_directory(path.parent, path.name, conditional=True)
+
+    @app.get("/logs")
+    @auth.require_userkey
+    def logs():
+        lines = request.args.get("lines", "200")
+        if not lines.isdigit() or not 1 <= int(lines) <= 10000:
+            abort(400, description="lines must be a whole number from 1 to 10000")
+        try:
+            with open(current_app.config["LOG_FILE"], encoding="utf-8", errors="replace") as handle:
+                tail = "".join(deque(handle, maxlen=int(lines)))
+        except FileNotFoundError:
+            tail = ""
+        return Response(tail, mimetype="text/plain")
+
+    @app.post("/shutdown")
+    @auth.require_userkey
+    def shutdown():
+        return _power("shutdown")
+
+    @app.post("/reboot")
+    @auth.require_userkey
+    def reboot():
+        return _power("reboot")
+
+
+def _power(action):
+    if not current_app.config["SETTINGS"].allow_power_control:
+        abort(403, description=f"{action} is disabled: set allow_power_control = true in config.txt")
+    log.warning("%s requested from %s", action, request.remote_addr)
+    try:
+        subprocess.Popen(POWER_COMMANDS[action])
+    except OSError as error:
+        abort(503, description=f"could not {action}: {error}")
+    return jsonify(action=action, accepted=True), 202
+
+
+def _mjpeg(camera):
+    """The multipart body: each part is prebuilt by the camera, so viewers cost no encoding."""
+    yield b"--frame\r\n"
+    for frame in camera.frames():
+        yield frame.part
+
+
+def main_app():
+    """The production entry point (gunicorn 'app:main_app()'): config, logging, then the app."""
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        sys.exit(f"config error: {error}")
+    logging_setup.configure(_resolve(settings.log_file))
+    try:
+        return create_app(settings)
+    except (CameraError, ConfigError) as error:
+        sys.exit(f"cannot start: {error}")
+
+
+if __name__ == "__main__":
+    application = main_app()
+    chosen = application.config["SETTINGS"]
+    application.run(host=chosen.host, port=chosen.port, threaded=True)

@@ -1,0 +1,138 @@
+"""Settings: config.txt (INI) read once into one frozen object.
+
+Compatible with the original file: ``[SETTINGS] camera, light, lighttype, numlights, tty, baud`` and
+``[KEYS] userkey``. An empty value means "use the default". A bad value raises ``ConfigError`` with
+one message naming the key, the value and what is allowed.
+"""
+import configparser
+import dataclasses
+import os
+from pathlib import Path
+
+CAMERA_TYPES = ("demo", "default", "usb", "opencv", "pi", "picamera", "liquidlens", "kinect")
+LIGHT_TYPES = ("trinket", "neopixel")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+class ConfigError(ValueError):
+    """A setting has a value we cannot use; the message says which and what is allowed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    camera: str = "demo"
+    source: str = ""
+    width: int = 640
+    height: int = 480
+    fps: float = 30.0
+    jpeg_quality: int = 80
+    idle_timeout: float = 2.0
+    host: str = "0.0.0.0"
+    port: int = 5000
+    media_dir: str = "media"
+    log_file: str = "flask.log"
+    allow_power_control: bool = False
+    light: bool = False
+    lighttype: str = "trinket"
+    numlights: int = 16
+    tty: str = "/dev/ttyACM0"
+    baud: int = 9600
+    userkey: str = ""
+    config_path: str = ""
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+def _text(key, value):
+    return value
+
+
+def _choice(allowed):
+    def parse(key, value):
+        value = value.lower()
+        if value not in allowed:
+            raise ConfigError(f"{key} = {value!r} is not allowed; use one of: {', '.join(allowed)}")
+        return value
+    return parse
+
+
+def _boolean(key, value):
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(f"{key} = {value!r} is not a yes/no value; use true or false")
+
+
+def _number(kind, low, high):
+    def parse(key, value):
+        try:
+            number = kind(value)
+        except ValueError:
+            raise ConfigError(f"{key} = {value!r} is not a number; use a value from {low} to {high}") from None
+        if not low <= number <= high:
+            raise ConfigError(f"{key} = {value!r} is out of range; use a value from {low} to {high}")
+        return number
+    return parse
+
+
+# key -> (INI section, parser). Sections are where config.txt.example documents each key.
+_KEYS = {
+    "camera": ("SETTINGS", _choice(CAMERA_TYPES)),
+    "source": ("SETTINGS", _text),
+    "width": ("SETTINGS", _number(int, 16, 7680)),
+    "height": ("SETTINGS", _number(int, 16, 4320)),
+    "fps": ("SETTINGS", _number(float, 0.5, 240)),
+    "jpeg_quality": ("SETTINGS", _number(int, 1, 100)),
+    "idle_timeout": ("SETTINGS", _number(float, 0, 3600)),
+    "host": ("SETTINGS", _text),
+    "port": ("SETTINGS", _number(int, 1, 65535)),
+    "media_dir": ("SETTINGS", _text),
+    "log_file": ("SETTINGS", _text),
+    "allow_power_control": ("SETTINGS", _boolean),
+    "light": ("SETTINGS", _boolean),
+    "lighttype": ("SETTINGS", _choice(LIGHT_TYPES)),
+    "numlights": ("SETTINGS", _number(int, 1, 1024)),
+    "tty": ("SETTINGS", _text),
+    "baud": ("SETTINGS", _number(int, 300, 4_000_000)),
+    "userkey": ("KEYS", _text),
+}
+
+# Environment variables that override the file (seed 002 uses CAMERA=opencv).
+_ENVIRONMENT = {"CAMERA": "camera", "PORT": "port", "CAMERA_SOURCE": "source"}
+
+
+def load_settings(path=None, environ=None):
+    """Read ``path`` (default: $CONFIG_FILE or ./config.txt) and the environment into Settings."""
+    environ = os.environ if environ is None else environ
+    path = Path(path or environ.get("CONFIG_FILE") or "config.txt")
+    values = {}
+    if path.exists():
+        values.update(_read_ini(path))
+        # The original server used a USB camera when config.txt left camera empty.
+        values.setdefault("camera", "usb")
+    for variable, key in _ENVIRONMENT.items():
+        if environ.get(variable, "").strip():
+            values[key] = environ[variable].strip()
+    parsed = {key: _KEYS[key][1](key, value) for key, value in values.items()}
+    return Settings(config_path=str(path) if path.exists() else "", **parsed)
+
+
+def _read_ini(path):
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path} is not a valid INI file: {error}") from None
+    values = {}
+    for section in parser.sections():
+        for key, value in parser.items(section):
+            if key not in _KEYS:
+                known = ", ".join(sorted(_KEYS))
+                raise ConfigError(f"{path}: unknown key {key!r} in [{section}]; known keys: {known}")
+            if value.strip():
+                values[key] = value.strip()
+    return values

@@ -1,0 +1,132 @@
+// The live page: controls POST with the page's control token; the status refreshes every 2 s.
+"use strict";
+
+const controlToken = document.querySelector('meta[name="control-token"]').content;
+const message = document.getElementById("message");
+
+async function post(url, fields = {}, headers = {}) {
+  const response = await fetch(url, {
+    method: "POST",
+    headers: { "X-Control-Token": controlToken, ...headers },
+    body: new URLSearchParams(fields),
+  });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    throw new Error(body.error || `${url} answered ${response.status}`);
+  }
+  return body;
+}
+
+function say(text) {
+  message.textContent = text;
+}
+
+function setPressed(id, pressed) {
+  document.getElementById(id).setAttribute("aria-pressed", pressed ? "true" : "false");
+}
+
+async function run(action) {
+  try {
+    await action();
+  } catch (error) {
+    say(error.message);
+  }
+}
+
+document.getElementById("grayscale").addEventListener("click", () => run(async () => {
+  const body = await post("/grayscale", { state: "toggle" });
+  setPressed("grayscale", body.grayscale);
+}));
+
+document.getElementById("resolution-toggle").addEventListener("click", () => run(async () => {
+  const body = await post("/resolution", { state: "toggle" });
+  setPressed("resolution-toggle", body.half_resolution);
+}));
+
+document.getElementById("snapshot-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  run(async () => {
+    const name = document.getElementById("snapshot-name").value.trim();
+    const body = await post("/snapshot", name ? { filename: name } : {});
+    message.innerHTML = "";
+    const link = document.createElement("a");
+    link.href = body.url;
+    link.textContent = body.file;
+    link.target = "_blank";
+    message.append("Saved ", link);
+  });
+});
+
+function showFocus(focus) {
+  if (!focus) return;
+  setPressed("autofocus", focus.autofocus);
+  if (focus.focus !== null && focus.focus !== undefined) {
+    document.getElementById("focus-value").value = focus.focus;
+  }
+}
+
+document.getElementById("autofocus").addEventListener("click", () => run(async () => {
+  showFocus((await post("/autofocus", { state: "toggle" })).focus);
+}));
+
+for (const button of document.querySelectorAll(".step-focus")) {
+  button.addEventListener("click", () => run(async () => {
+    showFocus((await post("/step_focus", { steps: button.dataset.steps })).focus);
+  }));
+}
+
+document.getElementById("set-focus").addEventListener("click", () => run(async () => {
+  const value = document.getElementById("focus-value").value;
+  showFocus((await post("/set_focus", { value })).focus);
+}));
+
+function userkeyHeader() {
+  return { "X-User-Key": document.getElementById("userkey").value };
+}
+
+document.getElementById("show-logs").addEventListener("click", () => run(async () => {
+  const response = await fetch("/logs?lines=200", { headers: userkeyHeader() });
+  if (!response.ok) {
+    throw new Error((await response.json()).error);
+  }
+  const logs = document.getElementById("logs");
+  logs.textContent = await response.text();
+  logs.hidden = false;
+}));
+
+for (const button of document.querySelectorAll(".power")) {
+  button.addEventListener("click", () => run(async () => {
+    const action = button.dataset.action;
+    if (!confirm(`Really ${action} the camera server's computer?`)) return;
+    await post(`/${action}`, {}, userkeyHeader());
+    say(`${action} requested`);
+  }));
+}
+
+// The stream reconnects by itself when the connection drops (server restart, network).
+const stream = document.getElementById("stream");
+stream.addEventListener("error", () => {
+  setTimeout(() => { stream.src = `/video_feed?reconnect=${Date.now()}`; }, 2000);
+});
+
+async function refreshStatus() {
+  try {
+    const camera = (await (await fetch("/status")).json()).camera;
+    const state = document.getElementById("state");
+    state.textContent = camera.state;
+    state.className = `badge ${camera.state}`;
+    document.getElementById("fps").textContent = camera.fps;
+    document.getElementById("resolution").textContent = camera.resolution.join("x");
+    document.getElementById("viewers").textContent = camera.viewers;
+    setPressed("grayscale", camera.grayscale);
+    setPressed("resolution-toggle", camera.half_resolution);
+    const lastError = document.getElementById("last-error");
+    lastError.textContent = camera.last_error || "";
+    lastError.hidden = !camera.last_error;
+    document.getElementById("focus-controls").classList.toggle("unsupported", camera.focus === null);
+    showFocus(camera.focus);
+  } catch (error) {
+    // The server is restarting; the next refresh will tell.
+  }
+}
+setInterval(refreshStatus, 2000);
