@@ -29,7 +29,7 @@ setup_venv() {
             python3 -m venv "$venv_dir"
         fi
     fi
-    local stamp="$venv_dir/.requirements.sha256"
+    local stamp="$venv_dir/.installed-$(echo "$@" | tr ' /' '+_').sha256"
     local wanted
     wanted=$(cat "$@" | sha256sum | cut -d' ' -f1)
     if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then

@@ -123,7 +123,10 @@ async function refreshStatus() {
     const lastError = document.getElementById("last-error");
     lastError.textContent = camera.last_error || "";
     lastError.hidden = !camera.last_error;
-    document.getElementById("focus-controls").classList.toggle("unsupported", camera.focus === null);
+    for (const control of document.querySelectorAll("#focus-controls button, #focus-controls input")) {
+      control.disabled = camera.focus === null;
+    }
+    document.getElementById("focus-note").hidden = camera.focus !== null;
     showFocus(camera.focus);
   } catch (error) {
     // The server is restarting; the next refresh will tell.

@@ -1,0 +1,133 @@
+"""Shared fixtures: settings in a tmp folder, the app with the demo or a fake camera, free ports."""
+import os
+import socket
+import sys
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app import create_app  # noqa: E402
+from camera_base import Camera, CameraError, Source  # noqa: E402
+from settings import Settings  # noqa: E402
+
+
+class FakeSource(Source):
+    """A source the test drives: numbered frames, and failures switched on and off."""
+
+    name = "fake"
+
+    def __init__(self, width=64, height=48, interval=0.01):
+        self.width, self.height, self.frame_interval = width, height, interval
+        self.fail_open = None          # an error message, or None
+        self.fail_read = None
+        self.reads = 0
+        self.opens = 0
+        self.closes = 0
+        self.is_open = False
+        self.lock = threading.Lock()
+
+    def open(self):
+        if self.fail_open:
+            raise CameraError(self.fail_open)
+        self.opens += 1
+        self.is_open = True
+
+    def read(self):
+        if self.fail_read:
+            raise CameraError(self.fail_read)
+        self.reads += 1
+        image = np.zeros((self.height, self.width, 3), np.uint8)
+        image[:, :, 2] = self.reads % 256        # red channel counts frames
+        image[:, :, 1] = 40
+        return image
+
+    def close(self):
+        self.closes += 1
+        self.is_open = False
+
+
+@pytest.fixture
+def fake_source():
+    return FakeSource()
+
+
+@pytest.fixture
+def fake_camera(fake_source):
+    camera = Camera(fake_source, kind="fake", width=64, height=48, idle_timeout=0.2)
+    yield camera
+    camera.stop()
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return Settings(media_dir=str(tmp_path / "media"), log_file=str(tmp_path / "flask.log"),
+                    userkey="sesame", idle_timeout=0.5)
+
+
+@pytest.fixture
+def app(settings):
+    application = create_app(settings)
+    yield application
+    application.extensions["camera"].stop()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def control(app):
+    """Headers that carry the live page's control token."""
+    return {"X-Control-Token": app.config["CONTROL_TOKEN"]}
+
+
+@pytest.fixture
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def write_test_video(path, frames=20, fps=10, size=(160, 120)):
+    """A small MJPEG AVI whose frame i is filled with brightness 10*i, so frames can be told apart."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    assert writer.isOpened(), "OpenCV cannot write the test video"
+    for index in range(frames):
+        writer.write(np.full((size[1], size[0], 3), (10 * index) % 256, np.uint8))
+    writer.release()
+    return path
+
+
+@pytest.fixture
+def video_file(tmp_path):
+    return write_test_video(tmp_path / "clip.avi")
+
+
+def read_one_part(client, url="/video_feed"):
+    """The first MJPEG part of a stream: (headers dict, jpeg bytes)."""
+    response = client.get(url, buffered=False)
+    try:
+        chunks = iter(response.response)
+        assert next(chunks) == b"--frame\r\n"
+        return parse_part(next(chunks))
+    finally:
+        response.close()
+
+
+def parse_part(part):
+    head, _, rest = part.partition(b"\r\n\r\n")
+    headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n"))
+    length = int(headers["Content-Length"])
+    assert rest[length:] == b"\r\n--frame\r\n", "the boundary must follow the JPEG at once"
+    return headers, rest[:length]
+
+
+def in_ci():
+    return bool(os.environ.get("CI"))

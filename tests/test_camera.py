@@ -1,0 +1,146 @@
+"""The camera worker: one encode per frame, start and stop with consumers, no signal and recovery."""
+import threading
+
+import numpy as np
+import pytest
+
+import camera_base
+from camera_base import Camera, CameraError
+from camera_demo import DemoSource
+
+
+def wait_for(predicate, timeout=5.0):
+    """Poll a condition the worker will reach (tests assert outcomes, not timings)."""
+    event = threading.Event()
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            return True
+        event.wait(0.01)
+    return predicate()
+
+
+def take(camera, count):
+    frames = []
+    for item in camera.frames():
+        frames.append(item)
+        if len(frames) == count:
+            break
+    return frames
+
+
+def test_each_frame_is_encoded_once_whatever_the_number_of_viewers(fake_camera, monkeypatch):
+    encodes = []
+    real_encode = camera_base.encode_jpeg
+    monkeypatch.setattr(camera_base, "encode_jpeg", lambda image, quality: encodes.append(1) or real_encode(image, quality))
+    received = [[] for _ in range(5)]
+
+    def viewer(store):
+        store.extend(take(fake_camera, 10))
+
+    threads = [threading.Thread(target=viewer, args=(store,)) for store in received]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    last_seq = fake_camera.hub.latest.seq
+    assert len(encodes) == last_seq          # one encode per published frame, not per viewer
+    by_seq = {}
+    for store in received:
+        assert len(store) == 10
+        for item in store:
+            assert by_seq.setdefault(item.seq, item) is item    # every viewer got the very same bytes
+
+
+def test_starts_with_the_first_consumer_and_releases_the_device_after_the_last(fake_camera, fake_source):
+    assert fake_camera.state == "stopped" and fake_source.opens == 0
+    take(fake_camera, 3)
+    assert fake_source.opens == 1
+    assert wait_for(lambda: fake_camera.state == "stopped")
+    assert fake_source.closes == 1 and not fake_source.is_open
+    take(fake_camera, 3)                     # a new viewer opens it again
+    assert fake_source.opens == 2
+
+
+def test_a_held_camera_stays_open(fake_camera, fake_source):
+    with fake_camera.consumer():
+        take(fake_camera, 2)
+        reads = fake_source.reads
+        assert wait_for(lambda: fake_source.reads > reads + 30)   # well past idle_timeout
+        assert fake_source.is_open and fake_camera.state == "streaming"
+
+
+def test_a_slow_viewer_does_not_hold_up_the_producer(fake_camera):
+    stream = fake_camera.frames()
+    first = next(stream)                      # this viewer now stops reading
+    assert wait_for(lambda: fake_camera.hub.latest.seq > first.seq + 20)
+    assert next(stream).seq > first.seq + 20  # and skips to the newest frame when it reads again
+    stream.close()
+
+
+def test_grayscale_and_half_resolution(fake_camera):
+    assert fake_camera.set_grayscale(True) is True
+    assert take(fake_camera, 2)[-1].image.shape == (48, 64)
+    fake_camera.set_half_resolution(True)
+    assert wait_for(lambda: fake_camera.current_frame().image.shape == (24, 32))
+    fake_camera.set_grayscale(False)
+    assert wait_for(lambda: fake_camera.current_frame().image.shape == (24, 32, 3))
+    assert fake_camera.status()["resolution"] == [32, 24]
+
+
+def test_a_camera_that_cannot_open_shows_why_and_recovers(fake_camera, fake_source):
+    fake_source.fail_open = "cannot open /dev/video7"
+    stream = fake_camera.frames()
+    frame = next(stream)
+    assert not frame.live and frame.image.shape == (48, 64, 3)
+    assert fake_camera.state == "no_signal"
+    assert fake_camera.status()["last_error"] == "cannot open /dev/video7"
+    with pytest.raises(CameraError, match="cannot open /dev/video7"):
+        fake_camera.current_frame(timeout=0.3)
+    fake_source.fail_open = None               # plugged back in: the same stream continues
+    assert wait_for(lambda: next(stream).live)
+    assert fake_camera.state == "streaming" and fake_camera.status()["last_error"] is None
+    stream.close()
+
+
+def test_a_camera_that_disappears_mid_stream_is_reopened(fake_camera, fake_source):
+    stream = fake_camera.frames()
+    assert next(stream).live
+    fake_source.fail_read = "camera unplugged"
+    assert wait_for(lambda: not next(stream).live)
+    assert fake_source.closes >= 1
+    fake_source.fail_read = None
+    assert wait_for(lambda: next(stream).live)
+    assert fake_source.opens >= 2
+    stream.close()
+
+
+def test_an_unexpected_error_does_not_kill_the_worker(fake_camera, fake_source, monkeypatch):
+    real_read = fake_source.read
+    calls = []
+
+    def broken_once():
+        calls.append(1)
+        if len(calls) == 3:
+            raise ZeroDivisionError("a bug in a frame hook")
+        return real_read()
+
+    monkeypatch.setattr(fake_source, "read", broken_once)
+    frames = take(fake_camera, 12)
+    assert any(not item.live for item in frames) and frames[-1].live
+
+
+def test_demo_frames_change_and_have_the_configured_size():
+    camera = Camera(DemoSource(320, 240, 30), width=320, height=240, idle_timeout=0.2)
+    try:
+        first, second = take(camera, 2)
+        assert first.image.shape == (240, 320, 3)
+        assert not np.array_equal(first.image, second.image)
+        assert first.jpeg.startswith(b"\xff\xd8") and first.jpeg.endswith(b"\xff\xd9")
+    finally:
+        camera.stop()
+
+
+def test_focus_on_a_camera_without_focus_is_refused_without_opening_it(fake_camera, fake_source):
+    with pytest.raises(camera_base.FocusNotSupported):
+        fake_camera.set_focus(10)
+    assert fake_source.opens == 0

@@ -1,0 +1,55 @@
+import threading
+
+import gevent
+import pytest
+
+from frame_hub import Frame, FrameHub
+from conftest import parse_part
+
+
+def frame(seq):
+    return Frame.build(seq, 1000.0 + seq, None, b"\xff\xd8jpeg%d\xff\xd9" % seq)
+
+
+def test_part_carries_length_timestamp_and_the_next_boundary():
+    headers, jpeg = parse_part(frame(7).part)
+    assert jpeg == b"\xff\xd8jpeg7\xff\xd9"
+    assert headers["Content-Type"] == "image/jpeg"
+    assert float(headers["X-Timestamp"]) == pytest.approx(1007.0)
+
+
+def test_waiter_gets_only_a_newer_frame():
+    hub = FrameHub(cooperative=False)
+    hub.publish(frame(1))
+    assert hub.wait_newer(0, 0.01).seq == 1
+    assert hub.wait_newer(1, 0.01) is None
+
+
+def test_a_slow_consumer_skips_to_the_newest_frame():
+    hub = FrameHub(cooperative=False)
+    for seq in range(1, 6):
+        hub.publish(frame(seq))
+    assert hub.wait_newer(1, 0.01).seq == 5
+
+
+def test_threads_are_woken_by_a_publish():
+    hub = FrameHub(cooperative=False)
+    results = []
+    waiters = [threading.Thread(target=lambda: results.append(hub.wait_newer(0, 5))) for _ in range(20)]
+    for waiter in waiters:
+        waiter.start()
+    hub.publish(frame(1))
+    for waiter in waiters:
+        waiter.join(5)
+    assert [result.seq for result in results] == [1] * 20
+
+
+def test_greenlets_are_woken_by_a_native_producer_thread():
+    hub = FrameHub(cooperative=True)
+    greenlets = [gevent.spawn(hub.wait_newer, 0, 5) for _ in range(50)]
+    gevent.sleep(0.01)                      # let them all start waiting
+    producer = threading.Thread(target=hub.publish, args=(frame(1),))
+    producer.start()
+    gevent.joinall(greenlets, timeout=5)
+    producer.join()
+    assert [greenlet.value.seq for greenlet in greenlets] == [1] * 50

@@ -1,0 +1,195 @@
+"""Every route: what it answers, what it refuses, and that bad input is a 4xx with a message."""
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import app as app_module
+from app import create_app
+from camera_base import Camera
+from conftest import FakeSource, read_one_part
+
+
+def test_live_page_shows_controls_state_and_fps(client, app):
+    page = client.get("/").get_data(as_text=True)
+    assert '<img id="stream" src="/video_feed"' in page
+    assert app.config["CONTROL_TOKEN"] in page
+    for control in ("grayscale", "resolution-toggle", "snapshot-form", "autofocus", 'id="fps"'):
+        assert control in page
+
+
+def test_video_feed_parts_carry_length_and_capture_time(client):
+    headers, jpeg = read_one_part(client)
+    assert headers["Content-Type"] == "image/jpeg"
+    assert int(headers["Content-Length"]) == len(jpeg)
+    assert jpeg.startswith(b"\xff\xd8") and jpeg.endswith(b"\xff\xd9")
+    assert float(headers["X-Timestamp"]) > 1.7e9
+
+
+def test_status_reports_camera_state(client):
+    read_one_part(client)
+    camera = client.get("/status").get_json()["camera"]
+    assert camera["camera"] == "demo" and camera["resolution"] == [640, 480]
+    assert camera["state"] in ("streaming", "stopped")
+    for key in ("fps", "viewers", "grayscale", "half_resolution", "last_error", "focus"):
+        assert key in camera
+
+
+def test_controls_need_the_page_token_or_the_userkey(client, control):
+    assert client.post("/grayscale").status_code == 403
+    assert client.post("/grayscale", headers={"X-Control-Token": "guess"}).status_code == 403
+    assert client.post("/grayscale", headers=control).get_json() == {"grayscale": True}
+    assert client.post("/grayscale", headers={"X-User-Key": "sesame"}).get_json() == {"grayscale": False}
+    assert client.post("/grayscale", data={"userkey": "sesame", "state": "on"}).get_json() == {"grayscale": True}
+
+
+@pytest.mark.parametrize("route, field", [("/grayscale", "grayscale"), ("/resolution", "half_resolution")])
+def test_toggles_take_on_off_or_toggle(client, control, route, field):
+    assert client.post(route, headers=control, data={"state": "on"}).get_json() == {field: True}
+    assert client.post(route, headers=control, data={"state": "toggle"}).get_json() == {field: False}
+    response = client.post(route, headers=control, data={"state": "sideways"})
+    assert response.status_code == 400 and "on, off or toggle" in response.get_json()["error"]
+
+
+def test_changes_are_post_only(client):
+    response = client.get("/grayscale")
+    assert response.status_code == 405 and "POST" in response.get_json()["error"]
+
+
+def test_snapshot_with_a_default_timestamped_name(client, control, settings):
+    body = client.post("/snapshot", headers=control).get_json()
+    assert body["file"].startswith("snapshot_") and body["file"].endswith(".jpg")
+    saved = Path(settings.media_dir) / body["file"]
+    assert saved.read_bytes().startswith(b"\xff\xd8") and saved.stat().st_size == body["size"]
+    second = client.post("/snapshot", headers=control).get_json()
+    assert second["file"] != body["file"]          # same second: a suffix, never an overwrite
+    assert client.get(body["url"]).data == saved.read_bytes()
+
+
+def test_snapshot_with_a_user_name_never_overwrites(client, control, settings):
+    assert client.post("/snapshot", headers=control, data={"filename": "front door"}).get_json()["file"] == "front door.jpg"
+    original = (Path(settings.media_dir) / "front door.jpg").read_bytes()
+    response = client.post("/snapshot", headers=control, data={"filename": "front door.jpg"})
+    assert response.status_code == 409 and "already exists" in response.get_json()["error"]
+    assert (Path(settings.media_dir) / "front door.jpg").read_bytes() == original
+
+
+@pytest.mark.parametrize("name", ["../escape", "/etc/passwd", "a/b.jpg", "..", "bad\x00name", "tab\tname",
+                                  "x" * 200, "notes.txt", ".hidden.jpg", "..\\up.jpg"])
+def test_snapshot_names_that_could_escape_or_mislead_are_refused(client, control, settings, tmp_path, name):
+    response = client.post("/snapshot", headers=control, data={"filename": name})
+    assert response.status_code == 400 and response.get_json()["error"]
+    assert list(Path(settings.media_dir).iterdir()) == []
+    assert not (tmp_path / "escape.jpg").exists()
+
+
+def test_manual_video_runs_the_snapshot_payload(client, control, settings):
+    body = client.post("/manual_video", headers=control, data={"payload": "snapshot", "filename": "p1"}).get_json()
+    assert body["file"] == "p1.jpg" and (Path(settings.media_dir) / "p1.jpg").exists()
+
+
+def test_manual_video_lists_the_known_payloads(client, control):
+    response = client.post("/manual_video", headers=control, data={"payload": "selfdestruct"})
+    assert response.status_code == 400 and "known payloads: snapshot" in response.get_json()["error"]
+    response = client.post("/manual_video", headers=control, data={})
+    assert response.status_code == 400 and "payload" in response.get_json()["error"]
+
+
+def test_manual_video_accepts_json(client, control):
+    response = client.post("/manual_video", headers=control, json={"payload": "snapshot", "filename": "j"})
+    assert response.get_json()["file"] == "j.jpg"
+
+
+def test_focus_on_the_demo_camera_is_a_clear_409(client, control):
+    for route, data in (("/autofocus", {}), ("/step_focus", {"steps": "1"}), ("/set_focus", {"value": "10"})):
+        response = client.post(route, headers=control, data=data)
+        assert response.status_code == 409 and "no controllable focus" in response.get_json()["error"]
+
+
+@pytest.mark.parametrize("route, data, words", [
+    ("/step_focus", {}, "missing parameter 'steps'"),
+    ("/step_focus", {"steps": "many"}, "steps must be a number"),
+    ("/step_focus", {"steps": "1000"}, "from -100 to 100"),
+    ("/set_focus", {"value": "near"}, "value must be a number"),
+    ("/set_focus", {"value": "-5"}, "from 0 to 1023"),
+])
+def test_focus_parameters_are_checked(client, control, route, data, words):
+    response = client.post(route, headers=control, data=data)
+    assert response.status_code == 400 and words in response.get_json()["error"]
+
+
+def test_media_route_stays_in_the_media_folder(client, settings, tmp_path):
+    (tmp_path / "secret.txt").write_text("secret")
+    for path in ("/media/../secret.txt", "/media/..%2fsecret.txt", "/media/%2e%2e/secret.txt"):
+        response = client.get(path)
+        assert response.status_code in (400, 404) and b"secret" != response.data
+    assert client.get("/media/none.jpg").status_code == 404
+
+
+def test_logs_need_the_userkey(client, settings):
+    Path(settings.log_file).write_text("line one\nline two\n")
+    assert client.get("/logs").status_code == 401
+    assert client.get("/logs", headers={"X-User-Key": "wrong"}).status_code == 403
+    response = client.get("/logs?lines=1", headers={"X-User-Key": "sesame"})
+    assert response.status_code == 200 and response.get_data(as_text=True) == "line two\n"
+    assert client.get("/logs?lines=lots", headers={"X-User-Key": "sesame"}).status_code == 400
+
+
+def test_privileged_routes_are_disabled_without_a_userkey(settings):
+    application = create_app(settings.replace(userkey=""))
+    response = application.test_client().get("/logs", headers={"X-User-Key": ""})
+    assert response.status_code == 403 and "set userkey" in response.get_json()["error"]
+
+
+def test_userkey_is_never_logged(client, settings, caplog):
+    client.post("/reboot", headers={"X-User-Key": "sesame"})
+    client.get("/logs", headers={"X-User-Key": "not-the-key"})
+    assert "sesame" not in caplog.text and "not-the-key" not in caplog.text
+
+
+def test_power_routes_only_act_when_enabled(client, settings, monkeypatch):
+    started = []
+    monkeypatch.setattr(subprocess, "Popen", lambda command: started.append(command))
+    response = client.post("/shutdown", headers={"X-User-Key": "sesame"})
+    assert response.status_code == 403 and "allow_power_control" in response.get_json()["error"]
+    assert client.post("/reboot").status_code == 401
+    application = create_app(settings.replace(allow_power_control=True))
+    response = application.test_client().post("/reboot", headers={"X-User-Key": "sesame"})
+    assert response.status_code == 202 and started == [["systemctl", "reboot"]]
+
+
+def test_a_camera_that_cannot_open_still_lets_the_page_load(settings):
+    source = FakeSource()
+    source.fail_open = "cannot open /dev/video0: is the camera plugged in?"
+    camera = Camera(source, kind="usb", idle_timeout=0.5)
+    application = create_app(settings, camera=camera)
+    client = application.test_client()
+    try:
+        headers, jpeg = read_one_part(client)          # the "no signal" frame
+        assert jpeg.startswith(b"\xff\xd8")
+        status = client.get("/status").get_json()["camera"]
+        assert status["state"] == "no_signal" and "plugged in" in status["last_error"]
+        assert client.get("/").status_code == 200
+        assert "plugged in" in client.get("/").get_data(as_text=True)
+        response = client.post("/snapshot", headers={"X-User-Key": "sesame"})
+        assert response.status_code == 503 and "plugged in" in response.get_json()["error"]
+    finally:
+        camera.stop()
+
+
+def test_the_camera_is_released_after_the_last_viewer(app, client):
+    read_one_part(client)
+    camera = app.extensions["camera"]
+    thread = camera._thread
+    if thread is not None:
+        thread.join(5)
+    assert camera.state == "stopped" and camera.consumers == 0
+
+
+def test_config_error_stops_start_up_with_one_clear_message(tmp_path, monkeypatch):
+    config = tmp_path / "config.txt"
+    config.write_text("[SETTINGS]\ncamera = webcam\n")
+    monkeypatch.setenv("CONFIG_FILE", str(config))
+    with pytest.raises(SystemExit) as stopped:
+        app_module.main_app()
+    assert "camera = 'webcam'" in str(stopped.value) and "demo" in str(stopped.value)

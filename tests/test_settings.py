@@ -1,0 +1,82 @@
+import pytest
+
+from settings import ConfigError, Settings, load_settings
+
+ORIGINAL = """[SETTINGS]
+camera = LiquidLens
+light = true
+lighttype = trinket
+numlights = 12
+tty = /dev/ttyS0
+baud = 115200
+
+[KEYS]
+userkey = let-me-in
+"""
+
+
+def test_no_config_file_means_the_demo_camera(tmp_path):
+    settings = load_settings(tmp_path / "missing.txt", environ={})
+    assert settings == Settings()
+    assert settings.camera == "demo" and settings.port == 5000
+
+
+def test_reads_the_original_file_format(tmp_path):
+    path = tmp_path / "config.txt"
+    path.write_text(ORIGINAL)
+    settings = load_settings(path, environ={})
+    assert settings.camera == "liquidlens"
+    assert settings.light is True and settings.lighttype == "trinket"
+    assert (settings.numlights, settings.tty, settings.baud) == (12, "/dev/ttyS0", 115200)
+    assert settings.userkey == "let-me-in"
+
+
+def test_empty_values_mean_default_and_empty_camera_is_usb_as_in_the_original(tmp_path):
+    path = tmp_path / "config.txt"
+    path.write_text("[SETTINGS]\ncamera =\nwidth =\nsource = \n[KEYS]\nuserkey =\n")
+    settings = load_settings(path, environ={})
+    assert settings.camera == "usb"
+    assert settings.width == 640 and settings.source == "" and settings.userkey == ""
+
+
+def test_environment_overrides_camera_and_port(tmp_path):
+    path = tmp_path / "config.txt"
+    path.write_text("[SETTINGS]\ncamera = demo\nport = 8000\n")
+    settings = load_settings(path, environ={"CAMERA": "opencv", "PORT": "5050"})
+    assert (settings.camera, settings.port) == ("opencv", 5050)
+
+
+def test_config_file_from_environment(tmp_path):
+    path = tmp_path / "elsewhere.ini"
+    path.write_text("[SETTINGS]\nfps = 15\n")
+    assert load_settings(environ={"CONFIG_FILE": str(path)}).fps == 15.0
+
+
+@pytest.mark.parametrize("text, words", [
+    ("[SETTINGS]\ncamera = webcam\n", ["camera", "'webcam'", "demo", "kinect"]),
+    ("[SETTINGS]\nwidth = wide\n", ["width", "'wide'", "16 to 7680"]),
+    ("[SETTINGS]\nport = 70000\n", ["port", "'70000'", "1 to 65535"]),
+    ("[SETTINGS]\nlight = maybe\n", ["light", "'maybe'", "true or false"]),
+    ("[SETTINGS]\ncolour = blue\n", ["unknown key", "'colour'", "camera"]),
+    ("camera = demo\n", ["not a valid INI file"]),
+])
+def test_bad_values_give_one_clear_message(tmp_path, text, words):
+    path = tmp_path / "config.txt"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    for word in words:
+        assert word in str(caught.value)
+
+
+def test_bad_environment_value_is_named_too(tmp_path):
+    with pytest.raises(ConfigError, match="port = 'eighty'"):
+        load_settings(tmp_path / "none.txt", environ={"PORT": "eighty"})
+
+
+def test_example_config_documents_every_key():
+    from pathlib import Path
+    import settings as settings_module
+    example = (Path(settings_module.__file__).parent / "config.txt.example").read_text()
+    for key in settings_module._KEYS:
+        assert f"\n{key} =" in example or f"\n# {key} =" in example, key
