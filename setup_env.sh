@@ -7,17 +7,26 @@ needs_system_packages() {
     grep -qs "Raspberry Pi" /proc/device-tree/model || python3 -c "import picamera2" 2>/dev/null
 }
 
+# apt-get install the named Debian packages, as root or through sudo; fails when neither is possible.
+apt_install() {
+    local runner=()
+    if [ "$(id -u)" != 0 ]; then
+        command -v sudo >/dev/null || return 1
+        runner=(sudo)
+    fi
+    echo "installing $* with apt" >&2
+    "${runner[@]}" apt-get update -qq &&
+        "${runner[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
 ensure_python_venv() {
     if python3 -c "import ensurepip, venv" 2>/dev/null; then
         return
     fi
-    if [ "$(id -u)" = 0 ]; then
-        echo "installing python3-venv with apt" >&2
-        apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
-    else
-        echo "python3-venv is missing: run 'sudo apt install python3-venv' (or run this script with sudo)" >&2
+    apt_install python3-venv || {
+        echo "python3-venv is missing: run 'sudo apt install python3-venv'" >&2
         exit 1
-    fi
+    }
 }
 
 setup_venv() {
