@@ -65,9 +65,10 @@ class Source:
 
 
 def encode_jpeg(image, quality):
+    """JPEG bytes; colour with 4:2:0 chroma (simplejpeg's default 4:4:4 is ~45 % larger per frame)."""
     if image.ndim == 2:
         return simplejpeg.encode_jpeg(image[:, :, np.newaxis], quality, colorspace="GRAY", fastdct=True)
-    return simplejpeg.encode_jpeg(image, quality, colorspace="BGR", fastdct=True)
+    return simplejpeg.encode_jpeg(image, quality, colorspace="BGR", colorsubsampling="420", fastdct=True)
 
 
 def no_signal_image(width, height, reason):
