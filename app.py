@@ -36,6 +36,7 @@ def create_app(settings=None, camera=None, led=None):
         CONTROL_TOKEN=secrets.token_urlsafe(24),
         MEDIA_DIR=str(_resolve(settings.media_dir)),
         LOG_FILE=str(_resolve(settings.log_file)),
+        MAX_CONTENT_LENGTH=64 * 1024,       # controls take a few short fields
     )
     Path(app.config["MEDIA_DIR"]).mkdir(parents=True, exist_ok=True)
     app.extensions["camera"] = camera or create_camera(settings)

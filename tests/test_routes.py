@@ -193,3 +193,24 @@ def test_config_error_stops_start_up_with_one_clear_message(tmp_path, monkeypatc
     with pytest.raises(SystemExit) as stopped:
         app_module.main_app()
     assert "camera = 'webcam'" in str(stopped.value) and "demo" in str(stopped.value)
+
+
+POST_ROUTES = ["/snapshot", "/grayscale", "/resolution", "/autofocus", "/step_focus", "/set_focus",
+               "/manual_video", "/shutdown", "/reboot"]
+GARBAGE = [
+    {"data": b"\xff\xfe\x00garbage", "content_type": "application/x-www-form-urlencoded"},
+    {"data": b"state=\xff\xfe&steps=\xc3&value=\x00&filename=\xff.jpg&payload=\xfe"},
+    {"data": b"[1, 2, 3]", "content_type": "application/json"},
+    {"data": b'{"steps": {"a": 1}, "value": [1], "filename": 5, "payload": null}', "content_type": "application/json"},
+    {"data": b"{not json", "content_type": "application/json"},
+    {"data": b"x=" + b"A" * 100_000, "content_type": "application/x-www-form-urlencoded"},
+]
+
+
+@pytest.mark.parametrize("route", POST_ROUTES)
+@pytest.mark.parametrize("body", GARBAGE, ids=range(len(GARBAGE)))
+def test_garbage_gets_a_4xx_with_a_message_never_a_5xx(client, control, route, body, settings):
+    response = client.post(route, headers={**control, "X-User-Key": "sesame"}, **body)
+    assert 400 <= response.status_code < 500 or response.status_code in (200, 202), response.status_code
+    if response.status_code >= 400:
+        assert response.get_json()["error"]
