@@ -144,11 +144,18 @@ class _BoardLineReader(serial.threaded.LineReader):
         super().__init__()
         self._on_line = on_line
         self._on_lost = on_lost
+        self._discarding = False  # inside an overlong line, until its newline
 
     def data_received(self, data):
+        if self._discarding:
+            end = data.find(self.TERMINATOR)
+            if end < 0:
+                return
+            data, self._discarding = data[end + 1:], False
         super().data_received(data)
         if len(self.buffer) > self.MAX_LINE:
             del self.buffer[:]
+            self._discarding = True
             self._on_line(None)
 
     def handle_line(self, line):
@@ -158,6 +165,37 @@ class _BoardLineReader(serial.threaded.LineReader):
         """Tell the Led; pyserial's base class would re-raise exc in the reader thread."""
         self.transport = None
         self._on_lost(exc)
+
+
+class _BoardReaderThread(serial.threaded.ReaderThread):
+    """pyserial's ReaderThread, but an OSError from a vanished device also ends the link.
+
+    (pyserial's loop catches only SerialException; `in_waiting` on an unplugged tty raises
+    a bare OSError, which would kill the thread without calling connection_lost.)
+    """
+
+    def run(self):
+        if not hasattr(self.serial, "cancel_read"):  # a port that cannot be woken: wake up each second
+            self.serial.timeout = 1
+        self.protocol = self.protocol_factory()
+        self.protocol.connection_made(self)
+        self._connection_made.set()
+        error = None
+        while self.alive and self.serial.is_open:
+            try:
+                data = self.serial.read(self.serial.in_waiting or 1)  # blocks in select()
+            except (serial.SerialException, OSError) as exc:
+                error = exc
+                break
+            try:
+                self.protocol.data_received(data)
+            except Exception as exc:  # the thread's top level: log, end the link, let it reconnect
+                log.exception("light: handling data from the board failed")
+                error = exc
+                break
+        self.alive = False
+        self.protocol.connection_lost(error)
+        self.protocol = None
 
 
 class _Link:
@@ -343,6 +381,7 @@ class Led:
         bpm = int(text) if text is not None and _BPM_LINE.fullmatch(text) else None
         with self._heart:
             self._lines += 1
+            self._heart.notify_all()
             if bpm is None or bpm > MAX_BPM:
                 self._garbage_lines += 1
                 log.debug("light: ignored a line from the board: %r", line)
@@ -405,7 +444,7 @@ class Led:
     def _attach(self, port, path):
         link = None
         factory = functools.partial(_BoardLineReader, self._take_line, lambda exc: self._lost(link, exc))
-        reader = serial.threaded.ReaderThread(port, factory)
+        reader = _BoardReaderThread(port, factory)
         reader.name = "trinket-reader"
         link = _Link(reader, path)
         reader.start()
