@@ -9,6 +9,7 @@ import functools
 import logging
 import os
 import re
+import string
 import threading
 import time
 from collections import deque
@@ -62,7 +63,8 @@ class Color:
         key = re.sub(r"[^a-z]", "", name.lower())
         if key not in NAMED_COLORS:
             known = ", ".join(sorted(NAMED_COLORS_DISPLAY))
-            raise ValueError(f"unknown colour name {name!r}; known names: {known}")
+            raise ValueError(f"unknown colour {name!r}: use RRGGBB or RRGGBBWW in hex "
+                             f"(optionally starting with #) or one of these names: {known}")
         return NAMED_COLORS[key]
 
     def to_hex(self):
@@ -100,8 +102,9 @@ def build_color(*parts):
         if isinstance(value, Color):
             return value
         if isinstance(value, str):
-            stripped = value.strip()
-            return Color.from_hex(stripped) if _HEX_COLOR.fullmatch(stripped) else Color.from_name(stripped)
+            text = value.strip()
+            looks_hex = text.startswith("#") or (text and all(c in string.hexdigits for c in text))
+            return Color.from_hex(text) if looks_hex else Color.from_name(text)
         raise ValueError(f"cannot make a colour from {value!r}")
     if len(parts) in (3, 4):
         return Color(*parts)

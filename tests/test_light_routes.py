@@ -1,0 +1,212 @@
+"""light_routes.py on a small app of its own, with the Led talking to the board emulator."""
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from flask import Flask, abort, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import board_emulator  # noqa: E402
+from light_routes import create_light_blueprint  # noqa: E402
+from trinket import Led  # noqa: E402
+
+WAIT = 5.0
+TOKEN = {"X-Control-Token": "t"}
+
+
+def contract_auth_module():
+    """auth's contract (X-Control-Token header or control_token field), if auth.py is not there."""
+    module = types.ModuleType("auth")
+
+    def require_control(view):
+        def wrapper(*args, **kwargs):
+            given = request.headers.get("X-Control-Token") or request.form.get("control_token")
+            if given != current_app.config["CONTROL_TOKEN"]:
+                abort(403, description="controls need the control token")
+            return view(*args, **kwargs)
+        wrapper.__name__ = view.__name__
+        return wrapper
+
+    module.require_control = require_control
+    return module
+
+
+@pytest.fixture(autouse=True)
+def auth_available(monkeypatch):
+    try:
+        import auth  # noqa: F401  the real one
+    except ImportError:
+        monkeypatch.setitem(sys.modules, "auth", contract_auth_module())
+
+
+def json_error(error):
+    response = jsonify(error=error.description)
+    response.status_code = error.code
+    return response
+
+
+def make_client(get_led, keepalive_seconds=15.0):
+    app = Flask(__name__)
+    app.config.update(CONTROL_TOKEN="t", USERKEY="")
+    app.register_error_handler(HTTPException, json_error)
+    app.register_blueprint(create_light_blueprint(get_led, keepalive_seconds=keepalive_seconds))
+    return app.test_client()
+
+
+@pytest.fixture
+def emulator():
+    board = board_emulator.BoardEmulator(heart_rate=None).start()
+    yield board
+    board.stop()
+
+
+@pytest.fixture
+def led(emulator, tmp_path):
+    light = Led(emulator.port, by_id_dir=str(tmp_path)).start()
+    assert emulator.wait_for_lines(1, WAIT)  # the state sent on connecting
+    yield light
+    light.stop()
+
+
+@pytest.fixture
+def client(led):
+    return make_client(lambda: led)
+
+
+def test_light_on_and_off(client, emulator):
+    response = client.post("/light", data={"state": "on"}, headers=TOKEN)
+    assert response.status_code == 200 and response.get_json()["on"] is True
+    assert emulator.wait_for_lines(2, WAIT) and emulator.state.message.brightness == 128
+    response = client.post("/light", data={"state": "off"}, headers=TOKEN)
+    assert response.get_json()["on"] is False
+    assert emulator.wait_for_lines(3, WAIT) and emulator.state.pixel == (0, 0, 0, 0)
+
+
+def test_set_brightness_and_color(client, emulator):
+    client.post("/light", data={"state": "on"}, headers=TOKEN)
+    response = client.post("/set_brightness", data={"value": "40"}, headers=TOKEN)
+    assert response.status_code == 200 and response.get_json()["brightness"] == 40
+    response = client.post("/set_color", data={"color": "#00ff00"}, headers=TOKEN)
+    assert response.status_code == 200 and response.get_json()["color"] == "00FF00"
+    assert emulator.wait_for_lines(4, WAIT)
+    assert emulator.state.pixel == (0, 255, 0, 0) and emulator.state.message.brightness == 40
+    response = client.post("/set_color", data={"color": "0A0B0C0D"}, headers=TOKEN)
+    assert response.get_json()["color"] == "0A0B0C0D"
+    assert emulator.wait_for_lines(5, WAIT) and emulator.state.pixel == (10, 11, 12, 13)
+
+
+def test_the_token_may_come_as_a_form_field(client):
+    response = client.post("/light", data={"state": "on", "control_token": "t"})
+    assert response.status_code == 200
+
+
+def test_controls_without_the_token_are_refused_and_change_nothing(client, led):
+    for path, data in (("/light", {"state": "on"}), ("/set_brightness", {"value": "9"}),
+                       ("/set_color", {"color": "FF0000"})):
+        response = client.post(path, data=data)
+        assert response.status_code in (401, 403), path
+        assert response.get_json()["error"]
+        response = client.post(path, data=data, headers={"X-Control-Token": "wrong"})
+        assert response.status_code in (401, 403), path
+    assert not led.is_on and led.brightness == 128 and led.color.to_hex() == "FFFFFF"
+
+
+@pytest.mark.parametrize("path, data, message", [
+    ("/light", {"state": "maybe"}, "state must be 'on' or 'off'"),
+    ("/light", {}, "missing form field 'state'"),
+    ("/set_brightness", {"value": "256"}, "0 to 255"),
+    ("/set_brightness", {"value": "-1"}, "0 to 255"),
+    ("/set_brightness", {"value": "bright"}, "0 to 255"),
+    ("/set_brightness", {"value": "²"}, "0 to 255"),
+    ("/set_color", {"color": "#12345"}, "RRGGBB"),
+    ("/set_color", {"color": "banana"}, "unknown colour"),
+    ("/set_color", {}, "missing form field 'color'"),
+])
+def test_bad_input_is_a_400_with_a_message(client, led, path, data, message):
+    response = client.post(path, data=data, headers=TOKEN)
+    assert response.status_code == 400
+    assert message in response.get_json()["error"]
+    assert not led.is_on and led.brightness == 128
+
+
+def test_changes_are_post_only(client):
+    assert client.get("/light?state=on").status_code == 405
+    assert client.get("/set_color?color=FF0000").status_code == 405
+
+
+def test_controller_data_has_the_light_and_the_heart_rate(client, led, emulator):
+    data = client.get("/get_controller_data").get_json()
+    assert data["connected"] is True and data["heart_rate"] is None and data["heart_rate_age_s"] is None
+    assert data["color"] == "FFFFFF" and data["brightness"] == 128 and data["on"] is False
+    emulator.send_line("66")
+    assert led.wait_for_heart_rate(0, WAIT) == 1
+    data = client.get("/get_controller_data").get_json()
+    assert data["heart_rate"] == 66 and 0 <= data["heart_rate_age_s"] < 60
+
+
+def test_heart_rate_history_has_the_last_minute(client, led, emulator):
+    for sequence, bpm in enumerate((70, 71, 72), start=1):
+        emulator.send_line(str(bpm))
+        assert led.wait_for_heart_rate(sequence - 1, WAIT) == sequence
+    body = client.get("/heart_rate_history").get_json()
+    assert body["seconds"] == 60 and [s["bpm"] for s in body["samples"]] == [70, 71, 72]
+    assert all(s["age_s"] >= 0 and s["t"] > 0 for s in body["samples"])
+    assert client.get("/heart_rate_history?seconds=0").status_code == 400
+    assert client.get("/heart_rate_history?seconds=61").status_code == 400
+
+
+def read_event(chunks):
+    """The payload of the next server-sent event, skipping retry lines."""
+    text = next(chunks).decode()
+    data = [line[len("data: "):] for line in text.splitlines() if line.startswith("data: ")]
+    assert data, text
+    return json.loads(data[0])
+
+
+def test_heart_rate_stream_sends_new_heart_rates(led, emulator):
+    client = make_client(lambda: led, keepalive_seconds=0.05)
+    response = client.get("/heart_rate_stream", buffered=False)
+    try:
+        assert response.mimetype == "text/event-stream"
+        chunks = iter(response.response)
+        assert read_event(chunks)["heart_rate"] is None
+        emulator.send_line("93")
+        for _ in range(int(WAIT / 0.05) + 10):  # keepalive events until the new value shows
+            if read_event(chunks)["heart_rate"] == 93:
+                break
+        else:
+            pytest.fail("the heart rate never reached the stream")
+    finally:
+        response.close()
+
+
+def test_no_light_configured_is_503_everywhere():
+    client = make_client(lambda: None)
+    for method, path, data in (("post", "/light", {"state": "on"}), ("post", "/set_brightness", {"value": "1"}),
+                               ("post", "/set_color", {"color": "FF0000"}), ("get", "/get_controller_data", None),
+                               ("get", "/heart_rate_history", None), ("get", "/heart_rate_stream", None)):
+        response = getattr(client, method)(path, data=data, headers=TOKEN)
+        assert response.status_code == 503, path
+        assert "no light is configured" in response.get_json()["error"]
+
+
+def test_unplugged_board_is_503_for_controls_but_readable(tmp_path):
+    led = Led(str(tmp_path / "ttyACM0"), by_id_dir=str(tmp_path), reconnect_initial=60).start()
+    try:
+        client = make_client(lambda: led)
+        response = client.post("/light", data={"state": "on"}, headers=TOKEN)
+        assert response.status_code == 503
+        assert "not connected" in response.get_json()["error"]
+        data = client.get("/get_controller_data").get_json()
+        assert data["connected"] is False and "ttyACM0" in data["error"]
+    finally:
+        led.stop()
+
+
+def test_json_body_works_like_a_form(client, led):
+    response = client.post("/set_brightness", json={"value": 12}, headers=TOKEN)
+    assert response.status_code == 200 and led.brightness == 12
