@@ -1,0 +1,100 @@
+"""board_emulator.py: the firmware's behaviour on a pty, seen from a plain serial client."""
+import sys
+from pathlib import Path
+
+import pytest
+import serial
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from board_emulator import BoardEmulator, ColorMessage, LineAssembler, parse_message, pixel_for  # noqa: E402
+
+WAIT = 5.0
+
+
+@pytest.fixture
+def board():
+    emulator = BoardEmulator(heart_rate=None).start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def port(board):
+    client = serial.serial_for_url(board.port, baudrate=9600, timeout=WAIT)
+    yield client
+    client.close()
+
+
+def test_parse_message_takes_eight_and_ten_hex_digits():
+    assert parse_message(b"ff8000C0") == ColorMessage(255, 128, 0, 0, 0xC0, explicit_white=False)
+    assert parse_message(b"0102030405") == ColorMessage(1, 2, 3, 4, 5, explicit_white=True)
+    for bad in (b"", b"FF8000C", b"FF8000C00", b"GG000000", b"FF 000C0", b"+F000000", b"\xff" * 8):
+        assert parse_message(bad) is None
+
+
+def test_pixel_for_grey_on_rgbw_is_white():
+    assert pixel_for(ColorMessage(9, 9, 9, 0, 255, False), strip_has_white=True) == (0, 0, 0, 9)
+    assert pixel_for(ColorMessage(9, 9, 9, 0, 255, True), strip_has_white=True) == (9, 9, 9, 0)
+    assert pixel_for(ColorMessage(250, 0, 0, 10, 255, True), strip_has_white=False) == (255, 10, 10, 0)
+
+
+def test_line_assembler_drops_carriage_returns_and_flags_overlong_lines():
+    lines = LineAssembler(capacity=8)
+    assert list(lines.feed(b"AB\rCD")) == []
+    assert list(lines.feed(b"\r\n123456789\nok\n")) == [(b"ABCD", False), (b"12345678", True), (b"ok", False)]
+
+
+def test_lines_from_a_client_set_the_state(board, port):
+    port.write(b"FF000080\r\n")
+    assert board.wait_for_lines(1, WAIT)
+    state = board.state
+    assert state.pixel == (255, 0, 0, 0) and state.message.brightness == 0x80 and state.accepted == 1
+
+
+def test_malformed_lines_are_counted_and_change_nothing(board, port):
+    port.write(b"00FF0010\n")
+    port.write(b"nonsense\n" + b"F" * 50 + b"\nFF00001\n")
+    assert board.wait_for_lines(4, WAIT)
+    state = board.state
+    assert state.rejected == 3 and state.pixel == (0, 255, 0, 0)
+
+
+def test_a_line_split_across_writes_is_one_line(board, port):
+    port.write(b"0000")
+    port.flush()
+    port.write(b"FF20\n")
+    assert board.wait_for_lines(1, WAIT)
+    assert board.state.pixel == (0, 0, 255, 0) and board.state.lines == 1
+
+
+def test_reports_the_heart_rate_as_crlf_lines():
+    emulator = BoardEmulator(heart_rate=75, report_interval=0.01).start()
+    try:
+        with serial.serial_for_url(emulator.port, timeout=WAIT) as client:
+            client.reset_input_buffer()
+            assert client.readline() == b"75\r\n"
+            emulator.set_heart_rate(120)
+            lines = [client.readline() for _ in range(3)]
+            assert lines[-1] == b"120\r\n"
+    finally:
+        emulator.stop()
+
+
+def test_variation_stays_around_the_base_rate():
+    emulator = BoardEmulator(heart_rate=70, variation=6)
+    assert 64 <= emulator.current_heart_rate() <= 76
+    emulator.set_heart_rate(None)
+    assert emulator.current_heart_rate() is None
+
+
+def test_output_nobody_reads_is_dropped_without_blocking(board):
+    for _ in range(5000):  # far more than a pty buffers
+        board.send_line("72")
+
+
+def test_stop_looks_like_an_unplug_to_the_client(board, port):
+    board.stop()
+    with pytest.raises(serial.SerialException):
+        port.read(1)
+    board.stop()  # twice is harmless
