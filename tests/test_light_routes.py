@@ -1,12 +1,15 @@
 """light_routes.py on a small app of its own, with the Led talking to the board emulator."""
 import json
+import os
 import sys
+import threading
 import types
 from pathlib import Path
 
 import pytest
-from flask import Flask, abort, current_app, jsonify, request
+from flask import Flask, abort, current_app, jsonify, render_template_string, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.serving import make_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -210,3 +213,57 @@ def test_unplugged_board_is_503_for_controls_but_readable(tmp_path):
 def test_json_body_works_like_a_form(client, led):
     response = client.post("/set_brightness", json={"value": 12}, headers=TOKEN)
     assert response.status_code == 200 and led.brightness == 12
+
+
+# --- the page's controls in a real browser ------------------------------------------------
+
+CHROMIUM = Path("/usr/lib/chromium/chromium")
+PAGE = """<!doctype html><html><head><meta name="control-token" content="t"></head>
+<body>{% include "_light_controls.html" %}</body></html>"""
+
+
+@pytest.fixture
+def live_page(led):
+    """A page with only the light controls, served for real, as index.html includes them."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    if not (sync_playwright and CHROMIUM.exists()):
+        if os.environ.get("CI"):
+            pytest.fail("the browser test needs playwright and Debian's chromium in CI")
+        pytest.skip("playwright or /usr/lib/chromium/chromium is missing")
+    root = Path(__file__).resolve().parent.parent
+    app = Flask(__name__, template_folder=str(root / "templates"), static_folder=str(root / "static"))
+    app.config.update(CONTROL_TOKEN="t", USERKEY="")
+    app.register_error_handler(HTTPException, json_error)
+    app.register_blueprint(create_light_blueprint(lambda: led, keepalive_seconds=0.5))
+    app.add_url_rule("/", "index", lambda: render_template_string(PAGE))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        page = browser.new_page()
+        page.set_default_timeout(WAIT * 1000)
+        page.goto(f"http://127.0.0.1:{server.server_port}/")
+        try:
+            yield page
+        finally:
+            browser.close()
+            server.shutdown()
+            thread.join(WAIT)
+
+
+def test_the_page_turns_the_light_on_sets_it_and_shows_the_heart_rate(live_page, emulator):
+    page = live_page
+    page.click("#light-power")
+    page.wait_for_function("document.querySelector('#light-power').getAttribute('aria-pressed') === 'true'")
+    page.eval_on_selector("#light-brightness", "el => { el.value = '40'; el.dispatchEvent(new Event('input')); }")
+    page.eval_on_selector("#light-color", "el => { el.value = '#ff0000'; el.dispatchEvent(new Event('input')); }")
+    assert emulator.wait_for_lines(4, WAIT)  # connect, on, brightness, colour
+    state = emulator.state
+    assert state.pixel == (255, 0, 0, 0) and state.message.brightness == 40
+    emulator.send_line("77")  # arrives through the event stream, no reload
+    page.wait_for_function("document.querySelector('#heart-rate').textContent === '77'")
+    assert page.get_attribute("#heart-rate-line", "points") != ""
