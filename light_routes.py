@@ -8,10 +8,13 @@ error handler renders those as {"error": description}.
 import json
 import logging
 import re
+import threading
 import time
+from dataclasses import dataclass
 
 from flask import Blueprint, Response, abort, jsonify, request
 
+from frame_hub import FrameHub
 from trinket import LedUnavailable
 
 log = logging.getLogger(__name__)
@@ -73,6 +76,28 @@ def _parse_seconds(text):
     return int(text)
 
 
+@dataclass(frozen=True)
+class _HeartRateTick:
+    seq: int
+
+
+class _HeartRateFeed:
+    """Wakes stream clients on each new heart rate, through a FrameHub.
+
+    The hub waits the right way for threads (gthread, development server) and for greenlets
+    (gevent worker with native threads), where a native Condition would stall the event loop.
+    """
+
+    def __init__(self, led):
+        self._hub = FrameHub()
+        led.add_heart_rate_listener(lambda sequence: self._hub.publish(_HeartRateTick(sequence)))
+
+    def wait(self, sequence, timeout):
+        """The newest sequence above `sequence`, or `sequence` after the timeout."""
+        tick = self._hub.wait_newer(sequence, timeout)
+        return tick.seq if tick is not None else sequence
+
+
 def _sse(payload):
     return f"data: {json.dumps(payload)}\n\n"
 
@@ -82,6 +107,14 @@ def create_light_blueprint(get_led, *, keepalive_seconds=15.0):
     from auth import require_control  # resolved here so the app (and tests) decide what auth is
 
     blueprint = Blueprint("light", __name__)
+    feeds = {}  # id(led) -> (led, _HeartRateFeed)
+    feeds_lock = threading.Lock()
+
+    def feed_for(led):
+        with feeds_lock:
+            if id(led) not in feeds or feeds[id(led)][0] is not led:
+                feeds[id(led)] = (led, _HeartRateFeed(led))
+            return feeds[id(led)][1]
 
     def current_led():
         led = get_led()
@@ -129,12 +162,13 @@ def create_light_blueprint(get_led, *, keepalive_seconds=15.0):
     def heart_rate_stream():
         """Server-sent events: the controller data on every new heart rate, or every keepalive."""
         led = current_led()
+        feed = feed_for(led)
 
         def events():
-            sequence = led.wait_for_heart_rate(-1, 0)  # the current sequence, without waiting
+            sequence = led.heart_rate_sequence
             yield "retry: 3000\n" + _sse(controller_data(led))
             while not led.stopped:
-                sequence = led.wait_for_heart_rate(sequence, keepalive_seconds)
+                sequence = feed.wait(sequence, keepalive_seconds)
                 yield _sse(controller_data(led))
 
         return Response(events(), mimetype="text/event-stream",

@@ -249,6 +249,7 @@ class Led:
         self._heart = threading.Condition()
         self._history = deque()  # (monotonic, wall, bpm)
         self._heart_sequence = 0
+        self._heart_listeners = []
         self._lines = 0
         self._garbage_lines = 0
 
@@ -370,6 +371,15 @@ class Led:
             samples = list(self._history)
         return [HeartRate(bpm, wall, now - mono) for mono, wall, bpm in samples if now - mono <= window]
 
+    @property
+    def heart_rate_sequence(self):
+        """Counts the heart rates received; goes up by one with each."""
+        return self._heart_sequence
+
+    def add_heart_rate_listener(self, callback):
+        """callback(sequence) runs in the reader thread after each new heart rate; keep it quick."""
+        self._heart_listeners.append(callback)
+
     def wait_for_heart_rate(self, after_sequence, timeout):
         """Block until a heart rate newer than after_sequence arrives (or timeout); return the newest sequence."""
         with self._heart:
@@ -394,7 +404,10 @@ class Led:
             while self._history and now - self._history[0][0] > self._history_seconds:
                 self._history.popleft()
             self._heart_sequence += 1
+            sequence = self._heart_sequence
             self._heart.notify_all()
+        for callback in self._heart_listeners:
+            callback(sequence)
 
     # --- connection ----------------------------------------------------------------------
 

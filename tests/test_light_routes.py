@@ -1,6 +1,7 @@
 """light_routes.py on a small app of its own, with the Led talking to the board emulator."""
 import json
 import os
+import subprocess
 import sys
 import threading
 import types
@@ -267,3 +268,48 @@ def test_the_page_turns_the_light_on_sets_it_and_shows_the_heart_rate(live_page,
     emulator.send_line("77")  # arrives through the event stream, no reload
     page.wait_for_function("document.querySelector('#heart-rate').textContent === '77'")
     assert page.get_attribute("#heart-rate-line", "points") != ""
+
+
+GEVENT_SCRIPT = r"""
+from gevent import monkey
+monkey.patch_all(thread=False)  # as gevent_worker.CameraGeventWorker does
+import sys, tempfile, urllib.request
+import gevent
+from gevent.pywsgi import WSGIServer
+from flask import Flask
+sys.path.insert(0, sys.argv[1])
+import board_emulator, trinket
+from light_routes import create_light_blueprint
+board = board_emulator.BoardEmulator(heart_rate=None).start()
+led = trinket.Led(board.port, by_id_dir=tempfile.mkdtemp()).start()
+app = Flask("gevent_check")
+app.config.update(CONTROL_TOKEN="t", USERKEY="")
+app.register_blueprint(create_light_blueprint(lambda: led, keepalive_seconds=15))
+server = WSGIServer(("127.0.0.1", 0), app, log=None)
+server.start()
+base = f"http://127.0.0.1:{server.server_port}"
+
+def stream_until(bpm):
+    with urllib.request.urlopen(base + "/heart_rate_stream") as response:
+        for line in response:
+            if line.startswith(b"data:") and f'"heart_rate": {bpm},'.encode() in line:
+                return True
+
+streams = [gevent.spawn(stream_until, 64) for _ in range(3)]
+gevent.sleep(0.3)  # the streams are now waiting for a heart rate
+with gevent.Timeout(10):  # a stalled hub would hold this for the 15 s keepalive, per stream
+    urllib.request.urlopen(base + "/get_controller_data").read()
+    board.send_line("64")
+    assert all(stream.get() for stream in streams)
+print("ok")
+server.stop(); led.stop(); board.stop()
+"""
+
+
+def test_the_stream_does_not_stall_a_gevent_worker():
+    """Waiting streams must leave the event loop free (gevent with native threads)."""
+    pytest.importorskip("gevent")
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, "-c", GEVENT_SCRIPT, str(root)], capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stdout + result.stderr
