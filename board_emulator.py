@@ -169,6 +169,11 @@ class BoardEmulator:
                 lambda: self._state.lines >= count or self._stop.is_set(), timeout
             ) and self._state.lines >= count
 
+    def wait_for(self, predicate, timeout):
+        """Wait until predicate(state) holds; True if it did."""
+        with self._changed:
+            return self._changed.wait_for(lambda: predicate(self._state), timeout)
+
     def current_heart_rate(self):
         if self._heart_rate is None:
             return None

@@ -232,7 +232,10 @@ class Led:
         self._by_id_dir = by_id_dir
         self._clock = clock
         self._owned = list(owned)
-        self._lock = threading.Lock()  # light state, the current link, and write order
+        self._lock = threading.Lock()  # light state, the current link, the pending message
+        self._wake_writer = threading.Condition(self._lock)
+        self._pending = None  # the newest state message, not yet written
+        self._writer = None
         self._color = Color(255, 255, 255)
         self._brightness = 128
         self._on = False
@@ -260,6 +263,8 @@ class Led:
         if not self._connect():
             log.warning("light: serial port %s is not available (%s); retrying in the background, "
                         "light controls answer 503 until it appears", self.port, self._last_error)
+        self._writer = threading.Thread(target=self._write_loop, name="trinket-writer", daemon=True)
+        self._writer.start()
         self._supervisor = threading.Thread(target=self._supervise, name="trinket-supervisor",
                                             daemon=True)
         self._supervisor.start()
@@ -269,10 +274,12 @@ class Led:
         self._stopping.set()
         with self._lock:
             link = self._link
+            self._wake_writer.notify()
         if link is not None:
             link.lost.set()
-        if self._supervisor is not None:
-            self._supervisor.join(timeout)
+        for thread in (self._supervisor, self._writer):
+            if thread is not None:
+                thread.join(timeout)
         self._close_link()
         for resource in self._owned:
             resource.stop()
@@ -298,7 +305,7 @@ class Led:
             self._send_state()
 
     def set_brightness(self, value):
-        """Set 0-255; sent at once when the light is on, remembered when it is off."""
+        """Set 0-255; goes to the board when the light is on, remembered when it is off."""
         validate_brightness(value)
         with self._lock:
             self._require_link()
@@ -307,7 +314,7 @@ class Led:
                 self._send_state()
 
     def set_color(self, color):
-        """Set a Color (or anything build_color takes); sent at once when the light is on."""
+        """Set a Color (or anything build_color takes); goes to the board when the light is on."""
         color = build_color(color)
         with self._lock:
             self._require_link()
@@ -341,15 +348,38 @@ class Led:
         return self._color.to_wire(self._brightness) if self._on else "00000000"
 
     def _send_state(self):
-        """Write the current state; the caller holds self._lock."""
-        link = self._link
+        """Hand the current state to the writer thread; the caller holds self._lock.
+
+        Only the newest state waits to be written (a dragged slider does not queue up), and a
+        web request never waits on the serial port, so a stuck board cannot hold up the server.
+        """
+        self._pending = self._state_message().encode("ascii") + b"\n"
+        self._wake_writer.notify()
+
+    def _write_loop(self):
+        while True:
+            with self._wake_writer:
+                self._wake_writer.wait_for(lambda: self._pending is not None or self._stopping.is_set())
+                if self._stopping.is_set():
+                    return
+                message, self._pending = self._pending, None
+                link = self._link
+            if link is not None and not link.lost.is_set():
+                self._write(link, message)
+
+    def _write(self, link, message):
+        """Write one message; any failure ends the link, and the supervisor reconnects."""
         try:
-            link.reader.write(self._state_message().encode("ascii") + b"\n")
+            link.reader.write(message)
+            return
         except (serial.SerialException, OSError) as error:
-            self._record_error(f"write failed: {error}")
-            link.lost.set()
-            self._notify_link_changed()
-            raise LedUnavailable(f"the light board on {self.port} stopped answering: {error}") from error
+            log.warning("light: writing to the board on %s failed: %s", link.path, error)
+            if link is self._link:
+                self._record_error(f"write failed: {error}")
+        except Exception:  # the writer thread's top level: log it and start over on a new link
+            log.exception("light: writing to the board on %s failed", link.path)
+        link.lost.set()
+        self._notify_link_changed()
 
     # --- heart rate ----------------------------------------------------------------------
 
@@ -478,10 +508,7 @@ class Led:
             with self._info_lock:
                 self._failed_attempts = 0
                 self._last_error = None
-            try:
-                self._send_state()
-            except LedUnavailable:
-                return
+            self._send_state()  # the board shows what the host thinks it shows
         self._notify_link_changed()
         log.info("light: board %s on %s", "reconnected" if reconnected else "connected", path)
 

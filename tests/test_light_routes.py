@@ -96,11 +96,10 @@ def test_set_brightness_and_color(client, emulator):
     assert response.status_code == 200 and response.get_json()["brightness"] == 40
     response = client.post("/set_color", data={"color": "#00ff00"}, headers=TOKEN)
     assert response.status_code == 200 and response.get_json()["color"] == "00FF00"
-    assert emulator.wait_for_lines(4, WAIT)
-    assert emulator.state.pixel == (0, 255, 0, 0) and emulator.state.message.brightness == 40
+    assert emulator.wait_for(lambda s: s.pixel == (0, 255, 0, 0) and s.message.brightness == 40, WAIT)
     response = client.post("/set_color", data={"color": "0A0B0C0D"}, headers=TOKEN)
     assert response.get_json()["color"] == "0A0B0C0D"
-    assert emulator.wait_for_lines(5, WAIT) and emulator.state.pixel == (10, 11, 12, 13)
+    assert emulator.wait_for(lambda s: s.pixel == (10, 11, 12, 13), WAIT)
 
 
 def test_the_token_may_come_as_a_form_field(client):
@@ -262,9 +261,7 @@ def test_the_page_turns_the_light_on_sets_it_and_shows_the_heart_rate(live_page,
     page.wait_for_function("document.querySelector('#light-power').getAttribute('aria-pressed') === 'true'")
     page.eval_on_selector("#light-brightness", "el => { el.value = '40'; el.dispatchEvent(new Event('input')); }")
     page.eval_on_selector("#light-color", "el => { el.value = '#ff0000'; el.dispatchEvent(new Event('input')); }")
-    assert emulator.wait_for_lines(4, WAIT)  # connect, on, brightness, colour
-    state = emulator.state
-    assert state.pixel == (255, 0, 0, 0) and state.message.brightness == 40
+    assert emulator.wait_for(lambda s: s.pixel == (255, 0, 0, 0) and s.message.brightness == 40, WAIT)
     emulator.send_line("77")  # arrives through the event stream, no reload
     page.wait_for_function("document.querySelector('#heart-rate').textContent === '77'")
     assert page.get_attribute("#heart-rate-line", "points") != ""
