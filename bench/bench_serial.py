@@ -5,7 +5,7 @@
    (and, separately, before a `POST /set_color` through the Flask test client) to the moment the
    emulator's reader has parsed the line. Both ends use time.perf_counter (CLOCK_MONOTONIC) in
    one process. Target: median < 5 ms.
-2. CPU used by the Led's threads (reader, supervisor) while the line is quiet, read from each
+2. CPU used by the Led's threads (reader, writer, supervisor) while the line is quiet, read from each
    thread's own CPU clock (pthread_getcpuclockid). Target: ~0. For comparison the same while the
    board reports a heart rate every second, as the firmware does.
 
@@ -83,8 +83,8 @@ def thread_cpu_seconds(thread):
 
 
 def measure_quiet_cpu(led, seconds):
-    """CPU seconds of the Led's reader and supervisor threads over `seconds` of wall time."""
-    threads = {"reader": led._link.reader, "supervisor": led._supervisor}
+    """CPU seconds of the Led's reader, writer and supervisor threads over `seconds` of wall time."""
+    threads = {"reader": led._link.reader, "writer": led._writer, "supervisor": led._supervisor}
     before = {name: thread_cpu_seconds(thread) for name, thread in threads.items()}
     process_before = time.process_time()
     threading.Event().wait(seconds)
