@@ -6,7 +6,6 @@ error handler renders those as {"error": description}.
 """
 
 import json
-import logging
 import re
 import threading
 import time
@@ -17,7 +16,6 @@ from flask import Blueprint, Response, abort, jsonify, request
 from frame_hub import FrameHub
 from trinket import LedUnavailable
 
-log = logging.getLogger(__name__)
 
 HISTORY_SECONDS = 60
 _WHOLE_NUMBER = re.compile(r"[0-9]{1,6}")
