@@ -16,9 +16,11 @@ import auth
 import logging_setup
 from camera_base import CameraError, FocusNotSupported
 from cameras import create_camera
+from light_routes import create_light_blueprint
 from media_files import (MediaExists, MediaNameError, check_media_name, media_path, timestamped_name,
                          write_new_file, write_unique_file)
 from settings import ConfigError, load_settings
+from trinket import open_light
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -40,10 +42,19 @@ def create_app(settings=None, camera=None, led=None):
     )
     Path(app.config["MEDIA_DIR"]).mkdir(parents=True, exist_ok=True)
     app.extensions["camera"] = camera or create_camera(settings)
-    app.extensions["led"] = led
+    app.extensions["led"] = led if led is not None else open_light(settings)
     app.register_error_handler(HTTPException, _json_error)
     _register_routes(app)
+    app.register_blueprint(create_light_blueprint(lambda: current_app.extensions["led"]))
     return app
+
+
+def stop_services(app):
+    """Release the camera and the serial board (gunicorn's worker_exit, tests, Ctrl-C)."""
+    app.extensions["camera"].stop()
+    led = app.extensions.get("led")
+    if led is not None:
+        led.stop()
 
 
 def _resolve(path):
@@ -265,11 +276,14 @@ def main_app():
     logging_setup.configure(_resolve(settings.log_file))
     try:
         return create_app(settings)
-    except (CameraError, ConfigError) as error:
+    except (CameraError, ValueError) as error:     # ConfigError is a ValueError too
         sys.exit(f"cannot start: {error}")
 
 
 if __name__ == "__main__":
     application = main_app()
     chosen = application.config["SETTINGS"]
-    application.run(host=chosen.host, port=chosen.port, threaded=True)
+    try:
+        application.run(host=chosen.host, port=chosen.port, threaded=True)
+    finally:
+        stop_services(application)

@@ -26,8 +26,8 @@ errorlog = os.environ.get("ERROR_LOG", "-")
 
 
 def worker_exit(server, worker):
-    """Release the camera when the worker stops (Ctrl-C, systemctl stop)."""
+    """Release the camera and the serial board when the worker stops (Ctrl-C, systemctl stop)."""
     application = getattr(worker, "wsgi", None)
-    camera = getattr(application, "extensions", {}).get("camera")
-    if camera is not None:
-        camera.stop()
+    if application is not None:
+        from app import stop_services
+        stop_services(application)

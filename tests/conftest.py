@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app import create_app  # noqa: E402
+from app import create_app, stop_services  # noqa: E402
 from camera_base import Camera, CameraError, Source  # noqa: E402
 from settings import Settings  # noqa: E402
 
@@ -74,7 +74,7 @@ def settings(tmp_path):
 def app(settings):
     application = create_app(settings)
     yield application
-    application.extensions["camera"].stop()
+    stop_services(application)
 
 
 @pytest.fixture

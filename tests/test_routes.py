@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 import app as app_module
-from app import create_app
+from app import create_app, stop_services
 from camera_base import Camera
 from conftest import FakeSource, read_one_part
 
@@ -214,3 +214,27 @@ def test_garbage_gets_a_4xx_with_a_message_never_a_5xx(client, control, route, b
     assert 400 <= response.status_code < 500 or response.status_code in (200, 202), response.status_code
     if response.status_code >= 400:
         assert response.get_json()["error"]
+
+
+def test_light_with_the_board_emulator_is_wired_into_the_app(settings):
+    application = create_app(settings.replace(light=True, tty="emulator"))
+    client = application.test_client()
+    led = application.extensions["led"]
+    try:
+        assert led.wait_connected(10)
+        assert 'id="light-controls"' in client.get("/").get_data(as_text=True)
+        light = client.get("/status").get_json()["light"]
+        assert light["connected"] is True
+        headers = {"X-Control-Token": application.config["CONTROL_TOKEN"]}
+        assert client.post("/set_color", headers=headers, data={"color": "#ff8800"}).status_code == 200
+        assert client.get("/get_controller_data").get_json()["color"].lower().startswith("ff8800")
+        assert client.post("/set_color", data={"color": "ff8800"}).status_code == 403   # no token
+    finally:
+        stop_services(application)
+    assert led.stopped
+
+
+def test_no_light_configured_leaves_the_page_without_light_controls(client):
+    assert 'id="light-controls"' not in client.get("/").get_data(as_text=True)
+    assert client.get("/status").get_json()["light"] is None
+    assert client.get("/get_controller_data").status_code == 503
