@@ -7,7 +7,7 @@ This backend keeps the same facade as trinket.Led so the routes work with either
 import logging
 import threading
 
-from trinket import Color, LedUnavailable, build_color, validate_brightness
+from trinket import LedUnavailable, LightControls
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def load_driver():
         raise LedUnavailable(f"{_HELP} ({first_error})") from first_error
 
 
-class NeopixelLed:
+class NeopixelLed(LightControls):
     """Neopixels driven from this computer's GPIO; no heart rate."""
 
     kind = "neopixel"
@@ -48,9 +48,7 @@ class NeopixelLed:
         self._lock = threading.Lock()
         self._strip = None
         self._pack = None
-        self._color = Color(255, 255, 255)
-        self._brightness = 128
-        self._on = False
+        self._init_light_state()
         self._last_error = None
         self._stopping = threading.Event()
 
@@ -66,7 +64,7 @@ class NeopixelLed:
             return self
         with self._lock:
             self._strip = strip
-            self._show()
+            self._apply()
         return self
 
     def stop(self, timeout=None):
@@ -77,7 +75,7 @@ class NeopixelLed:
                 return
             self._on = False
             try:
-                self._show()
+                self._apply()
             except (RuntimeError, OSError) as error:
                 log.warning("light: could not blank the Neopixels: %s", error)
             self._strip = None
@@ -89,38 +87,6 @@ class NeopixelLed:
     @property
     def connected(self):
         return self._strip is not None
-
-    @property
-    def color(self):
-        return self._color
-
-    @property
-    def brightness(self):
-        return self._brightness
-
-    @property
-    def is_on(self):
-        return self._on
-
-    def power_led(self, on):
-        with self._lock:
-            self._require_strip()
-            self._on = bool(on)
-            self._show()
-
-    def set_brightness(self, value):
-        validate_brightness(value)
-        with self._lock:
-            self._require_strip()
-            self._brightness = value
-            self._show()
-
-    def set_color(self, color):
-        color = build_color(color)
-        with self._lock:
-            self._require_strip()
-            self._color = color
-            self._show()
 
     def heart_rate_history(self, seconds=None):
         return []
@@ -143,11 +109,11 @@ class NeopixelLed:
             "heart_rate": None, "heart_rate_age_s": None,
         }
 
-    def _require_strip(self):
+    def _require(self):
         if self._strip is None:
             raise LedUnavailable(self._last_error or "the Neopixels are not set up")
 
-    def _show(self):
+    def _apply(self):
         """Push the state to the strip; the caller holds self._lock."""
         pixel = self._color.to_pixel(self._strip_has_white) if self._on else (0, 0, 0, 0)
         packed = self._pack(*pixel)

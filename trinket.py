@@ -210,7 +210,59 @@ class _Link:
         self.lost = threading.Event()
 
 
-class Led:
+class LightControls:
+    """The state and controls every light backend shares.
+
+    A backend makes ``self._lock`` and implements ``_require()`` (raise LedUnavailable when it
+    cannot reach the light) and ``_apply()`` (push the state out; called with the lock held).
+    """
+
+    kind = "light"
+
+    def _init_light_state(self):
+        self._color = Color(255, 255, 255)
+        self._brightness = 128
+        self._on = False
+
+    def power_led(self, on):
+        """Turn the light on (with the remembered colour and brightness) or off."""
+        with self._lock:
+            self._require()
+            self._on = bool(on)
+            self._apply()
+
+    def set_brightness(self, value):
+        """Set 0-255; applied when the light is on, remembered when it is off."""
+        validate_brightness(value)
+        with self._lock:
+            self._require()
+            self._brightness = value
+            if self._on:
+                self._apply()
+
+    def set_color(self, color):
+        """Set a Color (or anything build_color takes); applied when the light is on."""
+        color = build_color(color)
+        with self._lock:
+            self._require()
+            self._color = color
+            if self._on:
+                self._apply()
+
+    @property
+    def color(self):
+        return self._color
+
+    @property
+    def brightness(self):
+        return self._brightness
+
+    @property
+    def is_on(self):
+        return self._on
+
+
+class Led(LightControls):
     """The light and heart-rate board on a serial port, reconnecting in the background."""
 
     kind = "trinket"
@@ -236,9 +288,7 @@ class Led:
         self._wake_writer = threading.Condition(self._lock)
         self._pending = None  # the newest state message, not yet written
         self._writer = None
-        self._color = Color(255, 255, 255)
-        self._brightness = 128
-        self._on = False
+        self._init_light_state()
         self._link = None
         self._link_changed = threading.Condition()
         self._stable_path = None
@@ -297,49 +347,12 @@ class Led:
 
     # --- light controls ------------------------------------------------------------------
 
-    def power_led(self, on):
-        """Turn the light on (with the remembered colour and brightness) or off."""
-        with self._lock:
-            self._require_link()
-            self._on = bool(on)
-            self._send_state()
-
-    def set_brightness(self, value):
-        """Set 0-255; goes to the board when the light is on, remembered when it is off."""
-        validate_brightness(value)
-        with self._lock:
-            self._require_link()
-            self._brightness = value
-            if self._on:
-                self._send_state()
-
-    def set_color(self, color):
-        """Set a Color (or anything build_color takes); goes to the board when the light is on."""
-        color = build_color(color)
-        with self._lock:
-            self._require_link()
-            self._color = color
-            if self._on:
-                self._send_state()
-
-    @property
-    def color(self):
-        return self._color
-
-    @property
-    def brightness(self):
-        return self._brightness
-
-    @property
-    def is_on(self):
-        return self._on
-
     @property
     def connected(self):
         link = self._link
         return link is not None and not link.lost.is_set()
 
-    def _require_link(self):
+    def _require(self):
         if not self.connected:
             raise LedUnavailable(f"the light board on {self.port} is not connected"
                                  + (f" ({self._last_error})" if self._last_error else ""))
@@ -347,7 +360,7 @@ class Led:
     def _state_message(self):
         return self._color.to_wire(self._brightness) if self._on else "00000000"
 
-    def _send_state(self):
+    def _apply(self):
         """Hand the current state to the writer thread; the caller holds self._lock.
 
         Only the newest state waits to be written (a dragged slider does not queue up), and a
@@ -508,7 +521,7 @@ class Led:
             with self._info_lock:
                 self._failed_attempts = 0
                 self._last_error = None
-            self._send_state()  # the board shows what the host thinks it shows
+            self._apply()  # the board shows what the host thinks it shows
         self._notify_link_changed()
         log.info("light: board %s on %s", "reconnected" if reconnected else "connected", path)
 
