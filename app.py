@@ -165,7 +165,10 @@ def _register_routes(app):
 
     @app.get("/video_feed")
     def video_feed():
-        return Response(_mjpeg(_camera()), mimetype="multipart/x-mixed-replace; boundary=frame",
+        camera, limit = _camera(), current_app.config["SETTINGS"].max_viewers
+        if camera.consumers >= limit:
+            abort(503, description=f"this camera already has {limit} viewers (max_viewers); try again later")
+        return Response(_mjpeg(camera), mimetype="multipart/x-mixed-replace; boundary=frame",
                         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     @app.get("/status")

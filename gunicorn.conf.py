@@ -17,8 +17,11 @@ bind = f"{_settings.host}:{_settings.port}"
 workers = 1
 worker_class = {"gevent": "gevent_worker.CameraGeventWorker", "gthread": "gthread"}[
     os.environ.get("WORKER_CLASS", "gevent")]
-threads = int(os.environ.get("THREADS", "512"))       # gthread: one thread per open stream
-worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "1000"))   # gevent
+# A stream holds its connection (and under gthread its thread) for as long as it is watched, so
+# there is room for max_viewers streams and the page, /status and the controls beside them.
+threads = int(os.environ.get("THREADS", _settings.max_viewers + 64))            # gthread
+worker_connections = int(os.environ.get("WORKER_CONNECTIONS", max(1000, _settings.max_viewers + 100)))
+control_socket_disable = True     # gunicorn 25+: no runtime control socket in ~/.gunicorn
 timeout = 60
 graceful_timeout = 5
 accesslog = os.environ.get("ACCESS_LOG", "-")

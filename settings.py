@@ -28,6 +28,7 @@ class Settings:
     fps: float = 30.0
     jpeg_quality: int = 80
     idle_timeout: float = 2.0
+    max_viewers: int = 500
     host: str = "0.0.0.0"
     port: int = 5000
     media_dir: str = "media"
@@ -88,6 +89,7 @@ _KEYS = {
     "fps": ("SETTINGS", _number(float, 0.5, 240)),
     "jpeg_quality": ("SETTINGS", _number(int, 1, 100)),
     "idle_timeout": ("SETTINGS", _number(float, 0, 3600)),
+    "max_viewers": ("SETTINGS", _number(int, 1, 10000)),
     "host": ("SETTINGS", _text),
     "port": ("SETTINGS", _number(int, 1, 65535)),
     "media_dir": ("SETTINGS", _text),

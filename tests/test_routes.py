@@ -238,3 +238,18 @@ def test_no_light_configured_leaves_the_page_without_light_controls(client):
     assert 'id="light-controls"' not in client.get("/").get_data(as_text=True)
     assert client.get("/status").get_json()["light"] is None
     assert client.get("/get_controller_data").status_code == 503
+
+
+def test_viewers_past_max_viewers_get_a_503_and_the_rest_keeps_answering(settings):
+    application = create_app(settings.replace(max_viewers=1))
+    client = application.test_client()
+    first = client.get("/video_feed", buffered=False)
+    try:
+        chunks = iter(first.response)
+        next(chunks), next(chunks)                   # the boundary, then a frame: now watching
+        refused = client.get("/video_feed")
+        assert refused.status_code == 503 and "max_viewers" in refused.get_json()["error"]
+        assert client.get("/status").status_code == 200
+    finally:
+        first.close()
+        stop_services(application)
