@@ -138,6 +138,7 @@ class Camera:
         self._state = "stopped"
         self._last_error = None
         self._frame_rate = FrameRate()
+        self._overlays = []
         self.open_count = 0       # how often the device was opened; status and tests read it
 
     # -- consumers -------------------------------------------------------------------------
@@ -207,6 +208,18 @@ class Camera:
         with self._lock:
             self._half_resolution = bool(enabled)
             return self._half_resolution
+
+    def add_overlay(self, draw):
+        """Draw on each streamed frame: ``draw(image)`` paints in place, in the camera thread.
+
+        Only the JPEG shows it; ``Frame.image`` stays clean for analysis and recording.
+        """
+        with self._lock:
+            self._overlays = self._overlays + [draw]
+
+    def remove_overlay(self, draw):
+        with self._lock:
+            self._overlays = [other for other in self._overlays if other is not draw]
 
     @property
     def grayscale(self):
@@ -332,7 +345,7 @@ class Camera:
 
     def _publish_image(self, image, live=True):
         image = self._process(image) if live else image
-        jpeg = encode_jpeg(image, self.jpeg_quality)
+        jpeg = encode_jpeg(self._draw_overlays(image) if live else image, self.jpeg_quality)
         timestamp = time.time()
         self._seq += 1
         self.hub.publish(Frame.build(self._seq, timestamp, image, jpeg, live))
@@ -340,6 +353,15 @@ class Camera:
             self._frame_rate.tick(time.monotonic())
             if self._state != "streaming":
                 self._state, self._last_error = "streaming", None
+
+    def _draw_overlays(self, image):
+        overlays = self._overlays
+        if not overlays:
+            return image
+        shown = image.copy()
+        for draw in overlays:
+            draw(shown)
+        return shown
 
     def _pace(self, next_due):
         """Hold a source that does not block (demo, video file) to its frame rate."""

@@ -144,3 +144,17 @@ def test_focus_on_a_camera_without_focus_is_refused_without_opening_it(fake_came
     with pytest.raises(camera_base.FocusNotSupported):
         fake_camera.set_focus(10)
     assert fake_source.opens == 0
+
+
+def test_overlays_show_in_the_stream_but_not_in_the_frame_image(fake_camera):
+    def paint_white_corner(image):
+        image[:8, :8] = 255
+
+    fake_camera.add_overlay(paint_white_corner)
+    frame = take(fake_camera, 2)[-1]
+    import simplejpeg
+    shown = simplejpeg.decode_jpeg(frame.jpeg, colorspace="BGR")
+    assert shown[:6, :6].min() > 200                 # the JPEG has the overlay
+    assert frame.image[:8, :8, 1].max() == 40        # the clean image does not
+    fake_camera.remove_overlay(paint_white_corner)
+    assert wait_for(lambda: simplejpeg.decode_jpeg(fake_camera.current_frame().jpeg, colorspace="BGR")[:6, :6].max() < 100)
