@@ -1,0 +1,355 @@
+"""The catalogue's command line: through click's runner, under flask, and in a real subprocess."""
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import database_manager
+from database_manager import MediaCatalogue, media_cli
+
+ROOT = Path(database_manager.__file__).resolve().parent
+
+
+@pytest.fixture
+def media_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONFIG_FILE", str(tmp_path / "no-config.txt"))     # never the developer's config
+    folder = tmp_path / "media"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def run(media_dir):
+    def invoke(*args, input=None):
+        return CliRunner().invoke(media_cli, ["--media-dir", str(media_dir), *args], input=input)
+    return invoke
+
+
+def put(folder, name, data=b"data", mtime=None):
+    path = folder / name
+    path.write_bytes(data)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+def entries(media_dir):
+    with MediaCatalogue(media_dir / "media.db", media_dir) as catalogue:
+        return catalogue.entries()
+
+
+def assert_one_line_error(result, *words):
+    assert result.exit_code != 0, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ") or lines[0] == "Aborted!"
+    for word in words:
+        assert word in lines[0]
+
+
+def test_add_list_and_list_json(run, media_dir):
+    put(media_dir, "garden.jpg", b"12345", mtime=1_600_000_000)
+    put(media_dir, "walk.mp4", b"1234567890", mtime=1_700_000_000)
+    result = run("add", "garden.jpg", "--note", "roses")
+    assert result.exit_code == 0 and "Added garden.jpg (picture, 5 B)" in result.output
+    assert run("add", str(media_dir / "walk.mp4")).exit_code == 0      # a path into the media folder works
+
+    table = run("list")
+    assert table.exit_code == 0
+    lines = table.output.splitlines()
+    assert lines[0].split() == ["ID", "CREATED", "KIND", "SIZE", "LENGTH", "FILE", "NOTE"]
+    assert "walk.mp4" in lines[1] and "garden.jpg" in lines[2] and lines[2].endswith("roses")
+
+    listed = json.loads(run("list", "--json").output)
+    assert [entry["filename"] for entry in listed] == ["walk.mp4", "garden.jpg"]
+    assert listed[1] == {"id": listed[1]["id"], "filename": "garden.jpg", "kind": "picture",
+                         "created": 1_600_000_000, "size": 5, "duration": None, "width": None, "height": None,
+                         "camera": None, "note": "roses"}
+    assert [entry["filename"] for entry in json.loads(run("list", "--json", "--kind", "video").output)] == \
+        ["walk.mp4"]
+
+
+def test_an_empty_list_says_so(run):
+    result = run("list")
+    assert result.exit_code == 0 and result.output == "No media yet.\n"
+    assert json.loads(run("list", "--json").output) == []
+
+
+def test_add_with_a_kind(run, media_dir):
+    put(media_dir, "moment.jpg")
+    assert run("add", "moment.jpg", "--kind", "motion").exit_code == 0
+    assert entries(media_dir)[0]["kind"] == "motion"
+
+
+def test_remove_keeps_or_deletes_the_file(run, media_dir):
+    put(media_dir, "a.jpg")
+    put(media_dir, "b.jpg")
+    run("add", "a.jpg")
+    run("add", "b.jpg")
+    result = run("remove", "a.jpg")
+    assert result.exit_code == 0 and "the file stays" in result.output
+    assert (media_dir / "a.jpg").exists()
+    result = run("remove", "b.jpg", "--delete-file")
+    assert result.exit_code == 0 and "deleted the file" in result.output
+    assert not (media_dir / "b.jpg").exists()
+    assert entries(media_dir) == []
+
+
+def test_scan_adds_and_reports(run, media_dir):
+    put(media_dir, "known.jpg")
+    run("add", "known.jpg")
+    (media_dir / "known.jpg").unlink()
+    put(media_dir, "found.mp4")
+    put(media_dir, ".partial-xyz")
+    result = run("scan")
+    assert result.exit_code == 0
+    assert "added    found.mp4 (video" in result.output
+    assert "missing  known.jpg: the file is gone" in result.output
+    assert "1 added, 1 missing (scan --remove-missing removes them)." in result.output
+    result = run("scan", "--remove-missing")
+    assert result.exit_code == 0 and "removed  known.jpg" in result.output
+    assert [entry["filename"] for entry in entries(media_dir)] == ["found.mp4"]
+
+
+def test_prune_by_age_with_dry_run_first(run, media_dir):
+    put(media_dir, "old.jpg", mtime=1_000_000_000)
+    put(media_dir, "new.jpg")
+    run("add", "old.jpg")
+    run("add", "new.jpg")
+    result = run("prune", "--days", "30", "--dry-run")
+    assert result.exit_code == 0 and "would remove  old.jpg" in result.output and "new.jpg" not in result.output
+    assert len(entries(media_dir)) == 2 and (media_dir / "old.jpg").exists()
+    result = run("prune", "--days", "30")
+    assert result.exit_code == 0 and "removed  old.jpg" in result.output
+    assert [entry["filename"] for entry in entries(media_dir)] == ["new.jpg"]
+    assert not (media_dir / "old.jpg").exists()
+    assert run("prune", "--days", "30").output == "Nothing to prune.\n"
+
+
+def test_prune_by_size_with_dry_run_first(run, media_dir):
+    for index, mtime in enumerate([1_000, 2_000, 3_000]):
+        put(media_dir, f"clip{index}.mp4", b"x" * 1000, mtime=1_600_000_000 + mtime)
+        run("add", f"clip{index}.mp4")
+    limit = str(1500 / 1024 ** 3)
+    result = run("prune", "--max-gb", limit, "--dry-run")
+    assert result.exit_code == 0
+    assert "would remove  clip0.mp4" in result.output and "would remove  clip1.mp4" in result.output
+    assert "clip2" not in result.output and "2 entries, 2.0 KB would be freed." in result.output
+    assert len(entries(media_dir)) == 3
+    result = run("prune", "--max-gb", limit)
+    assert result.exit_code == 0
+    assert [entry["filename"] for entry in entries(media_dir)] == ["clip2.mp4"]
+    assert sorted(path.name for path in media_dir.glob("*.mp4")) == ["clip2.mp4"]
+
+
+def test_prune_takes_its_limits_from_config(run, media_dir, tmp_path, monkeypatch):
+    config = tmp_path / "config.txt"
+    config.write_text("[SETTINGS]\ncamera = demo\nkeep_days = 30\n")
+    monkeypatch.setenv("CONFIG_FILE", str(config))
+    put(media_dir, "old.jpg", mtime=1_000_000_000)
+    run("add", "old.jpg")
+    result = run("prune", "--dry-run")
+    assert result.exit_code == 0 and "would remove  old.jpg" in result.output
+
+
+def test_new_asks_first(run, media_dir):
+    put(media_dir, "a.jpg")
+    run("add", "a.jpg")
+    declined = run("new", input="n\n")
+    assert declined.exit_code != 0 and "Forget all 1 entries" in declined.output
+    assert len(entries(media_dir)) == 1
+    accepted = run("new", input="y\n")
+    assert accepted.exit_code == 0 and "is empty now" in accepted.output
+    assert entries(media_dir) == [] and (media_dir / "a.jpg").exists()
+
+
+def test_new_with_yes_does_not_ask_and_creates_the_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONFIG_FILE", str(tmp_path / "no-config.txt"))
+    folder = tmp_path / "fresh" / "media"
+    result = CliRunner().invoke(media_cli, ["--media-dir", str(folder), "new", "--yes"])
+    assert result.exit_code == 0 and "?" not in result.output
+    assert (folder / "media.db").exists()
+
+
+def test_db_option_puts_the_catalogue_elsewhere(media_dir, tmp_path):
+    put(media_dir, "a.jpg")
+    other = tmp_path / "other.db"
+    result = CliRunner().invoke(media_cli, ["--db", str(other), "--media-dir", str(media_dir), "add", "a.jpg"])
+    assert result.exit_code == 0
+    assert not (media_dir / "media.db").exists()
+    with MediaCatalogue(other, media_dir) as catalogue:
+        assert catalogue.get("a.jpg") is not None
+
+
+def test_defaults_come_from_config(tmp_path, monkeypatch):
+    folder = tmp_path / "configured"
+    folder.mkdir()
+    put(folder, "a.jpg")
+    config = tmp_path / "config.txt"
+    config.write_text(f"[SETTINGS]\ncamera = demo\nmedia_dir = {folder}\n")
+    monkeypatch.setenv("CONFIG_FILE", str(config))
+    assert CliRunner().invoke(media_cli, ["add", "a.jpg"]).exit_code == 0
+    assert (folder / "media.db").exists()
+    config.write_text("[SETTINGS]\nmedia_dir = relative/media\n")
+    assert database_manager._default_media_dir() == ROOT / "relative" / "media"
+
+
+def test_under_flask_the_app_media_dir_is_the_default(tmp_path, monkeypatch):
+    from flask import Flask
+    from flask.cli import FlaskGroup
+    monkeypatch.setenv("CONFIG_FILE", str(tmp_path / "no-config.txt"))
+    folder = tmp_path / "app-media"
+    folder.mkdir()
+    put(folder, "a.jpg")
+    app = Flask("camera")
+    app.config["MEDIA_DIR"] = str(folder)
+    app.cli.add_command(media_cli, "media")
+    flask_cli = FlaskGroup(create_app=lambda: app, load_dotenv=False, set_debug_flag=False)
+    assert CliRunner().invoke(flask_cli, ["media", "add", "a.jpg"]).exit_code == 0
+    result = CliRunner().invoke(flask_cli, ["media", "list", "--json"])
+    assert result.exit_code == 0 and json.loads(result.output)[0]["filename"] == "a.jpg"
+    result = CliRunner().invoke(flask_cli, ["media", "remove", "b.jpg"])
+    assert_one_line_error(result, "b.jpg is not in the catalogue")
+
+
+def test_the_library_does_not_import_flask():
+    code = "import sys, database_manager; sys.exit('flask' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+# -- every error is one line and a non-zero exit -----------------------------------------------------
+
+
+@pytest.mark.parametrize("args, words", [
+    (["remove", "unknown.jpg"], ["unknown.jpg is not in the catalogue"]),
+    (["remove", "unknown.jpg", "--delete-file"], ["not in the catalogue"]),
+    (["add", "absent.jpg"], ["absent.jpg is not in the media folder"]),
+    (["add", "../escape.jpg"], ["not a plain file name"]),
+    (["add", "/etc/passwd"], ["not a plain file name"]),
+    (["add", "sub/dir.jpg"], ["not a plain file name"]),
+    (["add", "bad\x00name.jpg"], ["control characters"]),
+    (["add", "notes.txt"], ["must end in"]),
+    (["add", "noextension"], ["needs an extension"]),
+    (["remove", "../../etc/passwd"], ["not a plain file name"]),
+    (["add", "a.jpg", "--kind", "sound"], ["--kind"]),
+    (["add"], ["Missing argument"]),
+    (["list", "--bogus"], ["--bogus"]),
+    (["frobnicate"], ["No such command"]),
+    (["prune", "--days", "-1"], ["--days"]),
+    (["prune"], ["--days", "--max-gb"]),
+])
+def test_errors_are_one_line(run, media_dir, args, words):
+    put(media_dir, "a.jpg")
+    assert_one_line_error(run(*args), *words)
+
+
+def test_adding_twice_is_one_line(run, media_dir):
+    put(media_dir, "a.jpg")
+    run("add", "a.jpg")
+    assert_one_line_error(run("add", "a.jpg"), "already in the catalogue")
+
+
+def test_a_missing_media_folder_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONFIG_FILE", str(tmp_path / "no-config.txt"))
+    result = CliRunner().invoke(media_cli, ["--media-dir", str(tmp_path / "nowhere"), "list"])
+    assert_one_line_error(result, "does not exist")
+
+
+def test_a_broken_database_is_one_line(run, media_dir):
+    (media_dir / "media.db").write_bytes(b"not a database at all " * 100)
+    assert_one_line_error(run("list"), "is not a database")
+
+
+def test_a_bad_config_is_one_line(tmp_path, monkeypatch):
+    config = tmp_path / "config.txt"
+    config.write_text("[SETTINGS]\ncolour = blue\n")
+    monkeypatch.setenv("CONFIG_FILE", str(config))
+    assert_one_line_error(CliRunner().invoke(media_cli, ["list"]), "unknown key 'colour'")
+
+
+def test_declining_new_is_one_line(run, media_dir):
+    put(media_dir, "a.jpg")
+    run("add", "a.jpg")
+    result = run("new", input="n\n")
+    assert result.exit_code != 0 and result.stderr.strip() == "Aborted!"
+
+
+# -- the CLI and the server at the same time ---------------------------------------------------------
+
+
+CLI_LOOP = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from database_manager import media_cli
+db, media, count = sys.argv[2], sys.argv[3], int(sys.argv[4])
+print("ready", flush=True)
+sys.stdin.readline()                    # start together with the threads
+for index in range(count):
+    media_cli(["--db", db, "--media-dir", media, "add", f"cli-{index}.jpg"], standalone_mode=False)
+    media_cli(["--db", db, "--media-dir", media, "list", "--json"], standalone_mode=False)
+"""
+
+
+def test_cli_and_server_threads_write_at_the_same_time(media_dir, tmp_path):
+    cli_count, threads_count, per_thread = 40, 4, 25
+    for index in range(cli_count):
+        put(media_dir, f"cli-{index}.jpg")
+    for thread in range(threads_count):
+        for index in range(per_thread):
+            put(media_dir, f"server-{thread}-{index}.jpg")
+    db_path = media_dir / "media.db"
+    catalogue = MediaCatalogue(db_path, media_dir)
+    errors = []
+
+    def server_thread(thread):
+        try:
+            for index in range(per_thread):
+                catalogue.add(f"server-{thread}-{index}.jpg", camera=f"thread {thread}")
+                catalogue.entries(limit=5)
+        except Exception as error:          # reported by the assertion below
+            errors.append(repr(error))
+
+    cli = subprocess.Popen([sys.executable, "-c", CLI_LOOP, str(ROOT), str(db_path), str(media_dir),
+                            str(cli_count)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    threads = [threading.Thread(target=server_thread, args=(thread,)) for thread in range(threads_count)]
+    try:
+        assert cli.stdout.readline() == "ready\n"
+        cli.stdin.write("go\n")
+        cli.stdin.flush()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        _, cli_errors = cli.communicate(timeout=60)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    try:
+        assert cli.returncode == 0, cli_errors
+        assert "locked" not in cli_errors
+        assert errors == []
+        names = {entry["filename"] for entry in catalogue.entries()}
+        expected = {f"cli-{index}.jpg" for index in range(cli_count)}
+        expected |= {f"server-{thread}-{index}.jpg"
+                     for thread in range(threads_count) for index in range(per_thread)}
+        assert names == expected
+    finally:
+        catalogue.close()
+
+
+def test_the_script_runs_on_its_own(media_dir):
+    put(media_dir, "a.jpg")
+    script = str(ROOT / "database_manager.py")
+    added = subprocess.run([sys.executable, script, "--media-dir", str(media_dir), "add", "a.jpg"],
+                           capture_output=True, text=True)
+    assert added.returncode == 0 and "Added a.jpg" in added.stdout
+    failed = subprocess.run([sys.executable, script, "--media-dir", str(media_dir), "remove", "b.jpg"],
+                            capture_output=True, text=True)
+    assert failed.returncode == 1
+    assert failed.stderr.splitlines() == ["Error: b.jpg is not in the catalogue"]

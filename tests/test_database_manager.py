@@ -1,0 +1,489 @@
+"""The media catalogue library: schema, migration, entries, files, scan, prune, events."""
+import datetime
+import os
+import sqlite3
+import threading
+
+import pytest
+
+import database_manager
+from database_manager import (CatalogueError, DuplicateMedia, InvalidValue, MediaCatalogue, MissingFile,
+                              UnknownEvent, UnknownMedia)
+from media_files import MediaNameError
+
+BAD_NAMES = ["../escape.jpg", "a/b.jpg", "/etc/passwd", "..", "x\x00.jpg", "a\\b.jpg", "", "   ", "noextension",
+             "notes.txt"]
+
+
+def put(folder, name, data=b"data", mtime=None):
+    path = folder / name
+    path.write_bytes(data)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+def make_original_db(path, rows):
+    """A media.db as the original project made it: media(id, date, fileName), no version."""
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE media (id INTEGER PRIMARY KEY, date TEXT, fileName TEXT)")
+        db.executemany("INSERT INTO media (id, date, fileName) VALUES (?, ?, ?)", rows)
+    db.close()
+
+
+def raw(path, query, parameters=()):
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(query, parameters).fetchall()
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def media_dir(tmp_path):
+    folder = tmp_path / "media"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def db_path(media_dir):
+    return media_dir / "media.db"
+
+
+@pytest.fixture
+def catalogue(db_path, media_dir):
+    opened = MediaCatalogue(db_path, media_dir)
+    yield opened
+    opened.close()
+
+
+# -- schema, WAL, versions -----------------------------------------------------------------------
+
+
+def test_a_new_catalogue_has_the_schema_its_version_and_wal(catalogue, db_path):
+    assert raw(db_path, "PRAGMA journal_mode") == [("wal",)]
+    assert raw(db_path, "PRAGMA user_version") == [(1,)]
+    tables = {name for (name,) in raw(db_path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"media", "events"} <= tables
+    indexes = {name for (name,) in raw(db_path, "SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"media_created", "events_start"} <= indexes
+    assert catalogue._db().execute("PRAGMA busy_timeout").fetchone()[0] == 10000
+
+
+def test_the_schema_file_runs_twice_without_harm(tmp_path):
+    db = sqlite3.connect(tmp_path / "twice.db")
+    script = database_manager.SCHEMA_PATH.read_text()
+    db.executescript(script)
+    db.execute("INSERT INTO media (filename, kind, created) VALUES ('a.jpg', 'picture', 1)")
+    db.commit()
+    db.executescript(script)
+    assert db.execute("SELECT filename FROM media").fetchall() == [("a.jpg",)]
+    db.close()
+
+
+def test_reopening_changes_nothing(db_path, media_dir):
+    put(media_dir, "a.jpg")
+    with MediaCatalogue(db_path, media_dir) as first:
+        first.add("a.jpg", note="kept")
+        before = first.entries()
+    with MediaCatalogue(db_path, media_dir) as second:
+        assert second.entries() == before
+
+
+def test_a_kind_outside_the_list_is_refused_by_the_schema_too(catalogue, db_path):
+    with pytest.raises(sqlite3.IntegrityError):
+        with sqlite3.connect(db_path) as db:
+            db.execute("INSERT INTO media (filename, kind, created) VALUES ('x.jpg', 'sound', 1)")
+
+
+def test_a_newer_schema_version_is_refused(db_path, media_dir):
+    db = sqlite3.connect(db_path)
+    db.execute("PRAGMA user_version = 99")
+    db.close()
+    with pytest.raises(CatalogueError, match="newer"):
+        MediaCatalogue(db_path, media_dir)
+
+
+def test_a_file_that_is_not_a_database_is_refused(db_path, media_dir):
+    db_path.write_bytes(b"this is not sqlite, just some text " * 50)
+    with pytest.raises(CatalogueError, match="is not a database"):
+        MediaCatalogue(db_path, media_dir)
+
+
+def test_a_missing_media_folder_is_refused(tmp_path):
+    with pytest.raises(CatalogueError, match="does not exist"):
+        MediaCatalogue(tmp_path / "media.db", tmp_path / "nowhere")
+
+
+# -- migration from the original media(id, date, fileName) -----------------------------------------
+
+
+def test_an_original_database_is_migrated_in_place_without_losing_rows(db_path, media_dir):
+    put(media_dir, "snap.jpg", b"12345")
+    put(media_dir, "clip.mp4", b"1234567", mtime=1_500_000_000)
+    put(media_dir, "2019-04-12 13:45:12.png", b"png")
+    make_original_db(db_path, [
+        (3, "2019-04-12 13:45:12", "snap.jpg"),
+        (7, "garbage date", "clip.mp4"),
+        (9, "1555076712", "gone.avi"),
+        (12, "04/12/2019", "2019-04-12 13:45:12.png"),
+        (15, None, "gone-without-date.webm"),
+    ])
+    with MediaCatalogue(db_path, media_dir) as catalogue:
+        by_name = {entry["filename"]: entry for entry in catalogue.entries()}
+        assert {entry["id"] for entry in by_name.values()} == {3, 7, 9, 12, 15}
+        snap = by_name["snap.jpg"]
+        assert (snap["id"], snap["kind"], snap["size"]) == (3, "picture", 5)
+        assert snap["created"] == datetime.datetime(2019, 4, 12, 13, 45, 12).timestamp()
+        clip = by_name["clip.mp4"]
+        assert (clip["kind"], clip["size"], clip["created"]) == ("video", 7, 1_500_000_000)
+        gone = by_name["gone.avi"]
+        assert (gone["kind"], gone["size"], gone["created"]) == ("video", None, 1555076712.0)
+        assert by_name["2019-04-12 13:45:12.png"]["created"] == datetime.datetime(2019, 4, 12).timestamp()
+        assert by_name["gone-without-date.webm"]["created"] > 1_600_000_000      # now
+        # A name from the original catalogue (':' is no longer allowed) can still be removed.
+        catalogue.remove("2019-04-12 13:45:12.png", delete_file=True)
+        assert not (media_dir / "2019-04-12 13:45:12.png").exists()
+    assert raw(db_path, "PRAGMA user_version") == [(1,)]
+    assert raw(db_path, "PRAGMA journal_mode") == [("wal",)]
+    tables = {name for (name,) in raw(db_path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"media", "events"}
+    with MediaCatalogue(db_path, media_dir) as again:
+        assert len(again.entries()) == 4
+
+
+def test_a_migration_that_fails_leaves_the_original_untouched(db_path, media_dir, monkeypatch):
+    rows = [(1, "2019-01-01 10:00:00", "a.jpg"), (2, "2019-01-02 10:00:00", "b.jpg")]
+    make_original_db(db_path, rows)
+    calls = []
+
+    def failing_parse(value):
+        calls.append(value)
+        if len(calls) == 2:
+            raise RuntimeError("power cut in the middle of the migration")
+        return 1.0
+    monkeypatch.setattr(database_manager, "parse_date", failing_parse)
+    with pytest.raises(RuntimeError):
+        MediaCatalogue(db_path, media_dir)
+    assert raw(db_path, "SELECT id, date, fileName FROM media ORDER BY id") == rows
+    assert raw(db_path, "PRAGMA user_version") == [(0,)]
+    assert raw(db_path, "SELECT name FROM sqlite_master WHERE name IN ('events', 'media_original')") == []
+
+
+def test_original_rows_without_a_name_are_kept_and_repeated_names_merged(db_path, media_dir):
+    make_original_db(db_path, [(1, "2019-01-01", "a.jpg"), (2, "2019-01-02", "a.jpg"), (3, "2019-01-03", None)])
+    with MediaCatalogue(db_path, media_dir) as catalogue:
+        entries = {entry["id"]: entry for entry in catalogue.entries()}
+    assert entries[1]["filename"] == "a.jpg"
+    assert entries[3]["filename"] == "unnamed-3" and "no file name" in entries[3]["note"]
+    assert 2 not in entries
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2019-04-12 13:45:12", datetime.datetime(2019, 4, 12, 13, 45, 12)),
+    ("2019-04-12T13:45:12.5", datetime.datetime(2019, 4, 12, 13, 45, 12, 500000)),
+    ("2019-04-12_13-45-12", datetime.datetime(2019, 4, 12, 13, 45, 12)),
+    ("Fri Apr 12 13:45:12 2019", datetime.datetime(2019, 4, 12, 13, 45, 12)),
+    ("12.04.2019", datetime.datetime(2019, 4, 12)),
+])
+def test_dates_are_read_leniently(text, expected):
+    assert database_manager.parse_date(text) == expected.timestamp()
+
+
+@pytest.mark.parametrize("text", [None, "", "yesterday", "2019", "13/45/2019"])
+def test_unreadable_dates_give_none(text):
+    assert database_manager.parse_date(text) is None
+
+
+# -- entries -----------------------------------------------------------------------------------
+
+
+def test_add_takes_kind_size_and_time_from_the_file(catalogue, media_dir):
+    put(media_dir, "a.jpeg", b"abc", mtime=1_600_000_000)
+    entry = catalogue.add("a.jpeg")
+    assert entry == {"id": entry["id"], "filename": "a.jpeg", "kind": "picture", "created": 1_600_000_000,
+                     "size": 3, "duration": None, "width": None, "height": None, "camera": None, "note": None}
+    put(media_dir, "b.webm")
+    video = catalogue.add("b.webm", camera="demo", duration=3.5, width=640, height=480, created=5.0)
+    assert (video["kind"], video["camera"], video["duration"], video["width"], video["created"]) == \
+        ("video", "demo", 3.5, 640, 5.0)
+    put(media_dir, "c.jpg")
+    assert catalogue.add("c.jpg", "change")["kind"] == "change"
+    assert catalogue.get("a.jpeg") == entry
+
+
+def test_add_needs_the_file(catalogue):
+    with pytest.raises(MissingFile) as caught:
+        catalogue.add("absent.jpg")
+    assert isinstance(caught.value, FileNotFoundError)
+    assert catalogue.entries() == []
+
+
+def test_add_twice_is_a_duplicate(catalogue, media_dir):
+    put(media_dir, "a.jpg")
+    catalogue.add("a.jpg")
+    with pytest.raises(DuplicateMedia):
+        catalogue.add("a.jpg")
+    assert len(catalogue.entries()) == 1
+
+
+@pytest.mark.parametrize("fields", [{"kind": "sound"}, {"size": -1}, {"width": 1.5}, {"created": "today"},
+                                    {"duration": float("nan")}, {"note": 5}])
+def test_add_refuses_bad_values(catalogue, media_dir, fields):
+    put(media_dir, "a.jpg")
+    with pytest.raises(InvalidValue):
+        catalogue.add("a.jpg", **fields)
+    assert catalogue.entries() == []
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_bad_names_are_refused_everywhere(catalogue, media_dir, tmp_path, name):
+    put(tmp_path, "escape.jpg")
+    for action in (catalogue.add, catalogue.get, catalogue.remove, catalogue.update):
+        with pytest.raises(MediaNameError):
+            action(name)
+    with pytest.raises(MediaNameError):
+        catalogue.remove(name, delete_file=True)
+    with pytest.raises(MediaNameError):
+        catalogue.add_event(1.0, "motion", snapshot=name)
+    assert (tmp_path / "escape.jpg").exists()
+    assert catalogue.entries() == []
+
+
+def test_update_changes_some_fields(catalogue, media_dir):
+    put(media_dir, "a.mp4")
+    catalogue.add("a.mp4")
+    updated = catalogue.update("a.mp4", duration=12.5, note="garden", size=99)
+    assert (updated["duration"], updated["note"], updated["size"], updated["kind"]) == \
+        (12.5, "garden", 99, "video")
+    assert catalogue.get("a.mp4") == updated
+    with pytest.raises(InvalidValue, match="filename"):
+        catalogue.update("a.mp4", filename="b.mp4")
+    with pytest.raises(InvalidValue):
+        catalogue.update("a.mp4", created=None)
+    with pytest.raises(UnknownMedia):
+        catalogue.update("other.mp4", note="x")
+
+
+def test_get_answers_none_for_an_unknown_file(catalogue):
+    assert catalogue.get("nothing.jpg") is None
+
+
+def test_entries_are_newest_first_and_filter_by_kind(catalogue, media_dir):
+    for created, name in [(30, "new.jpg"), (10, "old.mp4"), (20, "middle.jpg")]:
+        put(media_dir, name)
+        catalogue.add(name, created=created)
+    assert [entry["filename"] for entry in catalogue.entries()] == ["new.jpg", "middle.jpg", "old.mp4"]
+    oldest_two = catalogue.entries(newest_first=False, limit=2)
+    assert [entry["filename"] for entry in oldest_two] == ["old.mp4", "middle.jpg"]
+    assert [entry["filename"] for entry in catalogue.entries(kind="video")] == ["old.mp4"]
+    with pytest.raises(InvalidValue):
+        catalogue.entries(kind="sound")
+
+
+# -- remove: the row and the file go together ------------------------------------------------------
+
+
+def test_remove_keeps_the_file_unless_asked(catalogue, media_dir):
+    put(media_dir, "a.jpg")
+    put(media_dir, "b.jpg")
+    catalogue.add("a.jpg")
+    catalogue.add("b.jpg")
+    assert catalogue.remove("a.jpg")["filename"] == "a.jpg"
+    assert (media_dir / "a.jpg").exists()
+    catalogue.remove("b.jpg", delete_file=True)
+    assert not (media_dir / "b.jpg").exists()
+    assert catalogue.entries() == []
+    assert [name for name in os.listdir(media_dir) if name.startswith(".")] == []
+
+
+def test_removing_an_unknown_file_is_a_key_error(catalogue, media_dir):
+    put(media_dir, "a.jpg")
+    with pytest.raises(UnknownMedia) as caught:
+        catalogue.remove("a.jpg", delete_file=True)
+    assert isinstance(caught.value, KeyError)
+    assert str(caught.value) == "a.jpg is not in the catalogue"
+    assert (media_dir / "a.jpg").exists()
+
+
+def test_remove_with_the_file_already_gone_forgets_the_row(catalogue, media_dir):
+    put(media_dir, "a.jpg")
+    catalogue.add("a.jpg")
+    (media_dir / "a.jpg").unlink()
+    catalogue.remove("a.jpg", delete_file=True)
+    assert catalogue.entries() == []
+
+
+def test_a_file_that_cannot_be_deleted_keeps_its_row(catalogue, media_dir, monkeypatch):
+    put(media_dir, "a.jpg")
+    catalogue.add("a.jpg")
+
+    def refuse(source, target):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(database_manager.os, "rename", refuse)
+    with pytest.raises(CatalogueError, match="cannot delete a.jpg: Permission denied"):
+        catalogue.remove("a.jpg", delete_file=True)
+    monkeypatch.undo()
+    assert catalogue.get("a.jpg") is not None and (media_dir / "a.jpg").exists()
+
+
+def test_a_row_that_cannot_be_deleted_keeps_its_file(catalogue, media_dir, db_path):
+    put(media_dir, "a.jpg", b"precious")
+    catalogue.add("a.jpg")
+    with sqlite3.connect(db_path) as db:
+        db.execute("CREATE TRIGGER refuse BEFORE DELETE ON media BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    db.close()
+    with pytest.raises(sqlite3.IntegrityError, match="refused"):
+        catalogue.remove("a.jpg", delete_file=True)
+    assert (media_dir / "a.jpg").read_bytes() == b"precious"
+    assert catalogue.get("a.jpg") is not None
+    assert [name for name in os.listdir(media_dir) if name.startswith(".partial")] == []
+
+
+# -- scan ----------------------------------------------------------------------------------------
+
+
+def test_scan_catalogues_new_files_and_reports_missing_ones(catalogue, media_dir, db_path):
+    put(media_dir, "known.jpg")
+    put(media_dir, "lost.mp4")
+    catalogue.add("known.jpg")
+    catalogue.add("lost.mp4")
+    (media_dir / "lost.mp4").unlink()
+    put(media_dir, "new.jpg", b"12", mtime=1_650_000_000)
+    put(media_dir, "film.MP4")
+    for ignored in (".partial-abc123", ".gitkeep", "media.db-journal", "notes.txt", ".hidden.jpg"):
+        put(media_dir, ignored)
+    (media_dir / "folder.jpg").mkdir()
+    put(media_dir, "odd:name.jpg")
+
+    found = catalogue.scan()
+    assert sorted(entry["filename"] for entry in found["added"]) == ["film.MP4", "new.jpg"]
+    new = catalogue.get("new.jpg")
+    assert (new["kind"], new["size"], new["created"]) == ("picture", 2, 1_650_000_000)
+    assert catalogue.get("film.MP4")["kind"] == "video"
+    assert [entry["filename"] for entry in found["missing"]] == ["lost.mp4"]
+    assert [skipped["filename"] for skipped in found["skipped"]] == ["odd:name.jpg"]
+    assert catalogue.get("lost.mp4") is not None
+
+    again = catalogue.scan(remove_missing=True)
+    assert again["added"] == [] and [entry["filename"] for entry in again["missing"]] == ["lost.mp4"]
+    assert catalogue.get("lost.mp4") is None
+    assert catalogue.scan() == {"added": [], "missing": [], "skipped": again["skipped"]}
+
+
+# -- prune ---------------------------------------------------------------------------------------
+
+
+def add_aged(catalogue, media_dir, name, days_old, size, now):
+    put(media_dir, name, b"x" * size)
+    return catalogue.add(name, created=now - days_old * 86400)
+
+
+def test_prune_by_age_deletes_old_files_and_rows(catalogue, media_dir):
+    now = 2_000_000_000
+    add_aged(catalogue, media_dir, "old.jpg", 10, 5, now)
+    add_aged(catalogue, media_dir, "older.mp4", 20, 5, now)
+    add_aged(catalogue, media_dir, "fresh.jpg", 1, 5, now)
+
+    planned = catalogue.prune(max_age_days=7, dry_run=True, now=now)
+    assert [entry["filename"] for entry in planned] == ["older.mp4", "old.jpg"]
+    assert len(catalogue.entries()) == 3 and (media_dir / "old.jpg").exists()
+
+    removed = catalogue.prune(max_age_days=7, now=now)
+    assert removed == planned
+    assert [entry["filename"] for entry in catalogue.entries()] == ["fresh.jpg"]
+    assert not (media_dir / "old.jpg").exists() and not (media_dir / "older.mp4").exists()
+    assert (media_dir / "fresh.jpg").exists()
+
+
+def test_prune_by_size_removes_the_oldest_until_it_fits(catalogue, media_dir):
+    now = 2_000_000_000
+    for days, name in [(4, "a.jpg"), (3, "b.jpg"), (2, "c.jpg"), (1, "d.jpg")]:
+        add_aged(catalogue, media_dir, name, days, 100, now)
+    assert [entry["filename"] for entry in catalogue.prune(max_total_bytes=250, dry_run=True, now=now)] == \
+        ["a.jpg", "b.jpg"]
+    assert len(catalogue.entries()) == 4
+    assert [entry["filename"] for entry in catalogue.prune(max_total_bytes=250, now=now)] == ["a.jpg", "b.jpg"]
+    assert sorted(os.listdir(media_dir)) == ["c.jpg", "d.jpg", "media.db", "media.db-shm", "media.db-wal"]
+    assert catalogue.prune(max_total_bytes=250, now=now) == []
+    assert catalogue.prune() == []
+
+
+def test_prune_by_age_and_size_together(catalogue, media_dir):
+    now = 2_000_000_000
+    add_aged(catalogue, media_dir, "ancient.jpg", 100, 10, now)
+    add_aged(catalogue, media_dir, "big.mp4", 2, 1000, now)
+    add_aged(catalogue, media_dir, "small.jpg", 1, 10, now)
+    removed = catalogue.prune(max_age_days=30, max_total_bytes=500, now=now)
+    assert [entry["filename"] for entry in removed] == ["ancient.jpg", "big.mp4"]
+
+
+# -- new, events, threads, close ---------------------------------------------------------------
+
+
+def test_new_forgets_everything_but_keeps_the_files(catalogue, media_dir):
+    put(media_dir, "a.jpg")
+    catalogue.add("a.jpg")
+    catalogue.add_event(1.0, "motion")
+    assert catalogue.new() == 1
+    assert catalogue.entries() == [] and catalogue.events() == []
+    assert (media_dir / "a.jpg").exists()
+
+
+def test_events_are_stored_updated_and_listed_newest_first(catalogue):
+    first = catalogue.add_event(100.0, "motion", peak_score=0.4, labels=["person"], snapshot="m.jpg")
+    second = catalogue.add_event(200.0, "change")
+    updated = catalogue.update_event(first, end=110.0, labels=("person", "cat"), clip="m.mp4")
+    assert updated == {"id": first, "start": 100.0, "end": 110.0, "kind": "motion", "peak_score": 0.4,
+                       "labels": ["person", "cat"], "snapshot": "m.jpg", "clip": "m.mp4"}
+    assert [event["id"] for event in catalogue.events()] == [second, first]
+    assert catalogue.events(limit=1)[0]["labels"] == []
+    with pytest.raises(UnknownEvent):
+        catalogue.update_event(999, end=1.0)
+    with pytest.raises(InvalidValue):
+        catalogue.add_event(1.0, "motion", labels="person")
+    with pytest.raises(InvalidValue):
+        catalogue.update_event(first, start=None)
+
+
+def test_each_thread_uses_its_own_connection(catalogue, media_dir):
+    put(media_dir, "main.jpg")
+    catalogue.add("main.jpg")
+    seen, errors = [], []
+
+    def work(index):
+        try:
+            put(media_dir, f"t{index}.jpg")
+            catalogue.add(f"t{index}.jpg")
+            seen.append(id(catalogue._db()))
+        except Exception as error:          # reported below
+            errors.append(error)
+    threads = [threading.Thread(target=work, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(catalogue.entries()) == 5
+    assert id(catalogue._db()) not in seen
+
+
+def test_closed_catalogue_refuses_work(db_path, media_dir):
+    catalogue = MediaCatalogue(db_path, media_dir)
+    catalogue.close()
+    with pytest.raises(CatalogueError, match="closed"):
+        catalogue.entries()
+
+
+def test_unsafe_original_names_are_kept_but_never_reach_outside(db_path, media_dir, tmp_path):
+    put(tmp_path, "outside.jpg", b"not ours")
+    make_original_db(db_path, [(1, "2000-01-01", "../outside.jpg"), (2, "2000-01-01", "nul\x00.jpg")])
+    with MediaCatalogue(db_path, media_dir) as catalogue:
+        assert {entry["size"] for entry in catalogue.entries()} == {None}
+        assert len(catalogue.scan()["missing"]) == 2
+        with pytest.raises(MediaNameError):
+            catalogue.remove("../outside.jpg", delete_file=True)
+        assert len(catalogue.prune(max_age_days=1)) == 2
+        assert catalogue.entries() == []
+    assert (tmp_path / "outside.jpg").read_bytes() == b"not ours"
