@@ -2,9 +2,9 @@
 
 A consumer always gets the newest frame: a slow one skips frames, it never slows the others or
 builds a queue. The producer is a native thread; consumers are native threads (gthread worker,
-development server) or greenlets (gevent worker). Greenlets cannot wait on a native Condition
-without stalling their hub, so under gevent the producer wakes them through the hub's thread-safe
-async watcher instead.
+development server, the recorder) and, under the gevent worker, greenlets too. Greenlets cannot
+wait on a native Condition without stalling their hub, and native threads cannot wait on a gevent
+Event, so each waits its own way: the producer notifies both.
 """
 import dataclasses
 import threading
@@ -51,9 +51,11 @@ class _GeventWaiter:
     def __init__(self):
         import gevent
         import gevent.event
+        hub = gevent.get_hub()
+        self.thread_ident = hub.thread_ident     # the native thread all its greenlets run in
         self._new_event = gevent.event.Event
         self._event = self._new_event()
-        self._watcher = gevent.get_hub().loop.async_(ref=False)
+        self._watcher = hub.loop.async_(ref=False)
         self._watcher.start(self._wake_all)
 
     def _wake_all(self):
@@ -78,9 +80,11 @@ def gevent_is_active():
 
 class FrameHub:
     def __init__(self, cooperative=None):
+        """``cooperative``: also wake greenlets (default: when running in a gevent worker)."""
         self._latest = None
         cooperative = gevent_is_active() if cooperative is None else cooperative
-        self._waiter = _GeventWaiter() if cooperative else _ThreadWaiter()
+        self._threads = _ThreadWaiter()
+        self._greenlets = _GeventWaiter() if cooperative else None
 
     @property
     def latest(self):
@@ -88,13 +92,21 @@ class FrameHub:
 
     def publish(self, frame):
         self._latest = frame
-        self._waiter.notify()
+        self._threads.notify()
+        if self._greenlets is not None:
+            self._greenlets.notify()
+
+    def _waiter(self):
+        greenlets = self._greenlets
+        if greenlets is not None and threading.get_ident() == greenlets.thread_ident:
+            return greenlets
+        return self._threads
 
     def wait_newer(self, seq, timeout):
         """The newest frame with a sequence number above ``seq``, or None after ``timeout`` s."""
         def is_ready():
             latest = self._latest
             return latest is not None and latest.seq > seq
-        self._waiter.wait(is_ready, timeout)
+        self._waiter().wait(is_ready, timeout)
         latest = self._latest
         return latest if latest is not None and latest.seq > seq else None

@@ -43,6 +43,8 @@ def check_media_name(name, extensions):
 
 def media_path(media_dir, name):
     """The path of ``name`` inside ``media_dir``, refusing anything that would resolve outside it."""
+    if "\x00" in name:
+        raise MediaNameError("the file name contains a NUL byte")
     base = Path(media_dir).resolve()
     path = (base / name).resolve()
     if path.parent != base:

@@ -33,6 +33,10 @@ class Settings:
     port: int = 5000
     media_dir: str = "media"
     log_file: str = "flask.log"
+    max_recording_minutes: float = 60.0
+    min_free_mb: int = 200
+    keep_days: float = 0.0
+    max_media_gb: float = 0.0
     allow_power_control: bool = False
     light: bool = False
     lighttype: str = "trinket"
@@ -94,6 +98,10 @@ _KEYS = {
     "port": ("SETTINGS", _number(int, 1, 65535)),
     "media_dir": ("SETTINGS", _text),
     "log_file": ("SETTINGS", _text),
+    "max_recording_minutes": ("SETTINGS", _number(float, 0, 24 * 60)),
+    "min_free_mb": ("SETTINGS", _number(int, 0, 10_000_000)),
+    "keep_days": ("SETTINGS", _number(float, 0, 36500)),
+    "max_media_gb": ("SETTINGS", _number(float, 0, 100_000)),
     "allow_power_control": ("SETTINGS", _boolean),
     "light": ("SETTINGS", _boolean),
     "lighttype": ("SETTINGS", _choice(LIGHT_TYPES)),

@@ -53,3 +53,20 @@ def test_greenlets_are_woken_by_a_native_producer_thread():
     gevent.joinall(greenlets, timeout=5)
     producer.join()
     assert [greenlet.value.seq for greenlet in greenlets] == [1] * 50
+
+
+def test_native_threads_and_greenlets_wait_on_the_same_cooperative_hub():
+    """Under gevent, the recorder (a native thread) and viewers (greenlets) share one hub."""
+    hub = FrameHub(cooperative=True)
+    greenlets = [gevent.spawn(hub.wait_newer, 0, 5) for _ in range(5)]
+    native_results = []
+    native = threading.Thread(target=lambda: native_results.append(hub.wait_newer(0, 5)))
+    native.start()
+    gevent.sleep(0.01)
+    producer = threading.Thread(target=hub.publish, args=(frame(1),))
+    producer.start()
+    gevent.joinall(greenlets, timeout=5)
+    native.join(5)
+    producer.join()
+    assert [greenlet.value.seq for greenlet in greenlets] == [1] * 5
+    assert [result.seq for result in native_results] == [1]
