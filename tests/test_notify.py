@@ -1,0 +1,375 @@
+"""notify.py: the webhook against a local HTTP server; MQTT against a real mosquitto on a free port."""
+import http.server
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from notify import MqttNotifier, WebhookNotifier, validate_host, validate_url  # noqa: E402
+
+WAIT = 10.0   # an upper bound for things that take milliseconds (MQTT reconnects take about 1 s)
+EVENT = {"type": "started", "at": 1700000000.5, "id": 1, "kind": "motion", "start": 1700000000.5,
+         "end": None, "peak_score": 0.12, "peak_confidence": 0.0, "labels": []}
+
+
+def wait_until(predicate, timeout=WAIT):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# --- a webhook receiver ---------------------------------------------------------------------
+
+class Receiver:
+    """An HTTP server on 127.0.0.1 that records POSTs; answers with statuses from a script."""
+
+    def __init__(self):
+        self.requests = []             # (path, headers, body)
+        self.statuses = []             # answers to give, one per request; 200 when empty
+        self.hold = threading.Event()  # cleared: each request waits until it is set
+        self.hold.set()
+        self.arrived = threading.Event()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append((self.path, dict(self.headers), body))
+                receiver.arrived.set()
+                receiver.hold.wait(WAIT)
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                except OSError:
+                    pass                   # the client gave up (timeout)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def bodies(self):
+        return [json.loads(body) for _, _, body in self.requests]
+
+    def close(self):
+        self.hold.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    server = Receiver()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def notifiers():
+    made = []
+    yield made
+    for notifier in made:
+        notifier.close(timeout=WAIT)
+
+
+def webhook(notifiers, url, **options):
+    options.setdefault("backoff_s", 0.01)
+    notifier = WebhookNotifier(url, **options)
+    notifiers.append(notifier)
+    return notifier
+
+
+# --- webhook --------------------------------------------------------------------------------
+
+def test_webhook_posts_the_event_as_json(receiver, notifiers):
+    notifier = webhook(notifiers, receiver.url)
+    notifier.notify(EVENT)
+    assert wait_until(lambda: notifier.sent == 1)
+    ((path, headers, body),) = receiver.requests
+    assert path == "/hook"
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(body) == EVENT
+
+
+def test_webhook_retries_after_a_server_error(receiver, notifiers):
+    receiver.statuses = [500, 503]
+    notifier = webhook(notifiers, receiver.url, retries=3)
+    notifier.notify(EVENT)
+    assert wait_until(lambda: notifier.sent == 1)
+    assert receiver.bodies() == [EVENT, EVENT, EVENT]
+    assert notifier.failed == 0
+
+
+def test_webhook_gives_up_after_the_retries(receiver, notifiers):
+    receiver.statuses = [500] * 10
+    notifier = webhook(notifiers, receiver.url, retries=2)
+    notifier.notify(EVENT)
+    assert wait_until(lambda: notifier.failed == 1)
+    assert len(receiver.requests) == 3 and notifier.sent == 0
+
+
+def test_webhook_does_not_retry_a_client_error(receiver, notifiers):
+    receiver.statuses = [404]
+    notifier = webhook(notifiers, receiver.url, retries=3)
+    notifier.notify(EVENT)
+    assert wait_until(lambda: notifier.failed == 1)
+    notifier.notify({**EVENT, "id": 2})
+    assert wait_until(lambda: notifier.sent == 1)
+    assert [body["id"] for body in receiver.bodies()] == [1, 2]
+
+
+def test_a_slow_server_times_out_and_never_blocks_the_caller(receiver, notifiers):
+    receiver.hold.clear()                      # the server takes the request and does not answer
+    notifier = webhook(notifiers, receiver.url, timeout_s=0.2, retries=0)
+    notifier.notify(EVENT)                     # returns at once although the server hangs
+    assert receiver.arrived.wait(WAIT)
+    assert not receiver.hold.is_set(), "notify() returned while the server still held the request"
+    assert wait_until(lambda: notifier.failed == 1), "the request must time out"
+    receiver.hold.set()
+
+
+def test_a_full_queue_drops_the_oldest_and_counts(receiver, notifiers):
+    receiver.hold.clear()
+    notifier = webhook(notifiers, receiver.url, queue_size=2)
+    notifier.notify({**EVENT, "id": 1})
+    assert receiver.arrived.wait(WAIT)        # 1 is being sent; the server holds it
+    for number in range(2, 6):
+        notifier.notify({**EVENT, "id": number})
+    assert notifier.dropped == 2 and notifier.pending == 2
+    receiver.hold.set()
+    assert wait_until(lambda: notifier.sent == 3)
+    assert [body["id"] for body in receiver.bodies()] == [1, 4, 5]
+
+
+def test_a_server_that_is_not_there_fails_in_the_background(notifiers):
+    notifier = webhook(notifiers, f"http://127.0.0.1:{free_port()}/hook", retries=1)
+    notifier.notify(EVENT)
+    assert wait_until(lambda: notifier.failed == 1)
+
+
+@pytest.mark.parametrize("url", ["", "example.com/hook", "ftp://example.com/", "http://", "http://host:99999/",
+                                 "javascript:alert(1)"])
+def test_bad_webhook_urls_are_refused(url):
+    with pytest.raises(ValueError, match="webhook URL"):
+        validate_url(url)
+
+
+def test_bad_webhook_settings_are_refused():
+    with pytest.raises(ValueError, match="timeout"):
+        WebhookNotifier("http://127.0.0.1/", timeout_s=0)
+    with pytest.raises(ValueError, match="retries"):
+        WebhookNotifier("http://127.0.0.1/", retries=-1)
+
+
+# --- MQTT -----------------------------------------------------------------------------------
+
+def mosquitto_binary():
+    return shutil.which("mosquitto") or next(
+        (path for path in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.path.exists(path)), None)
+
+
+def start_broker(tmp_path, port):
+    binary = mosquitto_binary()
+    if binary is None:
+        message = "mosquitto is not installed (Debian: apt install mosquitto); the MQTT tests need a real broker"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    config = tmp_path / f"mosquitto-{port}.conf"
+    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    process = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def accepting():
+        if process.poll() is not None:
+            pytest.fail(f"mosquitto stopped: {process.stderr.read().decode(errors='replace')}")
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", port)) == 0
+    assert wait_until(accepting), "mosquitto did not start listening"
+    return process
+
+
+def stop_broker(process):
+    process.terminate()
+    try:
+        process.wait(WAIT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def broker(tmp_path):
+    port = free_port()
+    process = start_broker(tmp_path, port)
+    yield port
+    stop_broker(process)
+
+
+class Subscriber:
+    """A paho client that records (topic, payload, retained) for every message under a prefix."""
+
+    def __init__(self, port, topics=("camera_server/#", "homeassistant/#")):
+        import paho.mqtt.client as mqtt
+        self.messages = []
+        self.lock = threading.Lock()
+        self.ready = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-subscriber-{port}")
+        self.client.on_connect = lambda client, *args: ([client.subscribe(topic, qos=1) for topic in topics],
+                                                        self.ready.set())
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        assert self.ready.wait(WAIT)
+
+    def _on_message(self, client, userdata, message):
+        with self.lock:
+            self.messages.append((message.topic, message.payload.decode(), bool(message.retain)))
+
+    def payloads(self, topic):
+        with self.lock:
+            return [payload for name, payload, _ in self.messages if name == topic]
+
+    def wait_for(self, topic, payload, timeout=WAIT):
+        return wait_until(lambda: payload in self.payloads(topic), timeout)
+
+    def close(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def subscribers():
+    made = []
+    yield made
+    for subscriber in made:
+        subscriber.close()
+
+
+def test_mqtt_status_motion_and_event_topics(broker, notifiers, subscribers):
+    watcher = Subscriber(broker)
+    subscribers.append(watcher)
+    notifier = MqttNotifier("127.0.0.1", broker, client_id="camera-test")
+    notifiers.append(notifier)
+    assert watcher.wait_for("camera_server/status", "online")
+    notifier.notify(EVENT)
+    assert watcher.wait_for("camera_server/motion", "ON")
+    assert wait_until(lambda: watcher.payloads("camera_server/event"))
+    assert json.loads(watcher.payloads("camera_server/event")[0]) == EVENT
+    notifier.notify({**EVENT, "type": "ended", "end": 1700000007.0})
+    assert watcher.wait_for("camera_server/motion", "OFF")
+    assert wait_until(lambda: len(watcher.payloads("camera_server/event")) == 2)
+    assert json.loads(watcher.payloads("camera_server/event")[1])["type"] == "ended"
+
+
+def test_mqtt_retained_state_and_home_assistant_discovery(broker, notifiers, subscribers):
+    notifier = MqttNotifier("127.0.0.1", broker)
+    notifiers.append(notifier)
+    assert notifier.connected.wait(WAIT)
+    notifier.notify(EVENT)
+    assert wait_until(lambda: notifier.sent == 1)
+    late = Subscriber(broker)                 # joins afterwards: sees the retained messages
+    subscribers.append(late)
+    assert late.wait_for("camera_server/motion", "ON")
+    assert late.wait_for("camera_server/status", "online")
+    (config,) = late.payloads("homeassistant/binary_sensor/camera_server/motion/config")
+    config = json.loads(config)
+    assert config["device_class"] == "motion" and config["state_topic"] == "camera_server/motion"
+    assert config["availability_topic"] == "camera_server/status"
+    retained = {topic for topic, _, retain in late.messages if retain}
+    assert "camera_server/event" not in retained
+
+
+def test_mqtt_close_says_offline(broker, notifiers, subscribers):
+    watcher = Subscriber(broker, topics=("home/garage/#",))
+    subscribers.append(watcher)
+    notifier = MqttNotifier("127.0.0.1", broker, topic_prefix="home/garage")
+    notifiers.append(notifier)
+    assert notifier.connected.wait(WAIT)
+    assert watcher.wait_for("home/garage/status", "online")
+    notifier.close()
+    assert watcher.wait_for("home/garage/status", "offline")
+
+
+def test_mqtt_last_will_says_offline_when_the_connection_breaks(broker, notifiers, subscribers):
+    watcher = Subscriber(broker)
+    subscribers.append(watcher)
+    notifier = MqttNotifier("127.0.0.1", broker)
+    notifiers.append(notifier)
+    assert watcher.wait_for("camera_server/status", "online")
+    notifier._client.loop_stop()              # the process hangs or the network goes: no DISCONNECT
+    notifier._client.socket().shutdown(socket.SHUT_RDWR)
+    assert watcher.wait_for("camera_server/status", "offline")
+
+
+def test_broker_down_never_blocks_and_events_arrive_when_it_comes_up(tmp_path, notifiers, subscribers):
+    port = free_port()
+    notifier = MqttNotifier("127.0.0.1", port)
+    notifiers.append(notifier)
+    for number in range(1, 4):
+        notifier.notify({**EVENT, "id": number})  # returns at once: nothing listens on the port
+    assert not notifier.connected.is_set()
+    process = start_broker(tmp_path, port)
+    try:
+        watcher = Subscriber(port)
+        subscribers.append(watcher)
+        assert watcher.wait_for("camera_server/status", "online")
+        assert wait_until(lambda: len(watcher.payloads("camera_server/event")) == 3)
+        assert [json.loads(payload)["id"] for payload in watcher.payloads("camera_server/event")] == [1, 2, 3]
+        notifier.close()
+        notifiers.remove(notifier)
+    finally:
+        stop_broker(process)
+
+
+def test_close_with_the_broker_down_returns(notifiers):
+    notifier = MqttNotifier("127.0.0.1", free_port())
+    notifier.notify(EVENT)
+    notifier.close(timeout=WAIT)
+    assert not notifier._thread.is_alive()
+
+
+@pytest.mark.parametrize("host", ["", "mqtt://broker", "broker:1883", "bad host", "broker/path", "-x"])
+def test_bad_mqtt_hosts_are_refused(host):
+    with pytest.raises(ValueError, match="MQTT host"):
+        validate_host(host)
+
+
+@pytest.mark.parametrize("host", ["localhost", "broker.lan", "192.168.1.10", "::1", "mqtt-1.example.org"])
+def test_good_mqtt_hosts_are_taken(host):
+    assert validate_host(host) == host
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"port": 0}, "port must be between 1 and 65535"),
+    ({"port": "x"}, "port must be a number"),
+    ({"topic_prefix": "cams/#"}, "topic prefix"),
+    ({"topic_prefix": "/"}, "topic prefix"),
+])
+def test_bad_mqtt_settings_are_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        MqttNotifier("127.0.0.1", **options)
