@@ -1,0 +1,548 @@
+"""Recording: camera frames through a bounded queue to an H.264 MP4 writer thread.
+
+A feeder thread takes each live frame from ``camera.frames()`` (which holds the camera open) and
+puts it in a bounded queue; when the writer falls behind, frames are dropped and counted, so the
+camera never waits and memory stays flat. The writer thread encodes H.264 yuv420p with PyAV into a
+fragmented MP4 (a fragment per keyframe, a keyframe every second), so a crash or kill -9 leaves a
+playable file. A clean stop remuxes it (no re-encode) into a regular MP4 with the index in front.
+"""
+import contextlib
+import errno
+import fractions
+import logging
+import os
+import platform
+import queue
+import shutil
+import struct
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import av
+
+from media_files import MediaExists, check_media_name, media_path, timestamped_name
+
+log = logging.getLogger(__name__)
+
+MB = 1024 * 1024
+DISK_CHECK_INTERVAL = 1.0       # seconds between free-space checks while recording
+FEEDER_JOIN_TIMEOUT = 2.0
+ERROR_REASONS = ("disk_full", "write_error")
+ARM_MACHINES = ("aarch64", "arm64", "armv6l", "armv7l")
+TIME_BASE = fractions.Fraction(1, 1000)     # pts are capture times in milliseconds
+KEYFRAME_INTERVAL_MS = 1000                 # and so a fragment a second: what a kill -9 can lose
+NOMINAL_FPS = 30                            # a rate-control hint; the real timing is in the pts
+# flush_packets: each finished fragment goes to the file at once, not when a 32 KiB buffer fills.
+FRAGMENTED_MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
+INDEX_IN_FRONT = {"movflags": "+faststart"}
+ENCODER_OPTIONS = {
+    # zerolatency: no B-frames and no lookahead, so each frame is written as it comes; crf 26 with
+    # a 2 Mbit/s cap keeps 640x480 small, also when the scene is busy.
+    "libx264": {"preset": "veryfast", "tune": "zerolatency", "profile": "main", "crf": "26",
+                "maxrate": "2M", "bufsize": "4M", "threads": "1"},
+    "h264_v4l2m2m": {},
+}
+
+
+class RecordingError(RuntimeError):
+    """A recording cannot be started or stopped; the message says why."""
+
+
+class RecordingBusy(RecordingError):
+    """A recording is already running."""
+
+
+class NotRecording(RecordingError):
+    """No recording is running."""
+
+
+class InsufficientSpace(RecordingError):
+    """The media folder has less free space than recording needs."""
+
+
+def default_encoders(machine=None):
+    """The Pi's hardware encoder first on ARM, with libx264 as the fallback; libx264 elsewhere."""
+    machine = (machine or platform.machine()).lower()
+    return ("h264_v4l2m2m", "libx264") if machine in ARM_MACHINES else ("libx264",)
+
+
+def free_bytes(path):
+    return shutil.disk_usage(path).free
+
+
+class VideoFileWriter:
+    """H.264 yuv420p into a fragmented MP4; the size is fixed by the first frame, later ones are scaled."""
+
+    def __init__(self, path, width, height, encoders):
+        self.width, self.height = max(width - width % 2, 2), max(height - height % 2, 2)
+        self.encoder = pick_encoder(encoders, self.width, self.height)
+        self.frames = 0
+        self._origin = self._last_pts = self._last_keyframe = None
+        self._interval = round(1000 / NOMINAL_FPS)
+        self._container = av.open(str(path), "w", format="mp4", options=FRAGMENTED_MP4)
+        try:
+            self._stream = self._container.add_stream(self.encoder, rate=NOMINAL_FPS,
+                                                      options=ENCODER_OPTIONS.get(self.encoder, {}))
+            _configure(self._stream.codec_context, self.encoder, self.width, self.height)
+            self._stream.time_base = TIME_BASE
+        except Exception:
+            self._container.close()
+            raise
+
+    def write(self, image, captured):
+        """Encode one picture; ``captured`` is its capture time in seconds on a monotonic clock."""
+        frame = av.VideoFrame.from_ndarray(image, format="gray" if image.ndim == 2 else "bgr24")
+        frame = frame.reformat(width=self.width, height=self.height, format="yuv420p")
+        if self._origin is None:
+            self._origin = captured
+        pts = round((captured - self._origin) * 1000)
+        if self._last_pts is not None:
+            pts = max(pts, self._last_pts + 1)
+            self._interval = pts - self._last_pts
+        frame.pts, frame.time_base = pts, TIME_BASE
+        if self._last_keyframe is None or pts - self._last_keyframe >= KEYFRAME_INTERVAL_MS:
+            frame.pict_type = av.video.frame.PictureType.I
+            self._last_keyframe = pts
+        self._last_pts = pts
+        self._mux(self._stream.encode(frame))
+        self.frames += 1
+
+    @property
+    def duration(self):
+        return (self._last_pts + self._interval) / 1000 if self._last_pts is not None else 0.0
+
+    def close(self, flush=True):
+        """Flush the encoder (unless a write failed) and close the container."""
+        try:
+            if flush:
+                self._mux(self._stream.encode(None))
+        finally:
+            self._container.close()
+
+    def _mux(self, packets):
+        for packet in packets:
+            packet.duration = self._interval    # the last frame's duration, which the MP4 needs
+            self._container.mux(packet)
+
+
+def pick_encoder(encoders, width, height):
+    """The first encoder that opens and gives the stream header before the first frame."""
+    failures = []
+    for name in encoders:
+        try:
+            context = av.CodecContext.create(name, "w")
+            _configure(context, name, width, height)
+            context.options = dict(ENCODER_OPTIONS.get(name, {}))
+            context.flags |= av.codec.context.Flags.global_header
+            context.open()
+            if not context.extradata:
+                raise RecordingError("no stream header (SPS/PPS) before the first frame, which MP4 needs")
+            return name
+        except Exception as error:      # not built in, no device, or unusable: try the next one
+            log.info("encoder %s cannot be used: %s", name, error)
+            failures.append(f"{name}: {error}")
+    raise RecordingError("no H.264 encoder works: " + "; ".join(failures))
+
+
+def _configure(context, name, width, height):
+    context.width, context.height, context.pix_fmt = width, height, "yuv420p"
+    context.time_base = TIME_BASE
+    context.framerate = NOMINAL_FPS
+    context.gop_size = NOMINAL_FPS * 10     # a backstop: keyframes are forced every second
+    if name != "libx264":
+        context.gop_size = NOMINAL_FPS
+        context.bit_rate = max(width * height * 3, 250_000)    # ~0.9 Mbit/s at 640x480
+
+
+def probe(path):
+    """(frames, duration in s) of an MP4, read from its packets."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames, first, end = 0, None, 0
+        for packet in container.demux(stream):
+            if packet.pts is None:
+                continue
+            frames += 1
+            first = packet.pts if first is None else min(first, packet.pts)
+            end = max(end, packet.pts + (packet.duration or 0))
+        return frames, float((end - first) * stream.time_base) if frames else 0.0
+
+
+def rewrite_with_index_in_front(path):
+    """Remux (no re-encode) into a regular MP4 with +faststart, then replace the file atomically.
+
+    A fragmented MP4 states no duration: a player has to find it in the fragments, and some report
+    it short. A regular MP4 states it in the index, and with the index in front a browser can show
+    the length and seek before it has loaded the whole file.
+    """
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".partial-", suffix=".mp4")
+    os.close(descriptor)
+    try:
+        copied = 0
+        with av.open(str(path)) as source, \
+                av.open(temporary, "w", format="mp4", options=INDEX_IN_FRONT) as target:
+            source_stream = source.streams.video[0]
+            target_stream = target.add_stream_from_template(source_stream)
+            for packet in source.demux(source_stream):
+                if packet.dts is None:
+                    continue
+                packet.stream = target_stream
+                target.mux(packet)
+                copied += 1
+        frames, _ = probe(temporary)
+        if frames != copied:
+            raise RecordingError(f"the rewritten file has {frames} frames instead of {copied}")
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def mp4_boxes(path):
+    """The complete top-level boxes of an MP4 as (type, offset, size); a box cut short ends the list."""
+    boxes = []
+    with open(path, "rb") as handle:
+        end = os.fstat(handle.fileno()).st_size
+        offset = 0
+        while offset + 8 <= end:
+            handle.seek(offset)
+            header = handle.read(16)
+            size, kind = struct.unpack(">I4s", header[:8])
+            if size == 1 and len(header) == 16:
+                size = struct.unpack(">Q", header[8:])[0]
+            if size < 8 or offset + size > end:
+                break
+            boxes.append((kind.decode("latin-1"), offset, size))
+            offset += size
+    return boxes
+
+
+def trim_to_complete_fragments(path):
+    """Cut what a failed write left after the last complete fragment, so players read to the end."""
+    boxes, keep = mp4_boxes(path), 0
+    for index, (kind, offset, size) in enumerate(boxes):
+        follows_moof = kind == "mdat" and index > 0 and boxes[index - 1][0] == "moof"
+        if kind in ("ftyp", "moov", "mfra") or follows_moof:
+            keep = offset + size
+    if keep < os.path.getsize(path):
+        log.info("%s: cut %d bytes of an unfinished fragment", path.name, os.path.getsize(path) - keep)
+        os.truncate(path, keep)
+
+
+class Recorder:
+    """Start and stop recordings of one camera into the media folder, one at a time."""
+
+    def __init__(self, camera, media_dir, *, catalogue=None, camera_name="", max_seconds=0,
+                 min_free_mb=200, queue_frames=60, encoder=None):
+        self.camera = camera
+        self.media_dir = Path(media_dir)
+        self.catalogue = catalogue
+        self.camera_name = camera_name
+        self.max_seconds = max_seconds or 0
+        self.min_free_mb = min_free_mb or 0
+        self.queue_frames = queue_frames
+        if encoder is None:
+            self.encoders = default_encoders()
+        else:
+            self.encoders = (encoder,) if encoder == "libx264" else (encoder, "libx264")
+        self._lock = threading.Lock()
+        self._current = None
+        self._last = None
+        self._closed = False
+
+    def start(self, filename=None):
+        """Start recording into ``filename`` (default video_<date>_<time>.mp4); answer the status."""
+        with self._lock:
+            if self._closed:
+                raise RecordingError("the recorder is shut down")
+            if self._current is not None:
+                raise RecordingBusy(f"already recording {self._current.name}; stop it first")
+            candidates = self._names(filename)
+            os.makedirs(self.media_dir, exist_ok=True)
+            free = free_bytes(self.media_dir)
+            if free < self.min_free_mb * MB:
+                raise InsufficientSpace(f"only {free / MB:.0f} MB free in the media folder; recording "
+                                        f"needs at least {self.min_free_mb} MB")
+            name, path = self._reserve(candidates)
+            self._current = _Recording(self, name, path)
+            self._current.start()
+        log.info("recording %s started", name)
+        return self.status()
+
+    def stop(self, timeout=60.0):
+        """Stop the running recording and answer what was saved, once the file is complete."""
+        with self._lock:
+            recording = self._current
+            if recording is None:
+                raise NotRecording("no recording is running")
+            recording.request_stop("stopped")
+        if not recording.join(timeout):
+            raise RecordingError(f"{recording.name} is still being finished; see the status")
+        return recording.result
+
+    def status(self):
+        with self._lock:
+            recording, last = self._current, self._last or {}
+        status = {"recording": recording is not None, "file": None, "started": None, "elapsed_s": 0.0,
+                  "frames": 0, "dropped": 0, "queued": 0, "encoder": last.get("encoder"),
+                  "encode_ms_per_frame": None, "last_error": last.get("error"), "last_file": last.get("file"),
+                  "last_reason": last.get("reason")}
+        if recording is not None:
+            status.update(recording.progress())
+        return status
+
+    def close(self, timeout=30.0):
+        """Shutdown: stop a running recording cleanly; later starts are refused."""
+        with self._lock:
+            self._closed = True
+            recording = self._current
+            if recording is not None:
+                recording.request_stop("shutdown")
+        if recording is not None and not recording.join(timeout):
+            log.warning("recording %s: not finished %.0f s after shutdown began", recording.name, timeout)
+
+    @staticmethod
+    def _names(filename):
+        """The name to record into (MediaNameError when it is bad), or for a default one, choices."""
+        if filename is not None:
+            return [check_media_name(filename, (".mp4",))]
+        stem, suffix = os.path.splitext(timestamped_name("video", ".mp4"))
+        return [stem + suffix] + [f"{stem}-{number}{suffix}" for number in range(1, 100)]
+
+    def _reserve(self, candidates):
+        """Create the file empty, so no other writer can take the name while the camera starts."""
+        for name in candidates:
+            path = media_path(self.media_dir, name)
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+                return name, path
+            except FileExistsError:
+                continue
+        raise MediaExists(f"{candidates[-1]} already exists in the media folder; choose another name")
+
+    def _finished(self, recording):
+        with self._lock:
+            if self._current is recording:
+                self._current = None
+            self._last = recording.result
+
+
+class _Recording:
+    """One recording: its feeder and writer threads, counters and outcome."""
+
+    def __init__(self, recorder, name, path):
+        self.recorder = recorder
+        self.name, self.path = name, path
+        self.started = time.time()
+        self._started_monotonic = time.monotonic()
+        self.queue = queue.Queue(recorder.queue_frames)
+        self.frames = self.dropped = 0
+        self.cpu_seconds = 0.0
+        self.reason = self.error = None
+        self.result = None
+        self.done = threading.Event()
+        self._stop = threading.Event()
+        self._reason_lock = threading.Lock()
+        self._file = None
+        self._catalogued = False
+        self._feeder = threading.Thread(target=self._feed, name="recorder-feeder", daemon=True)
+        self._writer = threading.Thread(target=self._write_all, name="recorder-writer", daemon=True)
+
+    def start(self):
+        self._feeder.start()
+        self._writer.start()
+
+    def join(self, timeout):
+        """Wait until the file is finished (and, briefly, until the feeder lets the camera go).
+
+        The feeder leaves at the camera's next frame, which a hung device may never deliver; the
+        answer is whether the file is finished.
+        """
+        self._writer.join(timeout)
+        self._feeder.join(FEEDER_JOIN_TIMEOUT)
+        return self.done.is_set()
+
+    def request_stop(self, reason, error=None):
+        """Ask both threads to finish; the first reason given is the one reported."""
+        with self._reason_lock:
+            if self.reason is None:
+                self.reason, self.error = reason, error
+        self._stop.set()
+
+    def progress(self):
+        return {"file": self.name, "started": self.started, "frames": self.frames, "dropped": self.dropped,
+                "queued": self.queue.qsize(),
+                "elapsed_s": round(time.monotonic() - self._started_monotonic, 2),
+                "encoder": self._file.encoder if self._file else None,
+                "encode_ms_per_frame": self._cpu_ms_per_frame(), "last_error": self.error}
+
+    def _cpu_ms_per_frame(self):
+        return round(self.cpu_seconds * 1000 / self.frames, 3) if self.frames else None
+
+    # -- the feeder thread: camera -> queue, never blocking the camera -----------------------
+    def _feed(self):
+        frames = self.recorder.camera.frames(timeout=0.5)     # notices a stopped camera soon
+        try:
+            for frame in frames:
+                if self._stop.is_set():
+                    return
+                if not frame.live:
+                    continue            # "no signal" frames: the video holds the last picture
+                # The capture time on the monotonic clock: the Pi's wall clock may jump when NTP syncs.
+                age = min(max(time.time() - frame.timestamp, 0.0), 1.0)
+                try:
+                    self.queue.put_nowait((time.monotonic() - age, frame.image))
+                except queue.Full:
+                    self.dropped += 1
+            self.request_stop("camera_stopped", "the camera stopped")
+        except Exception as error:      # the thread's top level
+            log.exception("recording %s: the feeder failed", self.name)
+            self.request_stop("camera_error", f"{type(error).__name__}: {error}")
+        finally:
+            frames.close()              # releases the camera
+
+    # -- the writer thread: queue -> H.264 MP4 -----------------------------------------------
+    def _write_all(self):
+        try:
+            next_disk_check = 0.0
+            while not self._stop.is_set():
+                if time.monotonic() >= next_disk_check:
+                    self._check_free_space()
+                    next_disk_check = time.monotonic() + DISK_CHECK_INTERVAL
+                self._check_length()
+                try:
+                    self._write(*self.queue.get(timeout=0.1))
+                except queue.Empty:
+                    continue
+            while True:                 # frames captured before the stop still belong in the file
+                try:
+                    self._write(*self.queue.get_nowait())
+                except queue.Empty:
+                    break
+        except OSError as error:        # av.error.OSError is one too
+            full = error.errno == errno.ENOSPC
+            log.error("recording %s: %s", self.name, error)
+            self.request_stop("disk_full" if full else "write_error",
+                              f"{'the disk is full' if full else 'cannot write the file'}: {error}")
+        except Exception as error:      # the thread's top level
+            log.exception("recording %s: the writer failed", self.name)
+            self.request_stop("write_error", f"{type(error).__name__}: {error}")
+        finally:
+            self._stop.set()
+            self._finish()
+
+    def _check_length(self):
+        limit = self.recorder.max_seconds
+        if limit and time.monotonic() - self._started_monotonic >= limit:
+            self.request_stop("max_length", f"reached the maximum length of {limit:g} s")
+
+    def _check_free_space(self):
+        minimum = self.recorder.min_free_mb
+        if not minimum:
+            return
+        free = free_bytes(self.recorder.media_dir)
+        if free < minimum * MB:
+            self.request_stop("low_disk", f"free disk space fell below {minimum} MB "
+                                          f"({free / MB:.0f} MB left)")
+
+    def _write(self, captured, image):
+        started = time.thread_time()
+        if self._file is None:
+            height, width = image.shape[:2]
+            self._file = VideoFileWriter(self.path, width, height, self.recorder.encoders)
+        self._file.write(image, captured)
+        self.frames += 1
+        self.cpu_seconds += time.thread_time() - started
+        if self.frames == 1:            # the file exists now, with its first fragment on the way
+            self._catalogued = self._catalogue("add", self.name, "video", created=self.started,
+                                               **self._picture_fields())
+
+    # -- finishing ---------------------------------------------------------------------------
+    def _finish(self):
+        self.request_stop("stopped")            # a no-op unless something asked for the stop before
+        fragmented = self._close_file() if self._file is not None else False
+        frames, duration, size = self._saved()
+        if not frames:
+            self._discard()
+        elif self._catalogued:
+            self._catalogue("update", self.name, size=size, duration=round(duration, 3))
+        else:
+            self._catalogued = self._catalogue("add", self.name, "video", created=self.started, size=size,
+                                               duration=round(duration, 3), **self._picture_fields())
+        self.result = {"file": self.name if frames else None, "duration": round(duration, 3), "size": size,
+                       "frames": frames, "dropped": self.dropped, "reason": self.reason, "error": self.error,
+                       "encoder": self._file.encoder if self._file else None, "fragmented": fragmented,
+                       "encode_ms_per_frame": self._cpu_ms_per_frame()}
+        log.info("recording %s ended (%s): %d frames, %.1f s, %d dropped%s", self.name, self.reason, frames,
+                 duration, self.dropped, f"; {self.error}" if self.error else "")
+        self.done.set()
+        self.recorder._finished(self)
+
+    def _close_file(self):
+        """Close the encoder and container, then rewrite with the index in front when that is safe.
+
+        Answers whether the file stays fragmented (after a write error, or without room to rewrite).
+        """
+        clean = self.reason not in ERROR_REASONS
+        try:
+            self._file.close(flush=clean)
+        except Exception as error:      # e.g. ENOSPC while writing the last fragment
+            log.error("recording %s: closing the file failed: %s", self.name, error)
+            self.error = self.error or f"closing the file failed: {error}"
+            clean = False
+        try:
+            if not clean:
+                trim_to_complete_fragments(self.path)
+                return True
+            if free_bytes(self.recorder.media_dir) < self.path.stat().st_size + 16 * MB:
+                log.warning("recording %s: kept fragmented, too little free space to rewrite it", self.name)
+                return True
+            rewrite_with_index_in_front(self.path)
+            return False
+        except Exception as error:      # the fragmented file stays, and it plays
+            log.warning("recording %s: kept fragmented, rewriting failed: %s", self.name, error)
+            return True
+
+    def _saved(self):
+        """(frames, duration in s, size) of the file on disk; no frames when it is absent or empty."""
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return 0, 0.0, 0
+        if size == 0:
+            return 0, 0.0, 0
+        try:
+            frames, duration = probe(self.path)
+            return frames, duration, size
+        except Exception as error:      # unreadable: keep the file for a person to look at
+            log.warning("recording %s: cannot read the file back: %s", self.name, error)
+            self.error = self.error or f"cannot read the file back: {error}"
+            return self.frames, self._file.duration if self._file else 0.0, size
+
+    def _discard(self):
+        """No frame was saved: the file goes, and the catalogue must not list it."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        if self._catalogued:
+            self._catalogue("remove", self.name)
+
+    def _picture_fields(self):
+        return {"width": self._file.width, "height": self._file.height, "camera": self.recorder.camera_name}
+
+    def _catalogue(self, action, *args, **fields):
+        """Call the catalogue, if any; answer whether that worked. A failure never stops a recording."""
+        catalogue = self.recorder.catalogue
+        if catalogue is None:
+            return False
+        try:
+            getattr(catalogue, action)(*args, **fields)
+            return True
+        except Exception as error:      # the catalogue's scan can catch up later
+            log.warning("recording %s: catalogue %s failed: %s", self.name, action, error)
+            self.error = self.error or f"catalogue {action} failed: {error}"
+            return False

@@ -1,0 +1,421 @@
+"""Recording: files that play (also after kill -9 or a full disk), bounded memory, limits, bad input."""
+import os
+import re
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+
+import av
+import numpy as np
+import pytest
+
+import recorder as recorder_module
+from camera_base import Camera
+from camera_demo import DemoSource
+from conftest import ROOT, FakeSource, in_ci
+from media_files import MediaExists, MediaNameError
+from recorder import (InsufficientSpace, NotRecording, Recorder, RecordingBusy, RecordingError,
+                      default_encoders, pick_encoder)
+
+MB = 1024 * 1024
+
+
+def wait_for(predicate, timeout=10.0):
+    """Poll a condition the threads will reach (tests assert outcomes, not timings)."""
+    event = threading.Event()
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            return True
+        event.wait(0.01)
+    return predicate()
+
+
+def record(recorder, frames, filename=None):
+    """Record until ``frames`` frames are written, then stop; answer stop()'s result."""
+    recorder.start(filename)
+    assert wait_for(lambda: recorder.status()["frames"] >= frames)
+    return recorder.stop()
+
+
+def top_level_boxes(path):
+    """The top-level MP4 box types, read independently of the recorder's own parser."""
+    kinds, data = [], path.read_bytes()
+    offset = 0
+    while offset + 8 <= len(data):
+        size, kind = struct.unpack(">I4s", data[offset:offset + 8])
+        if size == 1:
+            size = struct.unpack(">Q", data[offset + 8:offset + 16])[0]
+        kinds.append(kind.decode("latin-1"))
+        offset += size
+    return kinds
+
+
+def keyframe_times(path):
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return [float(packet.pts * stream.time_base) for packet in container.demux(stream)
+                if packet.pts is not None and packet.is_keyframe]
+
+
+def decode(path):
+    """Every frame of the first video stream as RGB arrays, and the opened stream's facts."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        facts = {"format": container.format.name, "codec": stream.codec_context.name,
+                 "pix_fmt": stream.codec_context.pix_fmt, "profile": stream.codec_context.profile,
+                 "duration": container.duration / 1e6 if container.duration else None}
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+    return frames, facts
+
+
+class FakeCatalogue:
+    """Records calls, and like the real catalogue refuses to add a file that is not there."""
+
+    def __init__(self, media_dir):
+        self.media_dir, self.calls, self.entries = media_dir, [], {}
+
+    def add(self, filename, kind, **fields):
+        assert (self.media_dir / filename).is_file(), "catalogued a file that is not there"
+        self.calls.append("add")
+        self.entries[filename] = dict(fields, kind=kind)
+
+    def update(self, filename, **fields):
+        self.calls.append("update")
+        self.entries[filename].update(fields)
+
+    def remove(self, filename):
+        self.calls.append("remove")
+        del self.entries[filename]
+
+
+class NoiseSource(FakeSource):
+    """Random pictures: they compress badly, so a recording fills a disk quickly."""
+
+    def read(self):
+        self.reads += 1
+        return np.random.default_rng(self.reads).integers(0, 256, (self.height, self.width, 3), np.uint8)
+
+
+@pytest.fixture
+def media_dir(tmp_path):
+    return tmp_path / "media"
+
+
+@pytest.fixture
+def make_recorder(fake_camera, media_dir):
+    """Recorders over the fake camera (64x48, 100 fps), closed at the end of the test."""
+    made = []
+
+    def make(camera=None, **options):
+        options.setdefault("min_free_mb", 0)
+        made.append(Recorder(camera or fake_camera, media_dir, **options))
+        return made[-1]
+
+    yield make
+    for recorder in made:
+        recorder.close()
+
+
+@pytest.fixture(scope="module")
+def demo_clip(tmp_path_factory):
+    """About 2.5 s recorded from the demo camera at 160x120, 30 fps: (path, stop() result)."""
+    camera = Camera(DemoSource(160, 120, 30), kind="demo", width=160, height=120, idle_timeout=0.2)
+    recorder = Recorder(camera, tmp_path_factory.mktemp("media"), min_free_mb=0)
+    try:
+        result = record(recorder, 75, "demo clip")
+    finally:
+        recorder.close()
+        camera.stop()
+    return recorder.media_dir / "demo clip.mp4", result
+
+
+def test_a_recording_is_h264_in_a_regular_mp4_with_the_index_in_front(demo_clip):
+    path, result = demo_clip
+    assert result["file"] == "demo clip.mp4" and result["reason"] == "stopped" and result["error"] is None
+    frames, facts = decode(path)
+    assert "mp4" in facts["format"].split(",")
+    assert facts["codec"] == "h264" and facts["pix_fmt"] == "yuv420p"
+    assert facts["profile"] in ("Baseline", "Constrained Baseline", "Main")
+    assert len(frames) == result["frames"] >= 75 and frames[0].shape == (120, 160, 3)
+    assert result["duration"] == pytest.approx(facts["duration"], abs=0.01)
+    assert result["duration"] == pytest.approx(result["frames"] / 30, rel=0.15)   # the capture timing
+    assert result["size"] == path.stat().st_size and not result["fragmented"]
+    keyframes = keyframe_times(path)              # a fragment per keyframe while recording
+    assert len(keyframes) >= 2 and all(0.9 <= later - earlier <= 1.1
+                                       for earlier, later in zip(keyframes, keyframes[1:]))
+    boxes = top_level_boxes(path)
+    assert boxes.index("moov") < boxes.index("mdat") and "moof" not in boxes
+    assert not [name for name in os.listdir(path.parent) if name.startswith(".")]   # no temporary left
+
+
+def test_chromium_plays_the_recording_to_its_full_duration(demo_clip):
+    from test_browser import CHROMIUM_FLAGS, chromium_path
+    from playwright.sync_api import sync_playwright
+    path, result = demo_clip
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        page = browser.new_page()
+        page.goto(path.as_uri())          # chromium shows a media file in a <video> element
+        video = "document.querySelector('video')"
+        page.wait_for_function(f"{video} && {video}.readyState >= 2")
+        duration = page.evaluate(f"{video}.duration")
+        page.evaluate(f"{video}.currentTime = {video}.duration - 0.05")     # seek to the end
+        page.wait_for_function(f"!{video}.seeking && {video}.readyState >= 2")
+        browser.close()
+    assert duration == pytest.approx(result["duration"], abs=0.05)
+
+
+def test_grayscale_and_half_resolution_mid_recording_keep_one_valid_size(make_recorder, fake_camera):
+    recorder = make_recorder()
+    recorder.start("toggled")
+    for toggle in (lambda: fake_camera.set_half_resolution(True), lambda: fake_camera.set_grayscale(True),
+                   lambda: fake_camera.set_half_resolution(False), lambda: None):
+        written = recorder.status()["frames"]
+        assert wait_for(lambda: recorder.status()["frames"] >= written + 15)
+        toggle()
+    result = recorder.stop()
+    frames, facts = decode(recorder.media_dir / "toggled.mp4")
+    assert len(frames) == result["frames"] and facts["pix_fmt"] == "yuv420p"
+    assert {frame.shape for frame in frames} == {(48, 64, 3)}     # the first frame's size throughout
+    first, last = frames[0].astype(int), frames[-1].astype(int)
+    assert abs(first[..., 0] - first[..., 1]).mean() > 20          # colour at the start (red vs green)
+    assert abs(last[..., 0] - last[..., 1]).mean() < 6             # gray at the end
+
+
+def test_a_stalled_writer_drops_frames_and_memory_stays_flat(media_dir, monkeypatch):
+    camera = Camera(FakeSource(320, 240, interval=0.01), kind="fake", width=320, height=240)
+    release = threading.Event()
+    real_write = recorder_module.VideoFileWriter.write
+    monkeypatch.setattr(recorder_module.VideoFileWriter, "write",
+                        lambda self, image, captured: release.wait(30) and real_write(self, image, captured))
+    recorder = Recorder(camera, media_dir, min_free_mb=0, queue_frames=5)
+    tracemalloc.start()
+    try:
+        recorder.start("stalled")
+        assert wait_for(lambda: recorder.status()["dropped"] >= 20)
+        before = tracemalloc.get_traced_memory()[0]
+        assert wait_for(lambda: recorder.status()["dropped"] >= 220)      # 200 more frames of 230 kB
+        after = tracemalloc.get_traced_memory()[0]
+        status = recorder.status()
+        assert status["queued"] <= 5 and status["frames"] == 0
+        assert after - before < 4 * MB
+        release.set()
+        result = recorder.stop()
+    finally:
+        tracemalloc.stop()
+        release.set()
+        recorder.close()
+        camera.stop()
+    assert result["dropped"] >= 220 and 1 <= result["frames"]
+    assert len(decode(media_dir / "stalled.mp4")[0]) == result["frames"]
+
+
+def test_a_wall_clock_jump_does_not_stretch_the_video(make_recorder, monkeypatch):
+    real_time, offset = time.time, [0.0]
+    monkeypatch.setattr(time, "time", lambda: real_time() + offset[0])
+    recorder = make_recorder()
+    recorder.start("clock")
+    assert wait_for(lambda: recorder.status()["frames"] >= 20)
+    offset[0] = 3600.0                    # NTP sets the clock of a Pi that booted without one
+    written = recorder.status()["frames"]
+    assert wait_for(lambda: recorder.status()["frames"] >= written + 20)
+    result = recorder.stop()
+    assert result["duration"] < 5
+
+
+def test_a_recording_holds_the_camera_open_and_stop_lets_it_go(make_recorder, fake_camera):
+    recorder = make_recorder()
+    recorder.start("held")
+    assert wait_for(lambda: recorder.status()["frames"] >= 40)      # twice the camera's idle timeout
+    assert fake_camera.state == "streaming" and fake_camera.consumers == 1
+    recorder.stop()
+    assert fake_camera.consumers == 0
+
+
+def test_one_recording_at_a_time(make_recorder):
+    recorder = make_recorder()
+    with pytest.raises(NotRecording):
+        recorder.stop()
+    recorder.start()
+    with pytest.raises(RecordingBusy):
+        recorder.start("second")
+    assert recorder.status()["recording"]
+    assert re.fullmatch(r"video_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d\.mp4", recorder.status()["file"])
+    recorder.stop()
+    with pytest.raises(NotRecording):
+        recorder.stop()
+    assert not (recorder.media_dir / "second.mp4").exists()
+
+
+@pytest.mark.parametrize("name", ["../escape.mp4", "sub/clip.mp4", "/tmp/clip.mp4", "nul\x00.mp4",
+                                  "clip.avi", "", "   ", "bad\udcff.mp4", "x" * 200 + ".mp4"])
+def test_bad_names_are_refused_and_leave_nothing(make_recorder, name):
+    recorder = make_recorder()
+    with pytest.raises(MediaNameError):
+        recorder.start(name)
+    assert not recorder.status()["recording"]
+    assert not recorder.media_dir.exists() or list(recorder.media_dir.iterdir()) == []
+
+
+def test_a_taken_name_is_refused_and_a_default_name_is_made_unique(make_recorder, media_dir, monkeypatch):
+    monkeypatch.setattr(recorder_module, "timestamped_name", lambda prefix, extension: "video_now.mp4")
+    recorder = make_recorder()
+    media_dir.mkdir()
+    (media_dir / "taken.mp4").write_bytes(b"keep me")
+    with pytest.raises(MediaExists):
+        recorder.start("taken")
+    assert (media_dir / "taken.mp4").read_bytes() == b"keep me"
+    first, second = record(recorder, 3), record(recorder, 3)     # both in the same second
+    assert (first["file"], second["file"]) == ("video_now.mp4", "video_now-1.mp4")
+
+
+def test_max_seconds_stops_the_recording(make_recorder):
+    recorder = make_recorder(max_seconds=1)
+    recorder.start("limited")
+    assert wait_for(lambda: not recorder.status()["recording"])
+    status = recorder.status()
+    assert status["last_reason"] == "max_length" and "maximum length" in status["last_error"]
+    frames, facts = decode(recorder.media_dir / "limited.mp4")
+    assert frames and 0.5 < facts["duration"] <= 1.1
+
+
+KILLED_RECORDER = """
+import sys, threading
+sys.path.insert(0, sys.argv[1])
+from camera_base import Camera
+from camera_demo import DemoSource
+from recorder import Recorder
+recorder = Recorder(Camera(DemoSource(160, 120, 30), width=160, height=120), sys.argv[2], min_free_mb=0)
+recorder.start("killed")
+print("recording", flush=True)
+threading.Event().wait()
+"""
+
+
+def test_a_recording_killed_with_sigkill_leaves_a_playable_file(tmp_path):
+    path = tmp_path / "killed.mp4"
+    child = subprocess.Popen([sys.executable, "-c", KILLED_RECORDER, str(ROOT), str(tmp_path)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "recording"
+        # Two whole fragments (a keyframe a second) are on disk: kill it in the middle of the third.
+        assert wait_for(lambda: path.exists() and top_level_boxes(path).count("mdat") >= 2, timeout=20)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+        child.stdout.close()
+    assert child.returncode == -signal.SIGKILL
+    frames, facts = decode(path)          # every frame decodes, without an error at the cut
+    assert facts["codec"] == "h264" and len(frames) >= 45
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB tmpfs as the media folder; most of it is taken by a ballast file."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        message = f"cannot mount a small tmpfs (needs root): {mounted.stderr.strip()}"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        (folder / "ballast").write_bytes(os.urandom(1400 * 1024))
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def test_a_full_disk_stops_the_recording_cleanly_and_the_file_plays(small_disk):
+    camera = Camera(NoiseSource(160, 120, interval=0.01), kind="noise", width=160, height=120)
+    catalogue = FakeCatalogue(small_disk)
+    recorder = Recorder(camera, small_disk, catalogue=catalogue, min_free_mb=0)
+    try:
+        recorder.start("filled")
+        assert wait_for(lambda: not recorder.status()["recording"], timeout=30)
+    finally:
+        recorder.close()
+        camera.stop()
+    status = recorder.status()
+    assert status["last_reason"] == "disk_full" and "disk is full" in status["last_error"]
+    path = small_disk / "filled.mp4"
+    frames, facts = decode(path)          # trimmed to whole fragments: every frame decodes
+    assert facts["codec"] == "h264" and len(frames) > 0
+    assert catalogue.calls == ["add", "update"]
+    assert catalogue.entries["filled.mp4"]["size"] == path.stat().st_size
+
+
+def test_low_free_space_refuses_to_start(make_recorder, media_dir):
+    recorder = make_recorder(min_free_mb=10 ** 9)
+    with pytest.raises(InsufficientSpace, match="MB free"):
+        recorder.start("never")
+    assert not recorder.status()["recording"] and not (media_dir / "never.mp4").exists()
+
+
+def test_free_space_falling_below_the_minimum_stops_the_recording(make_recorder, monkeypatch):
+    recorder = make_recorder(min_free_mb=50)
+    plenty = threading.Event()
+    plenty.set()
+    monkeypatch.setattr(recorder_module, "free_bytes", lambda path: 10 ** 12 if plenty.is_set() else 20 * MB)
+    recorder.start("squeezed")
+    assert wait_for(lambda: recorder.status()["frames"] >= 20)
+    plenty.clear()
+    assert wait_for(lambda: not recorder.status()["recording"])
+    status = recorder.status()
+    assert status["last_reason"] == "low_disk" and "below 50 MB" in status["last_error"]
+    assert len(decode(recorder.media_dir / "squeezed.mp4")[0]) >= 20
+
+
+def test_the_catalogue_gets_the_file_once_it_exists_and_its_size_at_the_end(make_recorder, media_dir):
+    catalogue = FakeCatalogue(media_dir)
+    recorder = make_recorder(catalogue=catalogue, camera_name="bench camera")
+    result = record(recorder, 20, "listed")
+    entry = catalogue.entries["listed.mp4"]
+    assert catalogue.calls == ["add", "update"] and entry["kind"] == "video"
+    assert (entry["width"], entry["height"], entry["camera"]) == (64, 48, "bench camera")
+    assert entry["size"] == (media_dir / "listed.mp4").stat().st_size == result["size"]
+    assert entry["duration"] == result["duration"] > 0
+
+
+def test_a_recording_without_a_picture_leaves_no_file_and_no_entry(make_recorder, fake_source, media_dir):
+    fake_source.fail_open = "unplugged"           # only "no signal" frames
+    catalogue = FakeCatalogue(media_dir)
+    recorder = make_recorder(catalogue=catalogue)
+    recorder.start("empty")
+    assert (media_dir / "empty.mp4").exists()    # the name is reserved at once
+    result = recorder.stop()
+    assert result["file"] is None and result["frames"] == 0
+    assert not (media_dir / "empty.mp4").exists() and catalogue.calls == []
+
+
+def test_encoders_fall_back_to_libx264(make_recorder):
+    assert default_encoders("aarch64") == ("h264_v4l2m2m", "libx264")
+    assert default_encoders("x86_64") == ("libx264",)
+    assert pick_encoder(("no_such_encoder", "libx264"), 64, 48) == "libx264"
+    with pytest.raises(RecordingError, match="no H.264 encoder"):
+        pick_encoder(("no_such_encoder",), 64, 48)
+    result = record(make_recorder(encoder="no_such_encoder"), 5, "fallback")
+    assert result["encoder"] == "libx264" and result["frames"] >= 5
+
+
+def test_close_finishes_the_recording_and_a_stopped_camera_ends_one(make_recorder, fake_camera):
+    recorder = make_recorder()
+    recorder.start("at shutdown")
+    assert wait_for(lambda: recorder.status()["frames"] >= 5)
+    recorder.close()
+    assert recorder.status()["last_reason"] == "shutdown" and not recorder.status()["recording"]
+    assert decode(recorder.media_dir / "at shutdown.mp4")[0]
+    with pytest.raises(RecordingError):
+        recorder.start("after")
+    other = make_recorder()
+    other.start("camera gone")
+    assert wait_for(lambda: other.status()["frames"] >= 5)
+    fake_camera.stop()
+    assert wait_for(lambda: not other.status()["recording"])
+    assert other.status()["last_reason"] == "camera_stopped"
