@@ -6,19 +6,24 @@ import logging
 import secrets
 import subprocess
 import sys
+import time
 from collections import deque
 from pathlib import Path
 
-from flask import Flask, Response, abort, current_app, jsonify, render_template, request, send_from_directory
+from flask import Flask, Response, abort, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 import auth
 import logging_setup
 from camera_base import CameraError, FocusNotSupported
 from cameras import create_camera
+from database_manager import MediaCatalogue, media_cli
 from light_routes import create_light_blueprint
-from media_files import (MediaExists, MediaNameError, check_media_name, media_path, timestamped_name,
-                         write_new_file, write_unique_file)
+from media_files import (MediaExists, MediaNameError, check_media_name, timestamped_name, write_new_file,
+                         write_unique_file)
+from media_routes import create_media_blueprint
+from recorder import Recorder
+from retention import RetentionTimer
 from settings import ConfigError, load_settings
 from trinket import open_light
 
@@ -40,21 +45,60 @@ def create_app(settings=None, camera=None, led=None):
         LOG_FILE=str(_resolve(settings.log_file)),
         MAX_CONTENT_LENGTH=64 * 1024,       # controls take a few short fields
     )
-    Path(app.config["MEDIA_DIR"]).mkdir(parents=True, exist_ok=True)
-    app.extensions["camera"] = camera or create_camera(settings)
-    app.extensions["led"] = led if led is not None else open_light(settings)
+    media_dir = Path(app.config["MEDIA_DIR"])
+    media_dir.mkdir(parents=True, exist_ok=True)
+    camera = camera or create_camera(settings)
+    catalogue = MediaCatalogue(media_dir / "media.db", media_dir)
+    _reconcile(catalogue)
+    app.extensions.update(
+        camera=camera,
+        led=led if led is not None else open_light(settings),
+        catalogue=catalogue,
+        recorder=Recorder(camera, media_dir, catalogue=catalogue, camera_name=settings.camera,
+                          max_seconds=settings.max_recording_minutes * 60, min_free_mb=settings.min_free_mb),
+        retention=RetentionTimer(catalogue, settings.keep_days, settings.max_media_gb).start(),
+    )
     app.register_error_handler(HTTPException, _json_error)
+    app.add_template_filter(_datetime, "datetime")
+    app.add_template_filter(_filesize, "filesize")
     _register_routes(app)
     app.register_blueprint(create_light_blueprint(lambda: current_app.extensions["led"]))
+    app.register_blueprint(create_media_blueprint())
+    app.cli.add_command(media_cli, "media")
     return app
 
 
+def _reconcile(catalogue):
+    """The catalogue lists exactly the media files: a crash may have left either side behind."""
+    found = catalogue.scan(remove_missing=True)
+    if found["added"] or found["missing"]:
+        log.info("catalogue: added %d files found in the media folder, forgot %d missing ones",
+                 len(found["added"]), len(found["missing"]))
+
+
 def stop_services(app):
-    """Release the camera and the serial board (gunicorn's worker_exit, tests, Ctrl-C)."""
+    """Stop recording, release the camera and the serial board (gunicorn's worker_exit, tests, Ctrl-C)."""
+    app.extensions["retention"].stop()
+    app.extensions["recorder"].close()
     app.extensions["camera"].stop()
     led = app.extensions.get("led")
     if led is not None:
         led.stop()
+    app.extensions["catalogue"].close()
+
+
+def _datetime(unix_seconds):
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(unix_seconds)) if unix_seconds else ""
+
+
+def _filesize(size):
+    if size is None:
+        return ""
+    for unit in ("B", "KB", "MB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
 
 
 def _resolve(path):
@@ -127,6 +171,9 @@ def take_snapshot(filename=None):
         abort(409, description=str(error))
     except CameraError as error:
         abort(503, description=str(error))
+    height, width = frame.image.shape[:2]
+    current_app.extensions["catalogue"].add(path.name, "picture", created=frame.timestamp, width=width,
+                                            height=height, camera=current_app.config["SETTINGS"].camera)
     log.info("snapshot saved as %s", path.name)
     return jsonify(file=path.name, size=path.stat().st_size, url=f"/media/{path.name}",
                    timestamp=frame.timestamp)
@@ -161,7 +208,9 @@ def _register_routes(app):
         camera = _camera()
         return render_template("index.html", status=camera.status(),
                                control_token=current_app.config["CONTROL_TOKEN"],
-                               has_light=current_app.extensions["led"] is not None)
+                               has_light=current_app.extensions["led"] is not None,
+                               recording=current_app.extensions["recorder"].status(),
+                               entries=current_app.extensions["catalogue"].entries(limit=20))
 
     @app.get("/video_feed")
     def video_feed():
@@ -173,7 +222,7 @@ def _register_routes(app):
 
     @app.get("/status")
     def status():
-        body = {"camera": _camera().status()}
+        body = {"camera": _camera().status(), "recording": current_app.extensions["recorder"].status()}
         led = current_app.extensions["led"]
         body["light"] = led.status() if led is not None else None
         return jsonify(body)
@@ -219,14 +268,6 @@ def _register_routes(app):
         if not isinstance(args, dict):
             abort(400, description="send the payload as form fields or a JSON object")
         return video_payload(_param("payload"), args)
-
-    @app.get("/media/<path:name>")
-    def media(name):
-        try:
-            path = media_path(current_app.config["MEDIA_DIR"], name)
-        except MediaNameError as error:
-            abort(400, description=str(error))
-        return send_from_directory(path.parent, path.name, conditional=True)
 
     @app.get("/logs")
     @auth.require_userkey

@@ -1,36 +1,10 @@
-// The live page: controls POST with the page's control token; the status refreshes every 2 s.
+// The live page: controls POST with the page's control token (common.js); the status refreshes every 2 s.
 "use strict";
 
-const controlToken = document.querySelector('meta[name="control-token"]').content;
 const message = document.getElementById("message");
-
-async function post(url, fields = {}, headers = {}) {
-  const response = await fetch(url, {
-    method: "POST",
-    headers: { "X-Control-Token": controlToken, ...headers },
-    body: new URLSearchParams(fields),
-  });
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) {
-    throw new Error(body.error || `${url} answered ${response.status}`);
-  }
-  return body;
-}
-
-function say(text) {
-  message.textContent = text;
-}
 
 function setPressed(id, pressed) {
   document.getElementById(id).setAttribute("aria-pressed", pressed ? "true" : "false");
-}
-
-async function run(action) {
-  try {
-    await action();
-  } catch (error) {
-    say(error.message);
-  }
 }
 
 document.getElementById("grayscale").addEventListener("click", () => run(async () => {
@@ -54,8 +28,58 @@ document.getElementById("snapshot-form").addEventListener("submit", (event) => {
     link.textContent = body.file;
     link.target = "_blank";
     message.append("Saved ", link);
+    refreshMedia();
   });
 });
+
+const recordButton = document.getElementById("record");
+
+function showRecording(recording) {
+  recordButton.classList.toggle("recording", recording.recording);
+  recordButton.textContent = recording.recording ? "Stop recording" : "Record";
+  document.getElementById("record-time").textContent =
+    recording.recording ? `${Math.round(recording.elapsed_s)} s` : "";
+}
+
+document.getElementById("record-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  run(async () => {
+    if (recordButton.classList.contains("recording")) {
+      const body = await post("/video_capture", { action: "stop" });
+      showRecording({ recording: false });
+      say(`Saved ${body.file} (${body.duration.toFixed(1)} s)`);
+      refreshMedia();
+    } else {
+      const name = document.getElementById("record-name").value.trim();
+      const body = await post("/video_capture", name ? { action: "start", filename: name } : { action: "start" });
+      showRecording({ recording: true, elapsed_s: 0 });
+      say(`Recording ${body.file}`);
+    }
+  });
+});
+
+async function refreshMedia() {
+  const entries = await (await fetch("/get_database")).json();
+  const rows = document.getElementById("media-rows");
+  rows.replaceChildren(...entries.slice(0, 20).map(mediaRow));
+  if (!entries.length) {
+    const row = rows.insertRow();
+    row.className = "empty";
+    Object.assign(row.insertCell(), { colSpan: 5, textContent: "No pictures yet" });
+  }
+}
+
+function mediaRow(entry) {
+  const row = document.createElement("tr");
+  row.dataset.filename = entry.filename;
+  const url = `/media/${encodeURIComponent(entry.filename)}`;
+  const link = Object.assign(document.createElement("a"), { href: url, target: "_blank", textContent: entry.filename });
+  const download = Object.assign(document.createElement("a"), { href: `${url}?download=1`, textContent: "download" });
+  for (const content of [formatTime(entry.created), link, entry.kind, formatSize(entry.size), download]) {
+    row.insertCell().append(content);
+  }
+  return row;
+}
 
 function showFocus(focus) {
   if (!focus) return;
@@ -111,7 +135,9 @@ stream.addEventListener("error", () => {
 
 async function refreshStatus() {
   try {
-    const camera = (await (await fetch("/status")).json()).camera;
+    const status = await (await fetch("/status")).json();
+    const camera = status.camera;
+    if (status.recording) showRecording(status.recording);
     const state = document.getElementById("state");
     state.textContent = camera.state;
     state.className = `badge ${camera.state}`;

@@ -1,0 +1,115 @@
+"""Media routes: the catalogue pages and API, the files themselves, and recording.
+
+The catalogue (database_manager.MediaCatalogue) and the recorder (recorder.Recorder) live in
+``current_app.extensions``; their exceptions become status codes here and nowhere else.
+"""
+from flask import Blueprint, abort, current_app, jsonify, render_template, request, send_from_directory
+
+import auth
+from database_manager import DuplicateMedia, MissingFile, UnknownMedia
+from media_files import MediaExists, MediaNameError, media_path
+from recorder import InsufficientSpace, NotRecording, RecordingBusy
+
+# Exceptions of the models -> HTTP status codes.
+_STATUS = {
+    MediaNameError: 400,
+    MissingFile: 404,
+    UnknownMedia: 404,
+    DuplicateMedia: 409,
+    MediaExists: 409,
+    RecordingBusy: 409,
+    NotRecording: 409,
+    InsufficientSpace: 507,
+}
+
+
+def _catalogue():
+    return current_app.extensions["catalogue"]
+
+
+def _recorder():
+    return current_app.extensions["recorder"]
+
+
+def _field(name, required=True):
+    value = request.form.get(name, "").strip()
+    if required and not value:
+        abort(400, description=f"missing parameter {name!r}")
+    return value
+
+
+def _flag(name):
+    value = _field(name, required=False).lower()
+    if value not in ("", "true", "false", "on", "off", "yes", "no", "1", "0"):
+        abort(400, description=f"{name} must be true or false, not {value!r}")
+    return value in ("true", "on", "yes", "1")
+
+
+def _answer(action, *args, **kwargs):
+    """Run a model call; its known exceptions become a 4xx (or 507) with the model's message."""
+    try:
+        return action(*args, **kwargs)
+    except tuple(_STATUS) as error:
+        status = next(code for kind, code in _STATUS.items() if isinstance(error, kind))
+        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        abort(status, description=message)
+
+
+def create_media_blueprint():
+    blueprint = Blueprint("media", __name__)
+
+    @blueprint.get("/database")
+    def database_page():
+        return render_template("database.html", entries=_catalogue().entries(),
+                               control_token=current_app.config["CONTROL_TOKEN"])
+
+    @blueprint.get("/gallery")
+    def gallery_page():
+        return render_template("gallery.html", entries=_catalogue().entries(),
+                               control_token=current_app.config["CONTROL_TOKEN"])
+
+    @blueprint.get("/get_database")
+    def get_database():
+        kind = request.args.get("kind") or None
+        if kind not in (None, "picture", "video", "change", "motion"):
+            abort(400, description="kind must be picture, video, change or motion")
+        return jsonify(_catalogue().entries(kind=kind))
+
+    @blueprint.post("/database/add")
+    @auth.require_control
+    def database_add():
+        entry = _answer(_catalogue().add, _field("filename"), note=_field("note", required=False) or None)
+        return jsonify(entry), 201
+
+    @blueprint.post("/database/remove")
+    @auth.require_control
+    def database_remove():
+        filename, delete_file = _field("filename"), _flag("delete_file")
+        _answer(_catalogue().remove, filename, delete_file=delete_file)
+        return jsonify(removed=filename, file_deleted=delete_file)
+
+    @blueprint.post("/database/new")
+    @auth.require_control
+    def database_new():
+        if _field("confirm", required=False) != "yes":
+            abort(400, description="a new database forgets every entry (the files stay): send confirm=yes")
+        _catalogue().new()
+        return jsonify(entries=0)
+
+    @blueprint.get("/media/<path:name>")
+    def media_file(name):
+        path = _answer(media_path, current_app.config["MEDIA_DIR"], name)
+        download = request.args.get("download") == "1"
+        return send_from_directory(path.parent, path.name, conditional=True, as_attachment=download)
+
+    @blueprint.post("/video_capture")
+    @auth.require_control
+    def video_capture():
+        action = _field("action").lower()
+        if action == "start":
+            return jsonify(_answer(_recorder().start, _field("filename", required=False) or None))
+        if action == "stop":
+            return jsonify(_answer(_recorder().stop))
+        abort(400, description=f"action must be start or stop, not {action!r}")
+
+    return blueprint

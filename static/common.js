@@ -1,0 +1,45 @@
+// Shared by the pages: POST with the page's control token, and a status line.
+"use strict";
+
+const controlToken = document.querySelector('meta[name="control-token"]').content;
+
+async function post(url, fields = {}, headers = {}) {
+  const response = await fetch(url, {
+    method: "POST",
+    headers: { "X-Control-Token": controlToken, ...headers },
+    body: new URLSearchParams(fields),
+  });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    throw new Error(body.error || `${url} answered ${response.status}`);
+  }
+  return body;
+}
+
+function say(text) {
+  document.getElementById("message").textContent = text;
+}
+
+async function run(action) {
+  try {
+    await action();
+  } catch (error) {
+    say(error.message);
+  }
+}
+
+function formatTime(unixSeconds) {
+  return new Date(unixSeconds * 1000).toLocaleString();
+}
+
+function formatSize(bytes) {
+  if (bytes === null || bytes === undefined) return "";
+  const units = ["B", "KB", "MB", "GB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value.toFixed(unit ? 1 : 0)} ${units[unit]}`;
+}

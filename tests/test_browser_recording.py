@@ -1,0 +1,37 @@
+"""Record 3 s on the demo camera in chromium; the video appears in the list and plays."""
+import pytest
+
+from test_browser import CHROMIUM_FLAGS, chromium_path, server  # noqa: F401  (the server fixture)
+
+
+@pytest.fixture
+def page():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        yield browser.new_page()
+        browser.close()
+
+
+def test_record_three_seconds_then_play_it_in_the_gallery(server, page):
+    page.goto(server + "/")
+    page.wait_for_function("document.getElementById('stream').naturalWidth > 0")
+    page.fill("#record-name", "browser-clip")
+    page.click("#record")
+    page.wait_for_function("document.getElementById('record').classList.contains('recording')")
+    page.wait_for_timeout(3300)
+    page.click("#record")
+    page.wait_for_function("!document.getElementById('record').classList.contains('recording')")
+    page.wait_for_selector("#media-rows tr[data-filename='browser-clip.mp4']", timeout=10000)
+
+    page.goto(server + "/gallery")
+    video = page.locator("figure[data-filename='browser-clip.mp4'] video")
+    video.wait_for()
+    page.wait_for_function("""() => {
+        const video = document.querySelector("figure[data-filename='browser-clip.mp4'] video");
+        return video.readyState >= 2 && video.duration > 2;
+    }""", timeout=15000)
+    assert video.evaluate("v => v.error") is None
+    video.evaluate("v => v.play()")
+    page.wait_for_function("""() => document.querySelector("figure[data-filename='browser-clip.mp4'] video").currentTime > 0.5""",
+                           timeout=10000)
