@@ -22,10 +22,13 @@ from light_routes import create_light_blueprint
 from media_files import (MediaExists, MediaNameError, check_media_name, timestamped_name, write_new_file,
                          write_unique_file)
 from media_routes import create_media_blueprint
+from object_detection import DetectorError
 from recorder import Recorder
 from retention import RetentionTimer
+from scene_watch import create_scene_watch
 from settings import ConfigError, load_settings
 from trinket import open_light
+from watch_routes import create_watch_blueprint
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -50,12 +53,14 @@ def create_app(settings=None, camera=None, led=None):
     camera = camera or create_camera(settings)
     catalogue = MediaCatalogue(media_dir / "media.db", media_dir)
     _reconcile(catalogue)
+    recorder = Recorder(camera, media_dir, catalogue=catalogue, camera_name=settings.camera,
+                        max_seconds=settings.max_recording_minutes * 60, min_free_mb=settings.min_free_mb)
     app.extensions.update(
         camera=camera,
         led=led if led is not None else open_light(settings),
         catalogue=catalogue,
-        recorder=Recorder(camera, media_dir, catalogue=catalogue, camera_name=settings.camera,
-                          max_seconds=settings.max_recording_minutes * 60, min_free_mb=settings.min_free_mb),
+        recorder=recorder,
+        watch=create_scene_watch(settings, camera, catalogue, media_dir, recorder),
         retention=RetentionTimer(catalogue, settings.keep_days, settings.max_media_gb).start(),
     )
     app.register_error_handler(HTTPException, _json_error)
@@ -64,6 +69,7 @@ def create_app(settings=None, camera=None, led=None):
     _register_routes(app)
     app.register_blueprint(create_light_blueprint(lambda: current_app.extensions["led"]))
     app.register_blueprint(create_media_blueprint())
+    app.register_blueprint(create_watch_blueprint())
     app.cli.add_command(media_cli, "media")
     return app
 
@@ -79,6 +85,7 @@ def _reconcile(catalogue):
 def stop_services(app):
     """Stop recording, release the camera and the serial board (gunicorn's worker_exit, tests, Ctrl-C)."""
     app.extensions["retention"].stop()
+    app.extensions["watch"].close()
     app.extensions["recorder"].close()
     app.extensions["camera"].stop()
     led = app.extensions.get("led")
@@ -210,6 +217,8 @@ def _register_routes(app):
                                control_token=current_app.config["CONTROL_TOKEN"],
                                has_light=current_app.extensions["led"] is not None,
                                recording=current_app.extensions["recorder"].status(),
+                               watch=current_app.extensions["watch"].status(),
+                               events=current_app.extensions["catalogue"].events(limit=5),
                                entries=current_app.extensions["catalogue"].entries(limit=20))
 
     @app.get("/video_feed")
@@ -222,7 +231,8 @@ def _register_routes(app):
 
     @app.get("/status")
     def status():
-        body = {"camera": _camera().status(), "recording": current_app.extensions["recorder"].status()}
+        body = {"camera": _camera().status(), "recording": current_app.extensions["recorder"].status(),
+                **current_app.extensions["watch"].status()}
         led = current_app.extensions["led"]
         body["light"] = led.status() if led is not None else None
         return jsonify(body)
@@ -320,7 +330,7 @@ def main_app():
     logging_setup.configure(_resolve(settings.log_file))
     try:
         return create_app(settings)
-    except (CameraError, ValueError) as error:     # ConfigError is a ValueError too
+    except (CameraError, DetectorError, ValueError) as error:     # ConfigError is a ValueError too
         sys.exit(f"cannot start: {error}")
 
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import av
+import simplejpeg
 
 from media_files import MediaExists, check_media_name, media_path, timestamped_name
 
@@ -255,8 +256,12 @@ class Recorder:
         self._last = None
         self._closed = False
 
-    def start(self, filename=None):
-        """Start recording into ``filename`` (default video_<date>_<time>.mp4); answer the status."""
+    def start(self, filename=None, preroll=()):
+        """Start recording into ``filename`` (default video_<date>_<time>.mp4); answer the status.
+
+        ``preroll``: encoded frames from before the start (anything with seq, timestamp and jpeg,
+        oldest first, as events.PreRoll gives them), written ahead of the live frames.
+        """
         with self._lock:
             if self._closed:
                 raise RecordingError("the recorder is shut down")
@@ -269,7 +274,7 @@ class Recorder:
                 raise InsufficientSpace(f"only {free / MB:.0f} MB free in the media folder; recording "
                                         f"needs at least {self.min_free_mb} MB")
             name, path = self._reserve(candidates)
-            self._current = _Recording(self, name, path)
+            self._current = _Recording(self, name, path, preroll)
             self._current.start()
         log.info("recording %s started", name)
         return self.status()
@@ -335,10 +340,12 @@ class Recorder:
 class _Recording:
     """One recording: its feeder and writer threads, counters and outcome."""
 
-    def __init__(self, recorder, name, path):
+    def __init__(self, recorder, name, path, preroll=()):
         self.recorder = recorder
         self.name, self.path = name, path
-        self.started = time.time()
+        self._preroll = list(preroll)
+        self._after_seq = self._preroll[-1].seq if self._preroll else 0
+        self.started = self._preroll[0].timestamp if self._preroll else time.time()
         self._started_monotonic = time.monotonic()
         self.queue = queue.Queue(recorder.queue_frames)
         self.frames = self.dropped = 0
@@ -391,8 +398,8 @@ class _Recording:
             for frame in frames:
                 if self._stop.is_set():
                     return
-                if not frame.live:
-                    continue            # "no signal" frames: the video holds the last picture
+                if not frame.live or frame.seq <= self._after_seq:
+                    continue            # "no signal" frames (the video holds the last picture), pre-roll
                 # The capture time on the monotonic clock: the Pi's wall clock may jump when NTP syncs.
                 age = min(max(time.time() - frame.timestamp, 0.0), 1.0)
                 try:
@@ -409,6 +416,7 @@ class _Recording:
     # -- the writer thread: queue -> H.264 MP4 -----------------------------------------------
     def _write_all(self):
         try:
+            self._write_preroll()
             next_disk_check = 0.0
             while not self._stop.is_set():
                 if time.monotonic() >= next_disk_check:
@@ -435,6 +443,14 @@ class _Recording:
         finally:
             self._stop.set()
             self._finish()
+
+    def _write_preroll(self):
+        """The frames from before the start, at their capture times on the monotonic clock."""
+        preroll, self._preroll = self._preroll, []
+        now_wall, now_monotonic = time.time(), time.monotonic()
+        for frame in preroll:
+            image = simplejpeg.decode_jpeg(frame.jpeg, colorspace="BGR")
+            self._write(now_monotonic - max(now_wall - frame.timestamp, 0.0), image)
 
     def _check_length(self):
         limit = self.recorder.max_seconds

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 CAMERA_TYPES = ("demo", "default", "usb", "opencv", "pi", "picamera", "liquidlens", "kinect")
+DETECTORS = ("hog", "haar", "dnn")
 LIGHT_TYPES = ("trinket", "neopixel")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -37,6 +38,29 @@ class Settings:
     min_free_mb: int = 200
     keep_days: float = 0.0
     max_media_gb: float = 0.0
+    monitor_threshold: float = 300.0
+    monitor_cooldown_s: float = 2.0
+    motion_on_start: bool = False
+    motion_min_area: float = 0.001
+    motion_threshold: int = 25
+    motion_mask: str = ""
+    motion_mask_file: str = ""
+    motion_boxes: bool = True
+    detector: str = ""
+    detector_model: str = ""
+    detector_config: str = ""
+    detector_labels: str = ""
+    detector_confidence: float = 0.5
+    event_quiet_s: float = 5.0
+    record_events: bool = False
+    preroll_s: float = 5.0
+    postroll_s: float = 5.0
+    webhook_url: str = ""
+    mqtt_host: str = ""
+    mqtt_port: int = 1883
+    mqtt_topic: str = "camera_server"
+    mqtt_username: str = ""
+    mqtt_password: str = ""
     allow_power_control: bool = False
     light: bool = False
     lighttype: str = "trinket"
@@ -102,6 +126,29 @@ _KEYS = {
     "min_free_mb": ("SETTINGS", _number(int, 0, 10_000_000)),
     "keep_days": ("SETTINGS", _number(float, 0, 36500)),
     "max_media_gb": ("SETTINGS", _number(float, 0, 100_000)),
+    "monitor_threshold": ("WATCH", _number(float, 0.01, 65025)),
+    "monitor_cooldown_s": ("WATCH", _number(float, 0, 3600)),
+    "motion_on_start": ("WATCH", _boolean),
+    "motion_min_area": ("WATCH", _number(float, 0.00001, 1)),
+    "motion_threshold": ("WATCH", _number(int, 1, 254)),
+    "motion_mask": ("WATCH", _text),
+    "motion_mask_file": ("WATCH", _text),
+    "motion_boxes": ("WATCH", _boolean),
+    "detector": ("WATCH", _choice(DETECTORS)),
+    "detector_model": ("WATCH", _text),
+    "detector_config": ("WATCH", _text),
+    "detector_labels": ("WATCH", _text),
+    "detector_confidence": ("WATCH", _number(float, 0, 1)),
+    "event_quiet_s": ("WATCH", _number(float, 0.1, 3600)),
+    "record_events": ("WATCH", _boolean),
+    "preroll_s": ("WATCH", _number(float, 0, 300)),
+    "postroll_s": ("WATCH", _number(float, 0, 3600)),
+    "webhook_url": ("WATCH", _text),
+    "mqtt_host": ("WATCH", _text),
+    "mqtt_port": ("WATCH", _number(int, 1, 65535)),
+    "mqtt_topic": ("WATCH", _text),
+    "mqtt_username": ("WATCH", _text),
+    "mqtt_password": ("WATCH", _text),
     "allow_power_control": ("SETTINGS", _boolean),
     "light": ("SETTINGS", _boolean),
     "lighttype": ("SETTINGS", _choice(LIGHT_TYPES)),

@@ -1,0 +1,292 @@
+"""Scene watch: the scene-change monitor (seed 003), motion (seed 004) and object detection (seed 002)
+on the live frames, turned into saved pictures, events, clips and notifications.
+
+One daemon thread reads the camera's frames while the monitor or motion detection is on (so the
+camera stays open while watched); object detection runs in its own thread on the newest frame with
+motion. Nothing here slows the camera thread: it only draws the latest boxes on the stream. Every
+event is written to the catalogue before anyone is notified, so a failing webhook or broker cannot
+lose one.
+"""
+import logging
+import threading
+import time
+
+from events import EventTracker, PreRoll
+from media_files import timestamped_name, write_unique_file
+from motion import MotionDetector, draw_boxes, load_mask_file, parse_masks
+from notify import MqttNotifier, WebhookNotifier
+from object_detection import DetectionWorker, create_detector
+from recorder import NotRecording, RecordingError
+from scene_monitor import SceneMonitor
+
+log = logging.getLogger(__name__)
+
+
+class SceneWatch:
+    def __init__(self, camera, catalogue, media_dir, *, monitor, motion, tracker, recorder=None,
+                 detector=None, preroll=None, postroll_s=5.0, record_events=False, notifiers=(),
+                 show_boxes=True):
+        self.camera, self.catalogue, self.media_dir = camera, catalogue, media_dir
+        self.monitor, self.motion, self.tracker = monitor, motion, tracker
+        self.recorder, self.preroll, self.postroll_s = recorder, preroll, postroll_s
+        self.record_events = record_events and recorder is not None
+        self.notifiers = list(notifiers)
+        self.show_boxes = show_boxes
+        self.detector_name = type(detector).__name__ if detector else None
+        self._worker = DetectionWorker(detector, self._on_detections).start() if detector else None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
+        self._monitoring = self._watching_motion = False
+        self._baseline_jpeg = None
+        self._detections = ()            # the newest detections, handed over by the worker
+        self._boxes = ()                 # what the overlay draws: (box, label) pairs
+        self._open_events = {}           # tracker event id -> its catalogue id, snapshot and clip
+        self._clip = None                # the event clip being recorded, and when to stop it
+        self._clip_stop_at = None
+        self._was_dark = False
+        self.changes_saved = 0
+        self.last_change = None
+
+    # -- the scene-change monitor ------------------------------------------------------------
+    def take_baseline(self):
+        """Remember the current picture as the scene to compare with (CameraError without one)."""
+        frame = self.camera.current_frame()
+        self.monitor.set_baseline(frame.image)
+        self._baseline_jpeg = frame.jpeg
+        return {"baseline_taken": frame.timestamp}
+
+    @property
+    def baseline_jpeg(self):
+        return self._baseline_jpeg
+
+    def start_monitor(self, threshold=None):
+        if threshold is not None:
+            self.monitor.threshold = threshold       # ValueError when out of range
+        if not self.monitor.has_baseline:
+            self.take_baseline()
+        with self._lock:
+            self._monitoring = True
+            self._ensure_thread()
+        return self.status()["monitor"]
+
+    def stop_monitor(self):
+        with self._lock:
+            self._monitoring = False
+        return self.status()["monitor"]
+
+    def delete_changes(self):
+        """Delete every saved change picture (the baseline stays); the number deleted."""
+        entries = self.catalogue.entries(kind="change")
+        for entry in entries:
+            self.catalogue.remove(entry["filename"], delete_file=True)
+        return len(entries)
+
+    # -- motion ------------------------------------------------------------------------------
+    def start_motion(self):
+        with self._lock:
+            if not self._watching_motion:
+                self.motion.reset()
+                if self.show_boxes:
+                    self.camera.add_overlay(self._draw_boxes)
+            self._watching_motion = True
+            self._ensure_thread()
+        return self.status()["motion"]
+
+    def stop_motion(self):
+        with self._lock:
+            self._watching_motion = False
+            self._boxes = ()
+        self.camera.remove_overlay(self._draw_boxes)
+        return self.status()["motion"]
+
+    def status(self):
+        motion = self.motion.last_result
+        event = self.tracker.current
+        return {
+            "monitor": {"on": self._monitoring, "threshold": self.monitor.threshold,
+                        "has_baseline": self.monitor.has_baseline, "last_score": self.monitor.last_score,
+                        "changes_saved": self.changes_saved, "last_change": self.last_change},
+            "motion": {"on": self._watching_motion, "motion": bool(motion and motion.motion),
+                       "score": round(motion.score, 4) if motion else None,
+                       "boxes": [list(box) for box, _ in self._boxes], "detector": self.detector_name,
+                       "event": event.to_dict() if event else None, "recording_events": self.record_events},
+        }
+
+    def close(self):
+        self._stop.set()
+        self.stop_motion()
+        self.stop_monitor()
+        thread = self._thread
+        if thread is not None:
+            thread.join(10)
+        if self._worker is not None:
+            self._worker.stop()
+        for notifier in self.notifiers:
+            notifier.close()
+
+    # -- the watch thread --------------------------------------------------------------------
+    def _ensure_thread(self):
+        """Start the watch thread if it is not running (called with the lock held)."""
+        if self._thread is None and not self._stop.is_set():
+            self._thread = threading.Thread(target=self._run, name="scene-watch", daemon=True)
+            self._thread.start()
+
+    def _active(self):
+        with self._lock:
+            if self._stop.is_set() or not (self._monitoring or self._watching_motion):
+                self._thread = None
+                return False
+            return True
+
+    def _run(self):
+        frames = self.camera.frames()
+        try:
+            while self._active():
+                frame = next(frames, None)
+                if frame is None:
+                    break                   # the camera was stopped for good
+                try:
+                    self._analyse(frame)
+                except Exception:       # the thread's top level: report and go on with the next frame
+                    log.exception("scene watch: analysing a frame failed")
+        finally:
+            frames.close()
+            self._finish_events(time.time())
+
+    def _analyse(self, frame):
+        if not frame.live:
+            self._was_dark = True       # "no signal" is not a change of the scene
+            return
+        if self._monitoring:
+            change = self.monitor.check(frame.image, frame.timestamp)
+            if change is not None:
+                self._save_change(frame, change.score)
+        if self._watching_motion:
+            self._watch_motion(frame)
+        else:
+            self._finish_events(frame.timestamp)
+
+    def _watch_motion(self, frame):
+        if self._was_dark:
+            self.motion.reset()         # the picture came back: learn the background anew
+            self._was_dark = False
+        if self.preroll is not None:
+            self.preroll.add(frame)
+        result = self.motion.process(frame.image, frame.timestamp)
+        if result.motion and self._worker is not None:
+            self._worker.submit(frame)
+        detections, self._detections = self._detections, ()
+        self._boxes = tuple((box, None) for box in result.boxes) + tuple(
+            (detection.box, f"{detection.label} {detection.confidence:.0%}") for detection in detections)
+        for change in self.tracker.update(frame.timestamp, result, detections):
+            self._on_event(change, frame)
+        if self._clip_stop_at is not None and frame.timestamp >= self._clip_stop_at:
+            self._stop_clip()
+
+    def _on_detections(self, frame, detections):
+        self._detections = tuple(detections)     # picked up by the watch thread's next frame
+
+    def _draw_boxes(self, image):
+        boxes = self._boxes
+        if boxes:
+            draw_boxes(image, [box for box, _ in boxes], [label for _, label in boxes])
+
+    # -- what comes out ----------------------------------------------------------------------
+    def _save_change(self, frame, score):
+        path = write_unique_file(self.media_dir, timestamped_name("change", ".jpg", frame.timestamp), frame.jpeg)
+        height, width = frame.image.shape[:2]
+        self.catalogue.add(path.name, "change", created=frame.timestamp, width=width, height=height,
+                           camera=self.camera.kind, note=f"score {score:.0f}")
+        self.changes_saved += 1
+        self.last_change = {"file": path.name, "score": round(score, 1), "timestamp": frame.timestamp}
+        log.info("scene change (score %.0f) saved as %s", score, path.name)
+
+    def _on_event(self, change, frame):
+        """Catalogue the event change (with a snapshot and a clip when it starts), then notify."""
+        event = change.event
+        if change.change == "started":
+            stored = {"snapshot": self._save_event_snapshot(frame, event.kind),
+                      "clip": self._start_clip() if self.record_events else None}
+            stored["event_id"] = self.catalogue.add_event(
+                event.start, event.kind, peak_score=event.peak_score, labels=sorted(event.labels), **stored)
+            self._open_events[event.id] = stored
+        else:
+            stored = self._open_events[event.id]
+            fields = {"kind": event.kind, "peak_score": event.peak_score, "labels": sorted(event.labels)}
+            if change.change == "ended":
+                fields["end"] = event.end
+                del self._open_events[event.id]
+                if self._clip is not None:
+                    self._clip_stop_at = change.timestamp + self.postroll_s
+            self.catalogue.update_event(stored["event_id"], **fields)
+        message = {**change.to_dict(), **stored}
+        log.info("event %s: %s %s", change.change, event.kind, ", ".join(sorted(event.labels)))
+        for notifier in self.notifiers:
+            notifier.notify(message)
+
+    def _save_event_snapshot(self, frame, kind):
+        path = write_unique_file(self.media_dir, timestamped_name("motion", ".jpg", frame.timestamp), frame.jpeg)
+        height, width = frame.image.shape[:2]
+        self.catalogue.add(path.name, "motion", created=frame.timestamp, width=width, height=height,
+                           camera=self.camera.kind, note=f"{kind} event")
+        return path.name
+
+    def _start_clip(self):
+        """Record the event, starting with the pre-roll; keep the clip going if one runs already."""
+        if self._clip is not None:
+            self._clip_stop_at = None
+            return self._clip
+        try:
+            started = self.recorder.start(preroll=self.preroll.frames() if self.preroll else ())
+        except RecordingError as error:          # a user recording is running, or the disk is full
+            log.info("event clip not recorded: %s", error)
+            return None
+        self._clip = started["file"]
+        return self._clip
+
+    def _stop_clip(self):
+        self._clip, self._clip_stop_at = None, None
+        try:
+            self.recorder.stop()
+        except NotRecording:
+            pass                        # stopped already (by the user, a limit, or the disk)
+
+    def _finish_events(self, timestamp):
+        """End an open event (motion watching stopped) and its clip."""
+        for change in self.tracker.close(timestamp):
+            self._on_event(change, frame=None)
+        if self._clip is not None:
+            self._stop_clip()
+
+
+def create_scene_watch(settings, camera, catalogue, media_dir, recorder):
+    """The SceneWatch the settings describe; ValueError (or DetectorError) names a bad setting."""
+    masks = parse_masks(settings.motion_mask) if settings.motion_mask else []
+    if settings.motion_mask_file:
+        masks.append(load_mask_file(settings.motion_mask_file))
+    detector = None
+    if settings.detector:
+        options = {"dnn": {"model": settings.detector_model or None, "config": settings.detector_config or None,
+                           "labels": settings.detector_labels or None,
+                           "min_confidence": settings.detector_confidence}}.get(settings.detector, {})
+        detector = create_detector(settings.detector, **{key: value for key, value in options.items()
+                                                         if value is not None})
+    notifiers = []
+    if settings.webhook_url:
+        notifiers.append(WebhookNotifier(settings.webhook_url))
+    if settings.mqtt_host:
+        notifiers.append(MqttNotifier(settings.mqtt_host, settings.mqtt_port, topic_prefix=settings.mqtt_topic,
+                                      username=settings.mqtt_username or None,
+                                      password=settings.mqtt_password or None))
+    watch = SceneWatch(
+        camera, catalogue, media_dir, recorder=recorder, detector=detector, notifiers=notifiers,
+        monitor=SceneMonitor(settings.monitor_threshold, settings.monitor_cooldown_s),
+        motion=MotionDetector(min_area=settings.motion_min_area, threshold=settings.motion_threshold,
+                              masks=masks),
+        tracker=EventTracker(quiet_s=settings.event_quiet_s),
+        preroll=PreRoll(settings.preroll_s) if settings.record_events else None,
+        postroll_s=settings.postroll_s, record_events=settings.record_events, show_boxes=settings.motion_boxes)
+    if settings.motion_on_start:
+        watch.start_motion()
+    return watch

@@ -1,0 +1,247 @@
+"""Scene watch through the real pipeline: a camera playing synthetic scenes, the watch thread,
+the catalogue, the recorder and a webhook. Each scene gives exactly the expected events."""
+import http.server
+import json
+import threading
+import time
+from pathlib import Path
+
+import av
+import pytest
+
+import scenes
+from app import create_app, main_app, stop_services
+from camera_base import Camera, Source
+from events import EncodedFrame
+from recorder import Recorder
+from camera_demo import DemoSource
+
+
+class ScenePlayback(Source):
+    """Plays a synthetic scene's frames at 50 fps, then holds its last frame."""
+
+    name = "scene"
+    frame_interval = 0.02
+
+    def __init__(self, scene):
+        self.images = [image for _, image in scene.frames()]
+        self.index = 0
+        self.finished = threading.Event()
+
+    def read(self):
+        image = self.images[min(self.index, len(self.images) - 1)]
+        self.index += 1
+        if self.index >= len(self.images):
+            self.finished.set()
+        return image.copy()
+
+
+def wait_for(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def watch_app(settings, scene, **overrides):
+    source = ScenePlayback(scene)
+    camera = Camera(source, kind="scene", width=scene.width, height=scene.height, idle_timeout=0.5)
+    options = {"event_quiet_s": 0.6, **overrides}
+    application = create_app(settings.replace(**options), camera=camera)
+    return application, source
+
+
+def events_after_playback(application, source, control):
+    client = application.test_client()
+    assert client.post("/motion/start", headers=control).status_code == 200
+    watch = application.extensions["watch"]
+    assert source.finished.wait(30)
+    time.sleep(application.config["SETTINGS"].event_quiet_s + 0.5)     # held last frame: all quiet
+    assert wait_for(lambda: watch.status()["motion"]["event"] is None)
+    return client.get("/events").get_json()
+
+
+@pytest.fixture
+def control_for():
+    return lambda application: {"X-Control-Token": application.config["CONTROL_TOKEN"]}
+
+
+def test_an_object_entering_the_room_is_one_event_with_a_snapshot(settings, control_for):
+    application, source = watch_app(settings, scenes.ObjectEntering())
+    try:
+        events = events_after_playback(application, source, control_for(application))
+        assert len(events) == 1
+        event = events[0]
+        assert event["kind"] == "motion" and event["end"] >= event["start"] and event["peak_score"] > 0
+        snapshot = Path(settings.media_dir) / event["snapshot"]
+        assert snapshot.read_bytes().startswith(b"\xff\xd8")
+        kinds = {entry["filename"]: entry["kind"] for entry in application.test_client().get("/get_database").get_json()}
+        assert kinds[event["snapshot"]] == "motion"
+    finally:
+        stop_services(application)
+
+
+@pytest.mark.parametrize("scene", [scenes.LightSwitch(), scenes.SensorNoise(), scenes.EmptyRoom()],
+                         ids=["light switch", "sensor noise", "empty room"])
+def test_scenes_without_anyone_give_no_event(settings, control_for, scene):
+    application, source = watch_app(settings, scene)
+    try:
+        assert events_after_playback(application, source, control_for(application)) == []
+    finally:
+        stop_services(application)
+
+
+def test_a_flickering_corner_under_a_mask_gives_no_event(settings, control_for):
+    scene = scenes.FlickeringCorner()
+    x1, y1, x2, y2 = scene.flicker_rect
+    masked, source = watch_app(settings, scene, motion_mask=f"{x1 - 4},{0},{x2 + 1},{y2 + 4}")
+    try:
+        assert events_after_playback(masked, source, control_for(masked)) == []
+    finally:
+        stop_services(masked)
+    unmasked, source = watch_app(settings.replace(media_dir=settings.media_dir + "-2"), scene)
+    try:
+        assert events_after_playback(unmasked, source, control_for(unmasked)) != []
+    finally:
+        stop_services(unmasked)
+
+
+def test_boxes_are_drawn_on_the_stream_while_something_moves(settings, control_for):
+    application, source = watch_app(settings, scenes.ObjectEntering(seconds=30, enter_at=1, leave_at=29))
+    try:
+        application.test_client().post("/motion/start", headers=control_for(application))
+        watch = application.extensions["watch"]
+        assert wait_for(lambda: watch.status()["motion"]["boxes"])
+        assert application.test_client().get("/status").get_json()["motion"]["motion"] is True
+    finally:
+        stop_services(application)
+
+
+class Webhook(http.server.BaseHTTPRequestHandler):
+    received = []
+
+    def do_POST(self):
+        Webhook.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_events_are_sent_to_the_webhook(settings, control_for):
+    Webhook.received = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Webhook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/hook"
+    application, source = watch_app(settings, scenes.ObjectEntering(), webhook_url=url)
+    try:
+        events = events_after_playback(application, source, control_for(application))
+        assert wait_for(lambda: len(Webhook.received) >= 2)
+        assert [message["type"] for message in Webhook.received] == ["started", "ended"]
+        assert Webhook.received[0]["snapshot"] == events[0]["snapshot"]
+        assert Webhook.received[0]["event_id"] == events[0]["id"]
+    finally:
+        stop_services(application)
+        server.shutdown()
+
+
+def test_a_dead_webhook_loses_no_event(settings, control_for, free_port):
+    application, source = watch_app(settings, scenes.ObjectEntering(), webhook_url=f"http://127.0.0.1:{free_port}/")
+    try:
+        assert len(events_after_playback(application, source, control_for(application))) == 1
+    finally:
+        stop_services(application)
+
+
+def test_events_are_recorded_with_a_pre_roll(settings, control_for):
+    application, source = watch_app(settings, scenes.ObjectEntering(), record_events=True, preroll_s=1.0,
+                                    postroll_s=0.5)
+    try:
+        events = events_after_playback(application, source, control_for(application))
+        assert len(events) == 1 and events[0]["clip"]
+        clip = Path(settings.media_dir) / events[0]["clip"]
+        assert wait_for(lambda: not application.extensions["recorder"].status()["recording"])
+        with av.open(str(clip)) as container:
+            frames = sum(1 for _ in container.decode(video=0))
+        assert frames > 30
+        entry = application.extensions["catalogue"].get(clip.name)
+        assert entry["kind"] == "video" and entry["created"] < events[0]["start"]   # the pre-roll came first
+    finally:
+        stop_services(application)
+
+
+def test_recorder_writes_the_pre_roll_first(tmp_path, fake_camera):
+    demo = DemoSource(64, 48, 30)
+    demo.open()
+    import camera_base
+    now = time.time()
+    preroll = [EncodedFrame(seq, now - 1.0 + seq / 30, camera_base.encode_jpeg(demo.read(), 80)) for seq in range(30)]
+    recorder = Recorder(fake_camera, tmp_path, min_free_mb=0)
+    recorder.start(filename="pre.mp4", preroll=preroll)
+    time.sleep(0.5)
+    result = recorder.stop()
+    assert result["frames"] >= 30
+    assert result["duration"] >= 1.0
+
+
+def test_monitor_saves_changes_with_a_cooldown_and_delete_keeps_the_baseline(settings, control_for):
+    application, source = watch_app(settings, scenes.ObjectEntering(seconds=20, enter_at=0.5, leave_at=19.5),
+                                    monitor_cooldown_s=0.3)
+    client = application.test_client()
+    control = control_for(application)
+    try:
+        source.index = 0
+        assert client.post("/monitor/baseline", headers=control).status_code == 200
+        assert client.get("/monitor/baseline.jpg").data.startswith(b"\xff\xd8")
+        assert client.post("/monitor/start", headers=control, data={"threshold": "40"}).get_json()["on"] is True
+        watch = application.extensions["watch"]
+        assert wait_for(lambda: watch.changes_saved >= 3)
+        client.post("/monitor/stop", headers=control)
+        changes = client.get("/get_database?kind=change").get_json()
+        times = sorted(entry["created"] for entry in changes)
+        assert all(later - earlier >= 0.29 for earlier, later in zip(times, times[1:]))   # the cooldown
+        assert changes[0]["filename"] in client.get("/shows").get_data(as_text=True)
+        assert client.post("/delete", headers=control).get_json() == {"deleted": len(changes)}
+        assert client.get("/get_database?kind=change").get_json() == []
+        assert client.get("/monitor/baseline.jpg").status_code == 200
+    finally:
+        stop_services(application)
+
+
+@pytest.mark.parametrize("route, data, words", [
+    ("/monitor/start", {"threshold": "huge"}, "threshold must be a number"),
+    ("/monitor/start", {"threshold": "0"}, "above 0"),
+    ("/monitor/start", {"threshold": "70000"}, "at most 65025"),
+])
+def test_monitor_thresholds_are_checked(client, control, route, data, words):
+    response = client.post(route, headers=control, data=data)
+    assert response.status_code == 400 and words in response.get_json()["error"]
+
+
+def test_watch_routes_need_the_token_and_events_checks_its_limit(client):
+    for route in ("/monitor/baseline", "/monitor/start", "/monitor/stop", "/motion/start", "/motion/stop", "/delete"):
+        assert client.post(route).status_code == 403
+    assert client.get("/events?limit=0").status_code == 400
+    assert client.get("/events").get_json() == []
+    assert client.get("/monitor/baseline.jpg").status_code == 404
+    assert client.get("/watch").status_code == 200 and client.get("/shows").status_code == 200
+
+
+@pytest.mark.parametrize("config, words", [
+    ("motion_mask = 1,2,3\n", "mask"),
+    ("motion_mask_file = /nonexistent/mask.png\n", "mask.png"),
+    ("detector = yolo\n", "detector = 'yolo'"),
+    ("detector = dnn\ndetector_model = /nonexistent/model.onnx\n", "model.onnx"),
+    ("webhook_url = ftp://example\n", "ftp://example"),
+])
+def test_bad_watch_settings_stop_start_up_with_a_clear_message(tmp_path, monkeypatch, config, words):
+    path = tmp_path / "config.txt"
+    path.write_text(f"[SETTINGS]\ncamera = demo\nmedia_dir = {tmp_path}/media\nlog_file = {tmp_path}/log\n"
+                    f"[WATCH]\n{config}")
+    monkeypatch.setenv("CONFIG_FILE", str(path))
+    with pytest.raises(SystemExit) as stopped:
+        main_app()
+    assert words in str(stopped.value)

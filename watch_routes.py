@@ -1,0 +1,94 @@
+"""Scene watch routes: the scene-change monitor, motion detection, events, and the seed's /shows and /delete."""
+from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
+
+import auth
+from camera_base import CameraError
+
+
+def _watch():
+    return current_app.extensions["watch"]
+
+
+def _threshold():
+    text = request.form.get("threshold", "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        abort(400, description=f"threshold must be a number from 0 to 65025, not {text!r}")
+    if not 0 < value <= 65025:
+        abort(400, description=f"threshold must be above 0 and at most 65025 (mean squared error), not {text}")
+    return value
+
+
+def _limit():
+    text = request.args.get("limit", "100")
+    if not text.isdigit() or not 1 <= int(text) <= 1000:
+        abort(400, description="limit must be a whole number from 1 to 1000")
+    return int(text)
+
+
+def create_watch_blueprint():
+    blueprint = Blueprint("watch", __name__)
+
+    @blueprint.post("/monitor/baseline")
+    @auth.require_control
+    def take_baseline():
+        try:
+            return jsonify(_watch().take_baseline())
+        except CameraError as error:
+            abort(503, description=str(error))
+
+    @blueprint.get("/monitor/baseline.jpg")
+    def baseline_picture():
+        jpeg = _watch().baseline_jpeg
+        if jpeg is None:
+            abort(404, description="no baseline yet: POST /monitor/baseline takes one")
+        return Response(jpeg, mimetype="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    @blueprint.post("/monitor/start")
+    @auth.require_control
+    def start_monitor():
+        threshold = _threshold()
+        try:
+            return jsonify(_watch().start_monitor(threshold))
+        except CameraError as error:
+            abort(503, description=f"cannot take a baseline: {error}")
+
+    @blueprint.post("/monitor/stop")
+    @auth.require_control
+    def stop_monitor():
+        return jsonify(_watch().stop_monitor())
+
+    @blueprint.post("/motion/start")
+    @auth.require_control
+    def start_motion():
+        return jsonify(_watch().start_motion())
+
+    @blueprint.post("/motion/stop")
+    @auth.require_control
+    def stop_motion():
+        return jsonify(_watch().stop_motion())
+
+    @blueprint.get("/events")
+    def events():
+        return jsonify(current_app.extensions["catalogue"].events(limit=_limit()))
+
+    @blueprint.get("/watch")
+    def watch_page():
+        return render_template("watch.html", status=_watch().status(),
+                               events=current_app.extensions["catalogue"].events(limit=50),
+                               control_token=current_app.config["CONTROL_TOKEN"])
+
+    @blueprint.get("/shows")
+    def shows():
+        return render_template("shows.html", entries=current_app.extensions["catalogue"].entries(kind="change"),
+                               control_token=current_app.config["CONTROL_TOKEN"])
+
+    @blueprint.post("/delete")
+    @auth.require_control
+    def delete_changes():
+        return jsonify(deleted=_watch().delete_changes())
+
+    return blueprint
