@@ -279,12 +279,18 @@ class Recorder:
         log.info("recording %s started", name)
         return self.status()
 
-    def stop(self, timeout=60.0):
-        """Stop the running recording and answer what was saved, once the file is complete."""
+    def stop(self, filename=None, timeout=60.0):
+        """Stop the running recording and answer what was saved, once the file is complete.
+
+        With ``filename``, stop only that recording: an event clip that already ended must not stop
+        a recording a person started since.
+        """
         with self._lock:
             recording = self._current
             if recording is None:
                 raise NotRecording("no recording is running")
+            if filename is not None and recording.name != filename:
+                raise NotRecording(f"{filename} is not being recorded (the recording is {recording.name})")
             recording.request_stop("stopped")
         if not recording.join(timeout):
             raise RecordingError(f"{recording.name} is still being finished; see the status")

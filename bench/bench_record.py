@@ -109,7 +109,7 @@ def record(args, media_dir):
                 machine_cpu=sum(machine_cpu) / len(machine_cpu) if machine_cpu else float("nan"))
 
 
-def report(args, command, started, run):
+def report(args, command, started, code_version, run):
     first, last = run["checkpoints"]
     result = run["result"]
     window_frames = last.frames - first.frames
@@ -124,7 +124,7 @@ def report(args, command, started, run):
         "",
         f"Command: `{command}`  ",
         f"Run: {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(started))}, {args.minutes * 60:.0f} s of "
-        f"recording; {version()}; {platform.machine()}, {psutil.cpu_count()} CPUs ({cpu_model()}); "
+        f"recording; {code_version}; {platform.machine()}, {psutil.cpu_count()} CPUs ({cpu_model()}); "
         f"PyAV {av.__version__}, libavcodec {libavcodec}; demo camera 640x480 @ 30 fps; "
         f"encoder {result['encoder']} {ENCODER_OPTIONS.get(result['encoder'], {})}.  ",
         "CPU is thread CPU time (user + system) per written frame. \"Recording\" is every thread the "
@@ -203,10 +203,10 @@ def main(argv=None):
     args = parse_args(argv)
     command = " ".join([sys.executable, os.path.relpath(__file__, REPO)]
                        + (argv if argv is not None else sys.argv[1:]))
-    started = time.time()
+    started, code_version = time.time(), version()
     with tempfile.TemporaryDirectory(prefix="bench_record-") as media_dir:
         run = record(args, Path(media_dir))
-    text = report(args, command, started, run)
+    text = report(args, command, started, code_version, run)
     print(text)
     if args.output:
         Path(args.output).write_text(text)

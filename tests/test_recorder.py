@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 import tracemalloc
+from types import SimpleNamespace
 
 import av
 import numpy as np
@@ -54,11 +55,11 @@ def top_level_boxes(path):
     return kinds
 
 
-def keyframe_times(path):
+def frame_times(path, keyframes_only=False):
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         return [float(packet.pts * stream.time_base) for packet in container.demux(stream)
-                if packet.pts is not None and packet.is_keyframe]
+                if packet.pts is not None and (packet.is_keyframe or not keyframes_only)]
 
 
 def decode(path):
@@ -144,7 +145,7 @@ def test_a_recording_is_h264_in_a_regular_mp4_with_the_index_in_front(demo_clip)
     assert result["duration"] == pytest.approx(facts["duration"], abs=0.01)
     assert result["duration"] == pytest.approx(result["frames"] / 30, rel=0.15)   # the capture timing
     assert result["size"] == path.stat().st_size and not result["fragmented"]
-    keyframes = keyframe_times(path)              # a fragment per keyframe while recording
+    keyframes = frame_times(path, keyframes_only=True)              # a fragment per keyframe while recording
     assert len(keyframes) >= 2 and all(0.9 <= later - earlier <= 1.1
                                        for earlier, later in zip(keyframes, keyframes[1:]))
     boxes = top_level_boxes(path)
@@ -245,7 +246,9 @@ def test_one_recording_at_a_time(make_recorder):
         recorder.start("second")
     assert recorder.status()["recording"]
     assert re.fullmatch(r"video_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d\.mp4", recorder.status()["file"])
-    recorder.stop()
+    with pytest.raises(NotRecording):
+        recorder.stop("an event clip that ended.mp4")   # stops only the recording it names
+    recorder.stop(recorder.status()["file"])
     with pytest.raises(NotRecording):
         recorder.stop()
     assert not (recorder.media_dir / "second.mp4").exists()
@@ -392,6 +395,28 @@ def test_a_recording_without_a_picture_leaves_no_file_and_no_entry(make_recorder
     result = recorder.stop()
     assert result["file"] is None and result["frames"] == 0
     assert not (media_dir / "empty.mp4").exists() and catalogue.calls == []
+
+
+def test_the_pre_roll_comes_first_then_the_live_frames(make_recorder, fake_camera, media_dir):
+    taken = []
+    for frame in fake_camera.frames():            # what events.PreRoll keeps: seq, timestamp, jpeg
+        taken.append(SimpleNamespace(seq=frame.seq, timestamp=frame.timestamp, jpeg=frame.jpeg))
+        if len(taken) == 20:
+            break
+    catalogue = FakeCatalogue(media_dir)
+    recorder = make_recorder(catalogue=catalogue)
+    recorder.start("with pre-roll", preroll=taken)
+    assert wait_for(lambda: recorder.status()["frames"] >= 40)
+    result = recorder.stop()
+    frames, _ = decode(media_dir / "with pre-roll.mp4")
+    reds = [int(np.median(frame[..., 0])) for frame in frames]      # the fake camera counts in red
+    assert len(frames) == result["frames"] >= 40
+    assert reds[0] == pytest.approx(taken[0].seq, abs=3)
+    assert all(later > earlier - 3 for earlier, later in zip(reds, reds[1:]))   # in order
+    times = frame_times(media_dir / "with pre-roll.mp4")
+    assert min(later - earlier for earlier, later in zip(times, times[1:])) > 0.005   # none twice (100 fps)
+    assert catalogue.entries["with pre-roll.mp4"]["created"] == taken[0].timestamp
+    assert result["duration"] >= taken[-1].timestamp - taken[0].timestamp
 
 
 def test_encoders_fall_back_to_libx264(make_recorder):
