@@ -28,7 +28,7 @@ from media_files import MediaExists, check_media_name, media_path, timestamped_n
 log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
-DISK_CHECK_INTERVAL = 1.0       # seconds between free-space checks while recording
+DISK_CHECK_INTERVAL = 1.0       # seconds between free-space checks (and fsyncs) while recording
 FEEDER_JOIN_TIMEOUT = 2.0
 ERROR_REASONS = ("disk_full", "write_error")
 ARM_MACHINES = ("aarch64", "arm64", "armv6l", "armv7l")
@@ -88,6 +88,7 @@ class VideoFileWriter:
                                                       options=ENCODER_OPTIONS.get(self.encoder, {}))
             _configure(self._stream.codec_context, self.encoder, self.width, self.height)
             self._stream.time_base = TIME_BASE
+            self._sync_descriptor = os.open(path, os.O_RDONLY)
         except Exception:
             self._container.close()
             raise
@@ -114,12 +115,17 @@ class VideoFileWriter:
     def duration(self):
         return (self._last_pts + self._interval) / 1000 if self._last_pts is not None else 0.0
 
+    def sync(self):
+        """Put the fragments written so far on the disk, so a power cut loses only the last seconds."""
+        os.fsync(self._sync_descriptor)
+
     def close(self, flush=True):
         """Flush the encoder (unless a write failed) and close the container."""
         try:
             if flush:
                 self._mux(self._stream.encode(None))
         finally:
+            os.close(self._sync_descriptor)
             self._container.close()
 
     def _mux(self, packets):
@@ -233,6 +239,16 @@ def trim_to_complete_fragments(path):
     if keep < os.path.getsize(path):
         log.info("%s: cut %d bytes of an unfinished fragment", path.name, os.path.getsize(path) - keep)
         os.truncate(path, keep)
+
+
+def repair(path):
+    """Finish a recording that a crash or power cut left fragmented: cut an unfinished fragment, then
+    rewrite it with the index in front. Answers False when the file was not fragmented."""
+    if "moof" not in [kind for kind, _, _ in mp4_boxes(path)]:
+        return False
+    trim_to_complete_fragments(path)
+    rewrite_with_index_in_front(path)
+    return True
 
 
 class Recorder:
@@ -427,6 +443,8 @@ class _Recording:
             while not self._stop.is_set():
                 if time.monotonic() >= next_disk_check:
                     self._check_free_space()
+                    if self._file is not None:
+                        self._file.sync()
                     next_disk_check = time.monotonic() + DISK_CHECK_INTERVAL
                 self._check_length()
                 try:

@@ -20,7 +20,7 @@ from camera_demo import DemoSource
 from conftest import ROOT, FakeSource, in_ci
 from media_files import MediaExists, MediaNameError
 from recorder import (InsufficientSpace, NotRecording, Recorder, RecordingBusy, RecordingError,
-                      default_encoders, pick_encoder)
+                      default_encoders, pick_encoder, repair)
 
 MB = 1024 * 1024
 
@@ -314,6 +314,10 @@ def test_a_recording_killed_with_sigkill_leaves_a_playable_file(tmp_path):
     assert child.returncode == -signal.SIGKILL
     frames, facts = decode(path)          # every frame decodes, without an error at the cut
     assert facts["codec"] == "h264" and len(frames) >= 45
+    assert repair(path)                   # what the app can do at its next start
+    boxes = top_level_boxes(path)
+    assert boxes.index("moov") < boxes.index("mdat") and "moof" not in boxes
+    assert len(decode(path)[0]) == len(frames) and not repair(path)
 
 
 @pytest.fixture
