@@ -2,11 +2,12 @@
 
 A consumer always gets the newest frame: a slow one skips frames, it never slows the others or
 builds a queue. The producer is a native thread; consumers are native threads (gthread worker,
-development server, the recorder) and, under the gevent worker, greenlets too. Greenlets cannot
-wait on a native Condition without stalling their hub, and native threads cannot wait on a gevent
-Event, so each waits its own way: the producer notifies both.
+development server, recorder, scene watch) and, under the gevent worker, greenlets (the viewers).
+A greenlet cannot wait on a native Condition without stalling its hub, and a native thread cannot
+wait on a gevent Event, so each waits its own way and the producer wakes both.
 """
 import dataclasses
+import sys
 import threading
 
 BOUNDARY = b"frame"
@@ -52,7 +53,6 @@ class _GeventWaiter:
         import gevent
         import gevent.event
         hub = gevent.get_hub()
-        self.thread_ident = hub.thread_ident     # the native thread all its greenlets run in
         self._new_event = gevent.event.Event
         self._event = self._new_event()
         self._watcher = hub.loop.async_(ref=False)
@@ -71,20 +71,17 @@ class _GeventWaiter:
         self._watcher.send()
 
 
-def gevent_is_active():
-    """True inside a gevent worker whose sockets are cooperative."""
-    import sys
-    monkey = sys.modules.get("gevent.monkey")
-    return bool(monkey and monkey.is_module_patched("socket"))
+def _in_greenlet():
+    """True in a greenlet spawned under gevent (a gevent worker's request), False in a plain thread."""
+    greenlet = sys.modules.get("greenlet")
+    return greenlet is not None and greenlet.getcurrent().parent is not None
 
 
 class FrameHub:
-    def __init__(self, cooperative=None):
-        """``cooperative``: also wake greenlets (default: when running in a gevent worker)."""
+    def __init__(self):
         self._latest = None
-        cooperative = gevent_is_active() if cooperative is None else cooperative
         self._threads = _ThreadWaiter()
-        self._greenlets = _GeventWaiter() if cooperative else None
+        self._greenlets = None          # made by the first greenlet that waits, in the hub's thread
 
     @property
     def latest(self):
@@ -97,10 +94,11 @@ class FrameHub:
             self._greenlets.notify()
 
     def _waiter(self):
-        greenlets = self._greenlets
-        if greenlets is not None and threading.get_ident() == greenlets.thread_ident:
-            return greenlets
-        return self._threads
+        if not _in_greenlet():
+            return self._threads
+        if self._greenlets is None:
+            self._greenlets = _GeventWaiter()
+        return self._greenlets
 
     def wait_newer(self, seq, timeout):
         """The newest frame with a sequence number above ``seq``, or None after ``timeout`` s."""

@@ -1,16 +1,18 @@
-"""gunicorn's gevent worker without patching threads.
+"""gunicorn's gevent worker without monkey-patching.
 
-The camera, serial and timer threads stay native threads, so a blocking device read never stalls
-the event loop; only sockets and the like become cooperative. Viewers (greenlets) are woken by the
-FrameHub through the hub's thread-safe async watcher.
+gunicorn's gevent worker patches the whole standard library (threads, queues, sockets, select,
+time) for the whole process. Our blocking work (the camera, the recorder, the scene watch, the
+serial board, MQTT and webhooks) runs in native threads, which must keep the real primitives: a
+gevent queue or socket shared between native threads fails. So this worker patches nothing: its
+listening and client sockets are gevent sockets, each request is a greenlet, and viewers wait for
+frames through the FrameHub, which wakes greenlets through the hub's thread-safe async watcher.
 """
-from gevent import monkey, socket
+from gevent import socket
 from gunicorn.workers.ggevent import GeventWorker
 
 
 class CameraGeventWorker(GeventWorker):
     def patch(self):
-        monkey.patch_all(thread=False)
-        # As GeventWorker.patch() does: hand the listening sockets to gevent.
+        # What GeventWorker.patch() does after patch_all(): hand the listening sockets to gevent.
         self.sockets = [socket.socket(listener.FAMILY, socket.SOCK_STREAM, fileno=listener.sock.detach())
                         for listener in self.sockets]

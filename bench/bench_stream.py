@@ -42,6 +42,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +62,12 @@ SOI, EOI = b"\xff\xd8", b"\xff\xd9"
 SERVER_READY_TIMEOUT = 30.0
 ME = psutil.Process()
 RELEASE_TIMEOUT = 15.0
+BENCH_USERKEY = "bench"
+# --with: what else runs during the measurement, and the POSTs that turn it on.
+LOADS = {
+    "record": [("/video_capture", {"action": "start"})],
+    "watch": [("/monitor/baseline", {}), ("/monitor/start", {}), ("/motion/start", {})],
+}
 STATUS_POLL = 0.1
 
 
@@ -489,7 +497,8 @@ def make_server(kind, tmp, worker=None, threads=None, naive_threads=None):
         media = Path(tmp) / f"media-{worker}"
         config.write_text(
             "[SETTINGS]\ncamera = demo\nwidth = 640\nheight = 480\nfps = 30\nhost = 127.0.0.1\n"
-            f"media_dir = {media}\nlog_file = {Path(tmp) / f'flask-{worker}.log'}\n")
+            f"media_dir = {media}\nlog_file = {Path(tmp) / f'flask-{worker}.log'}\n"
+            f"[KEYS]\nuserkey = {BENCH_USERKEY}\n")
         env.update(CONFIG_FILE=str(config), WORKER_CLASS=worker)
         if threads:
             env["THREADS"] = str(threads)
@@ -504,6 +513,17 @@ def make_server(kind, tmp, worker=None, threads=None, naive_threads=None):
 # ================================================================================================
 # One measurement
 # ================================================================================================
+def enable_loads(port, loads):
+    """Turn on recording and/or scene watch through the API before the viewers come."""
+    for load in loads:
+        for route, fields in LOADS[load]:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}{route}", method="POST",
+                                             data=urllib.parse.urlencode(fields).encode(),
+                                             headers={"X-User-Key": BENCH_USERKEY})
+            with urllib.request.urlopen(request, timeout=10) as response:
+                response.read()
+
+
 def wait_camera_stopped(server, since, timeout=RELEASE_TIMEOUT, naive=False):
     """Poll /status every 100 ms until the camera is stopped (naive: no viewers); the time or None."""
     deadline = since + timeout
@@ -614,7 +634,8 @@ def run_point(server, count, args, budget, naive=False):
         rss_peak = max(rss_peak, rss_end)
         elapsed = t_we - t_ws
 
-        stopped_at = wait_camera_stopped(server, window_end, naive=naive)
+        # Recording and scene watch hold the camera open on purpose: no release to wait for.
+        stopped_at = None if args.loads else wait_camera_stopped(server, window_end, naive=naive)
 
         results = []
         for process, receiver in clients:
@@ -841,6 +862,9 @@ def parse_args(argv=None):
     parser.add_argument("--noise-budget", default=120.0, type=float,
                         help="seconds in all for those waits and for repeating runs that other load disturbed")
     parser.add_argument("--http11", action="store_true", help="HTTP/1.1 requests: gunicorn chunk-encodes")
+    parser.add_argument("--with", dest="loads", default=[], type=lambda text: [load for load in text.split(",") if load],
+                        help="also run during the measurement: record (a recording), watch (scene-change "
+                             "monitor and motion detection); comma-separated")
     parser.add_argument("--output", default=None, help="markdown file (default: bench/results_stream.md, "
                                                        "none with --quick)")
     args = parser.parse_args(argv)
@@ -851,12 +875,16 @@ def parse_args(argv=None):
     if args.naive_viewers is None:
         args.naive_viewers = [1, 10] if args.quick else [1, 10, 50]
     if args.output is None and not args.quick:
-        args.output = str(BENCH_DIR / "results_stream.md")
+        suffix = "".join(f"_{load}" for load in args.loads)
+        args.output = str(BENCH_DIR / f"results_stream{suffix}.md")
     if args.duration <= args.warmup + 1:
         parser.error("--duration must exceed the warm-up by more than 1 s")
     for worker in args.workers:
         if worker not in ("gevent", "gthread"):
             parser.error(f"unknown worker {worker!r}")
+    for load in args.loads:
+        if load not in LOADS:
+            parser.error(f"unknown --with {load!r}: use {', '.join(LOADS)}")
     return args
 
 
@@ -883,11 +911,12 @@ def main(argv=None):
                 servers.append(server)
                 print(f"## {worker}: starting gunicorn on 127.0.0.1:{server.port}", flush=True)
                 server.start()
+                enable_loads(server.port, args.loads)
                 for count in args.viewers:
                     row = measure(server, count, args, budget)
                     rows.append(row)
                     print(point_line(row), flush=True)
-                    if not row["stopped"]:
+                    if not row["stopped"] and not args.loads:
                         print(f"  !! camera did not report 'stopped' within {RELEASE_TIMEOUT:.0f} s", flush=True)
                 state = get_status(server.port)["camera"]["state"]
                 cpu = measure_idle(server, args.idle)
@@ -920,7 +949,8 @@ def main(argv=None):
               f"Run: {time.strftime('%Y-%m-%d %H:%M:%S')}, {took:.0f} s; {version}; {psutil.cpu_count()} CPUs; "
               f"demo camera 640x480 @ 30 fps, JPEG quality 80; {args.duration:.0f} s per run, first "
               f"{args.warmup:.0f} s not measured; HTTP/{'1.1 (chunked)' if args.http11 else '1.0'} viewers in "
-              f"{args.client_procs} asyncio client processes.  ",
+              f"{args.client_procs} asyncio client processes"
+              f"{'; while ' + ' and '.join(args.loads) + ' ran' if args.loads else ''}.  ",
               "CPU % is of one core (gunicorn master + workers); RSS is master + workers at the end of the "
               "window; latency is receive time minus X-Timestamp; CPU ms/frame = server CPU s / frames "
               "delivered to all viewers in the window.", "",

@@ -19,21 +19,21 @@ def test_part_carries_length_timestamp_and_the_next_boundary():
 
 
 def test_waiter_gets_only_a_newer_frame():
-    hub = FrameHub(cooperative=False)
+    hub = FrameHub()
     hub.publish(frame(1))
     assert hub.wait_newer(0, 0.01).seq == 1
     assert hub.wait_newer(1, 0.01) is None
 
 
 def test_a_slow_consumer_skips_to_the_newest_frame():
-    hub = FrameHub(cooperative=False)
+    hub = FrameHub()
     for seq in range(1, 6):
         hub.publish(frame(seq))
     assert hub.wait_newer(1, 0.01).seq == 5
 
 
 def test_threads_are_woken_by_a_publish():
-    hub = FrameHub(cooperative=False)
+    hub = FrameHub()
     results = []
     waiters = [threading.Thread(target=lambda: results.append(hub.wait_newer(0, 5))) for _ in range(20)]
     for waiter in waiters:
@@ -45,7 +45,7 @@ def test_threads_are_woken_by_a_publish():
 
 
 def test_greenlets_are_woken_by_a_native_producer_thread():
-    hub = FrameHub(cooperative=True)
+    hub = FrameHub()
     greenlets = [gevent.spawn(hub.wait_newer, 0, 5) for _ in range(50)]
     gevent.sleep(0.01)                      # let them all start waiting
     producer = threading.Thread(target=hub.publish, args=(frame(1),))
@@ -55,9 +55,9 @@ def test_greenlets_are_woken_by_a_native_producer_thread():
     assert [greenlet.value.seq for greenlet in greenlets] == [1] * 50
 
 
-def test_native_threads_and_greenlets_wait_on_the_same_cooperative_hub():
+def test_native_threads_and_greenlets_wait_on_the_same_hub():
     """Under gevent, the recorder (a native thread) and viewers (greenlets) share one hub."""
-    hub = FrameHub(cooperative=True)
+    hub = FrameHub()
     greenlets = [gevent.spawn(hub.wait_newer, 0, 5) for _ in range(5)]
     native_results = []
     native = threading.Thread(target=lambda: native_results.append(hub.wait_newer(0, 5)))
