@@ -246,9 +246,9 @@ class SceneWatch:
         return self._clip
 
     def _stop_clip(self):
-        self._clip, self._clip_stop_at = None, None
+        clip, self._clip, self._clip_stop_at = self._clip, None, None
         try:
-            self.recorder.stop()
+            self.recorder.stop(clip)    # only the clip: never a recording a person started since
         except NotRecording:
             pass                        # stopped already (by the user, a limit, or the disk)
 
