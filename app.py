@@ -64,6 +64,7 @@ def create_app(settings=None, camera=None, led=None):
         retention=RetentionTimer(catalogue, settings.keep_days, settings.max_media_gb).start(),
     )
     app.register_error_handler(HTTPException, _json_error)
+    app.context_processor(lambda: {"control_token": app.config["CONTROL_TOKEN"]})
     app.add_template_filter(_datetime, "datetime")
     app.add_template_filter(_filesize, "filesize")
     _register_routes(app)
@@ -214,7 +215,6 @@ def _register_routes(app):
     def index():
         camera = _camera()
         return render_template("index.html", status=camera.status(),
-                               control_token=current_app.config["CONTROL_TOKEN"],
                                has_light=current_app.extensions["led"] is not None,
                                recording=current_app.extensions["recorder"].status(),
                                watch=current_app.extensions["watch"].status(),

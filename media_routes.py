@@ -60,13 +60,11 @@ def create_media_blueprint():
 
     @blueprint.get("/database")
     def database_page():
-        return render_template("database.html", entries=_catalogue().entries(),
-                               control_token=current_app.config["CONTROL_TOKEN"])
+        return render_template("database.html", entries=_catalogue().entries())
 
     @blueprint.get("/gallery")
     def gallery_page():
-        return render_template("gallery.html", entries=_catalogue().entries(),
-                               control_token=current_app.config["CONTROL_TOKEN"])
+        return render_template("gallery.html", entries=_catalogue().entries())
 
     @blueprint.get("/get_database")
     def get_database():

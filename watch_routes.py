@@ -78,13 +78,11 @@ def create_watch_blueprint():
     @blueprint.get("/watch")
     def watch_page():
         return render_template("watch.html", status=_watch().status(),
-                               events=current_app.extensions["catalogue"].events(limit=50),
-                               control_token=current_app.config["CONTROL_TOKEN"])
+                               events=current_app.extensions["catalogue"].events(limit=50))
 
     @blueprint.get("/shows")
     def shows():
-        return render_template("shows.html", entries=current_app.extensions["catalogue"].entries(kind="change"),
-                               control_token=current_app.config["CONTROL_TOKEN"])
+        return render_template("shows.html", entries=current_app.extensions["catalogue"].entries(kind="change"))
 
     @blueprint.post("/delete")
     @auth.require_control

@@ -1,5 +1,6 @@
 """Shared fixtures: settings in a tmp folder, the app with the demo or a fake camera, free ports."""
 import os
+import shutil
 import socket
 import sys
 import threading
@@ -131,3 +132,48 @@ def parse_part(part):
 
 def in_ci():
     return bool(os.environ.get("CI"))
+
+
+def wait_for(predicate, timeout=10.0):
+    """Poll a condition the threads will reach (tests assert outcomes, not timings)."""
+    event = threading.Event()
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            return True
+        event.wait(0.01)
+    return predicate()
+
+
+CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/lib/chromium/chromium")
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def chromium_path():
+    """Debian's chromium; a failure under CI, a skip that says why elsewhere."""
+    found = [path for path in CHROMIUM_PATHS if shutil.which(path)]
+    if found:
+        return found[0]
+    message = "Debian's chromium is not installed (apt install chromium; ./run_tests.sh does it)"
+    if in_ci():
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def browser_page():
+    """A fresh page in headless chromium driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        yield browser.new_page()
+        browser.close()
+
+
+@pytest.fixture
+def live_server(tmp_path, free_port):
+    """The real server (gunicorn, gevent worker) on the demo camera; its base URL."""
+    from server_process import start_server, stop_server
+    process = start_server(tmp_path, free_port)
+    yield f"http://127.0.0.1:{free_port}"
+    stop_server(process)

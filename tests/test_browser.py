@@ -1,15 +1,5 @@
 """The live page in Debian's chromium, through Playwright, against gunicorn's gevent worker."""
 import json
-import shutil
-
-import pytest
-
-from conftest import in_ci
-from server_process import start_server, stop_server
-
-CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/lib/chromium/chromium")
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 # Reads the <img> pixels through a canvas: a list of [r, g, b] samples across the picture.
 SAMPLE_PIXELS = """() => {
@@ -27,34 +17,9 @@ SAMPLE_PIXELS = """() => {
 }"""
 
 
-def chromium_path():
-    found = [path for path in CHROMIUM_PATHS if shutil.which(path)]
-    if found:
-        return found[0]
-    message = "Debian's chromium is not installed (apt install chromium; ./run_tests.sh does it as root)"
-    if in_ci():
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-@pytest.fixture
-def server(tmp_path, free_port):
-    process = start_server(tmp_path, free_port)
-    yield f"http://127.0.0.1:{free_port}"
-    stop_server(process)
-
-
-@pytest.fixture
-def page():
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
-        yield browser.new_page()
-        browser.close()
-
-
-def test_live_view_moves_and_turns_gray(server, page):
-    page.goto(server + "/")
+def test_live_view_moves_and_turns_gray(live_server, browser_page):
+    page = browser_page
+    page.goto(live_server + "/")
     page.wait_for_function("document.getElementById('stream').naturalWidth > 0")
     first = page.evaluate(SAMPLE_PIXELS)
     page.wait_for_function(f"before => JSON.stringify(({SAMPLE_PIXELS})()) !== before",

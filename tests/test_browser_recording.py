@@ -1,19 +1,8 @@
 """Record 3 s on the demo camera in chromium; the video appears in the list and plays."""
-import pytest
-
-from test_browser import CHROMIUM_FLAGS, chromium_path, server  # noqa: F401  (the server fixture)
 
 
-@pytest.fixture
-def page():
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
-        yield browser.new_page()
-        browser.close()
-
-
-def test_record_three_seconds_then_play_it_in_the_gallery(server, page):
+def test_record_three_seconds_then_play_it_in_the_gallery(live_server, browser_page):
+    page, server = browser_page, live_server
     page.goto(server + "/")
     page.wait_for_function("document.getElementById('stream').naturalWidth > 0")
     page.fill("#record-name", "browser-clip")

@@ -7,16 +7,7 @@ import pytest
 import camera_base
 from camera_base import Camera, CameraError
 from camera_demo import DemoSource
-
-
-def wait_for(predicate, timeout=5.0):
-    """Poll a condition the worker will reach (tests assert outcomes, not timings)."""
-    event = threading.Event()
-    for _ in range(int(timeout / 0.01)):
-        if predicate():
-            return True
-        event.wait(0.01)
-    return predicate()
+from conftest import wait_for
 
 
 def take(camera, count):

@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import board_emulator  # noqa: E402
 from light_routes import create_light_blueprint  # noqa: E402
 from trinket import Led  # noqa: E402
+from conftest import CHROMIUM_FLAGS, chromium_path  # noqa: E402
 
 WAIT = 5.0
 TOKEN = {"X-Control-Token": "t"}
@@ -217,7 +218,6 @@ def test_json_body_works_like_a_form(client, led):
 
 # --- the page's controls in a real browser ------------------------------------------------
 
-CHROMIUM = Path("/usr/lib/chromium/chromium")
 PAGE = """<!doctype html><html><head><meta name="control-token" content="t"></head>
 <body>{% include "_light_controls.html" %}</body></html>"""
 
@@ -225,14 +225,8 @@ PAGE = """<!doctype html><html><head><meta name="control-token" content="t"></he
 @pytest.fixture
 def live_page(led):
     """A page with only the light controls, served for real, as index.html includes them."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright = None
-    if not (sync_playwright and CHROMIUM.exists()):
-        if os.environ.get("CI"):
-            pytest.fail("the browser test needs playwright and Debian's chromium in CI")
-        pytest.skip("playwright or /usr/lib/chromium/chromium is missing")
+    from playwright.sync_api import sync_playwright
+    executable = chromium_path()
     root = Path(__file__).resolve().parent.parent
     app = Flask(__name__, template_folder=str(root / "templates"), static_folder=str(root / "static"))
     app.config.update(CONTROL_TOKEN="t", USERKEY="")
@@ -243,7 +237,7 @@ def live_page(led):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
         page = browser.new_page()
         page.set_default_timeout(WAIT * 1000)
         page.goto(f"http://127.0.0.1:{server.server_port}/")
@@ -269,7 +263,7 @@ def test_the_page_turns_the_light_on_sets_it_and_shows_the_heart_rate(live_page,
 
 GEVENT_SCRIPT = r"""
 from gevent import monkey
-monkey.patch_all(thread=False)  # as gevent_worker.CameraGeventWorker does
+monkey.patch_socket()  # for this script's urllib clients (greenlets); like gevent_worker, nothing else
 import sys, tempfile, urllib.request
 import gevent
 from gevent.pywsgi import WSGIServer

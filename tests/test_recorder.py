@@ -17,22 +17,12 @@ import pytest
 import recorder as recorder_module
 from camera_base import Camera
 from camera_demo import DemoSource
-from conftest import ROOT, FakeSource, in_ci
+from conftest import ROOT, FakeSource, in_ci, wait_for
 from media_files import MediaExists, MediaNameError
 from recorder import (InsufficientSpace, NotRecording, Recorder, RecordingBusy, RecordingError,
                       default_encoders, pick_encoder, repair)
 
 MB = 1024 * 1024
-
-
-def wait_for(predicate, timeout=10.0):
-    """Poll a condition the threads will reach (tests assert outcomes, not timings)."""
-    event = threading.Event()
-    for _ in range(int(timeout / 0.01)):
-        if predicate():
-            return True
-        event.wait(0.01)
-    return predicate()
 
 
 def record(recorder, frames, filename=None):
@@ -153,20 +143,15 @@ def test_a_recording_is_h264_in_a_regular_mp4_with_the_index_in_front(demo_clip)
     assert not [name for name in os.listdir(path.parent) if name.startswith(".")]   # no temporary left
 
 
-def test_chromium_plays_the_recording_to_its_full_duration(demo_clip):
-    from test_browser import CHROMIUM_FLAGS, chromium_path
-    from playwright.sync_api import sync_playwright
+def test_chromium_plays_the_recording_to_its_full_duration(demo_clip, browser_page):
     path, result = demo_clip
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
-        page = browser.new_page()
-        page.goto(path.as_uri())          # chromium shows a media file in a <video> element
-        video = "document.querySelector('video')"
-        page.wait_for_function(f"{video} && {video}.readyState >= 2")
-        duration = page.evaluate(f"{video}.duration")
-        page.evaluate(f"{video}.currentTime = {video}.duration - 0.05")     # seek to the end
-        page.wait_for_function(f"!{video}.seeking && {video}.readyState >= 2")
-        browser.close()
+    page = browser_page
+    page.goto(path.as_uri())          # chromium shows a media file in a <video> element
+    video = "document.querySelector('video')"
+    page.wait_for_function(f"{video} && {video}.readyState >= 2")
+    duration = page.evaluate(f"{video}.duration")
+    page.evaluate(f"{video}.currentTime = {video}.duration - 0.05")     # seek to the end
+    page.wait_for_function(f"!{video}.seeking && {video}.readyState >= 2")
     assert duration == pytest.approx(result["duration"], abs=0.05)
 
 

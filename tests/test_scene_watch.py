@@ -15,6 +15,7 @@ from camera_base import Camera, Source
 from events import EncodedFrame
 from recorder import Recorder
 from camera_demo import DemoSource
+from conftest import wait_for
 
 
 class ScenePlayback(Source):
@@ -34,15 +35,6 @@ class ScenePlayback(Source):
         if self.index >= len(self.images):
             self.finished.set()
         return image.copy()
-
-
-def wait_for(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def watch_app(settings, scene, **overrides):
