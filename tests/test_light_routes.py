@@ -1,6 +1,5 @@
 """light_routes.py on a small app of its own, with the Led talking to the board emulator."""
 import json
-import os
 import subprocess
 import sys
 import threading
