@@ -23,7 +23,7 @@ from media_files import (MediaExists, MediaNameError, check_media_name, timestam
                          write_unique_file)
 from media_routes import create_media_blueprint
 from object_detection import DetectorError
-from recorder import Recorder
+from recorder import Recorder, recover_interrupted
 from retention import RetentionTimer
 from scene_watch import create_scene_watch
 from settings import ConfigError, load_settings
@@ -52,7 +52,7 @@ def create_app(settings=None, camera=None, led=None):
     media_dir.mkdir(parents=True, exist_ok=True)
     camera = camera or create_camera(settings)
     catalogue = MediaCatalogue(media_dir / "media.db", media_dir)
-    _reconcile(catalogue)
+    _reconcile(catalogue, media_dir)
     recorder = Recorder(camera, media_dir, catalogue=catalogue, camera_name=settings.camera,
                         max_seconds=settings.max_recording_minutes * 60, min_free_mb=settings.min_free_mb)
     app.extensions.update(
@@ -75,9 +75,12 @@ def create_app(settings=None, camera=None, led=None):
     return app
 
 
-def _reconcile(catalogue):
+def _reconcile(catalogue, media_dir):
     """The catalogue lists exactly the media files: a crash may have left either side behind."""
+    repaired = recover_interrupted(media_dir)
     found = catalogue.scan(remove_missing=True)
+    for name, (_, duration) in repaired.items():
+        catalogue.update(name, size=(media_dir / name).stat().st_size, duration=round(duration, 3))
     if found["added"] or found["missing"]:
         log.info("catalogue: added %d files found in the media folder, forgot %d missing ones",
                  len(found["added"]), len(found["missing"]))

@@ -77,6 +77,15 @@ def _in_greenlet():
     return greenlet is not None and greenlet.getcurrent().parent is not None
 
 
+def call_blocking(function, *args, **kwargs):
+    """Run a call that may block for a while; from a greenlet, in the hub's thread pool, so the
+    other greenlets (the viewers) keep going."""
+    if not _in_greenlet():
+        return function(*args, **kwargs)
+    import gevent
+    return gevent.get_hub().threadpool.apply(function, args, kwargs)
+
+
 class FrameHub:
     def __init__(self):
         self._latest = None

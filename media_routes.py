@@ -7,8 +7,9 @@ from flask import Blueprint, abort, current_app, jsonify, render_template, reque
 
 import auth
 from database_manager import DuplicateMedia, MissingFile, UnknownMedia
+from frame_hub import call_blocking
 from media_files import MediaExists, MediaNameError, media_path
-from recorder import InsufficientSpace, NotRecording, RecordingBusy
+from recorder import InsufficientSpace, NotRecording, RecordingBusy, RecordingError
 
 # Exceptions of the models -> HTTP status codes.
 _STATUS = {
@@ -20,6 +21,7 @@ _STATUS = {
     RecordingBusy: 409,
     NotRecording: 409,
     InsufficientSpace: 507,
+    RecordingError: 503,        # shut down, or a file still being finished
 }
 
 
@@ -83,6 +85,8 @@ def create_media_blueprint():
     @auth.require_control
     def database_remove():
         filename, delete_file = _field("filename"), _flag("delete_file")
+        if delete_file and filename == _recorder().status()["file"]:
+            abort(409, description=f"{filename} is being recorded: stop the recording first")
         _answer(_catalogue().remove, filename, delete_file=delete_file)
         return jsonify(removed=filename, file_deleted=delete_file)
 
@@ -106,8 +110,8 @@ def create_media_blueprint():
         action = _field("action").lower()
         if action == "start":
             return jsonify(_answer(_recorder().start, _field("filename", required=False) or None))
-        if action == "stop":
-            return jsonify(_answer(_recorder().stop))
+        if action == "stop":       # waits while the file is finished: not on the event loop
+            return jsonify(_answer(call_blocking, _recorder().stop))
         abort(400, description=f"action must be start or stop, not {action!r}")
 
     return blueprint

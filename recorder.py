@@ -251,6 +251,23 @@ def repair(path):
     return True
 
 
+def recover_interrupted(media_dir):
+    """After a crash: delete the empty files reserved for recordings that never got a frame, and
+    repair the ones left fragmented. Answers {name: (frames, duration)} for the repaired ones."""
+    repaired = {}
+    for path in sorted(Path(media_dir).glob("*.mp4")):
+        try:
+            if path.stat().st_size == 0:
+                path.unlink()
+                log.info("removed %s: a recording that never got its first frame", path.name)
+            elif repair(path):
+                repaired[path.name] = probe(path)
+                log.info("repaired %s: a recording interrupted by a crash", path.name)
+        except (OSError, av.error.FFmpegError, ValueError) as error:
+            log.warning("could not check or repair %s: %s", path.name, error)
+    return repaired
+
+
 class Recorder:
     """Start and stop recordings of one camera into the media folder, one at a time."""
 

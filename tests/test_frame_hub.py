@@ -70,3 +70,21 @@ def test_native_threads_and_greenlets_wait_on_the_same_hub():
     producer.join()
     assert [greenlet.value.seq for greenlet in greenlets] == [1] * 5
     assert [result.seq for result in native_results] == [1]
+
+
+def test_a_blocking_call_from_a_greenlet_leaves_the_others_running():
+    import time
+    from frame_hub import call_blocking
+    ticks = []
+
+    def ticker():
+        for _ in range(100):
+            ticks.append(1)
+            gevent.sleep(0.005)
+
+    other = gevent.spawn(ticker)
+    blocking = gevent.spawn(call_blocking, time.sleep, 0.3)
+    blocking.join(5)
+    assert len(ticks) > 10          # a blocked hub would not have let the ticker run at all
+    other.kill()
+    assert call_blocking(lambda value: value * 2, 21) == 42     # from a plain thread: a direct call

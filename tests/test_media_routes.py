@@ -132,3 +132,47 @@ def test_the_catalogue_never_lists_a_missing_file(settings, media_dir):
         assert names == ["copied-in.jpg"]
     finally:
         stop_services(application)
+
+
+def write_fragmented_mp4(path, frames=45):
+    """A recording as a crash leaves it: fragmented, never finished with an index in front."""
+    import fractions
+    import numpy as np
+    container = av.open(str(path), "w", options={"movflags": "frag_keyframe+empty_moov+default_base_moof"})
+    stream = container.add_stream("libx264", rate=30)
+    stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+    stream.codec_context.time_base = fractions.Fraction(1, 30)
+    stream.options = {"g": "10"}
+    for index in range(frames):
+        frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), index * 4, np.uint8), format="bgr24")
+        frame.pts = index
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+
+
+def test_start_up_repairs_interrupted_recordings_and_drops_empty_ones(settings, media_dir):
+    import recorder
+    media_dir.mkdir(parents=True, exist_ok=True)
+    write_fragmented_mp4(media_dir / "crashed.mp4")
+    (media_dir / "never-started.mp4").write_bytes(b"")
+    assert "moof" in [kind for kind, _, _ in recorder.mp4_boxes(media_dir / "crashed.mp4")]
+    application = create_app(settings)
+    try:
+        entries = {entry["filename"]: entry for entry in application.test_client().get("/get_database").get_json()}
+        assert set(entries) == {"crashed.mp4"} and not (media_dir / "never-started.mp4").exists()
+        assert "moof" not in [kind for kind, _, _ in recorder.mp4_boxes(media_dir / "crashed.mp4")]
+        assert entries["crashed.mp4"]["duration"] == pytest.approx(1.5, abs=0.1)
+    finally:
+        stop_services(application)
+
+
+def test_the_file_being_recorded_cannot_be_deleted(client, control):
+    name = client.post("/video_capture", headers=control, data={"action": "start"}).get_json()["file"]
+    try:
+        response = client.post("/database/remove", headers=control, data={"filename": name, "delete_file": "true"})
+        assert response.status_code == 409 and "being recorded" in response.get_json()["error"]
+    finally:
+        client.post("/video_capture", headers=control, data={"action": "stop"})
