@@ -42,8 +42,8 @@ shrunk by a whole factor (480 -> 96 rows): OpenCV's INTER_AREA is about five tim
 factors than for 480 -> 100. Exposure compensation (the median brightness ratio) costs about
 0.2 ms and keeps slow light changes from looking like motion.
 
-Object detectors: hog and haar need an OpenCV that has HOGDescriptor and CascadeClassifier (4.x,
-as on the Pi, or opencv-contrib 5.x); the x86 wheel here is 5.0 and has neither. The dnn models are
+Object detectors: hog and haar need an OpenCV that has HOGDescriptor and CascadeClassifier: 4.x,
+which requirements.txt keeps (OpenCV 5 moved both to opencv-contrib). The dnn models are
 synthetic (written by tests/scenes.py, random weights): "tiny" shows the fixed cost around the
 network, the conv stacks what plain 3x3 convolutions of that many multiply-adds cost here. A real
 SSD MobileNet v1 at 300x300 (seed 002) has about 1.2 G multiply-adds, mostly depthwise layers; it
