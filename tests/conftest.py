@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import board_emulator  # noqa: E402
 from app import create_app, stop_services  # noqa: E402
 from camera_base import Camera, CameraError, Source  # noqa: E402
 from settings import Settings  # noqa: E402
@@ -51,6 +52,14 @@ class FakeSource(Source):
     def close(self):
         self.closes += 1
         self.is_open = False
+
+
+@pytest.fixture
+def emulator():
+    """The light board's firmware behind a pty, with no heart rate of its own."""
+    board = board_emulator.BoardEmulator(heart_rate=None).start()
+    yield board
+    board.stop()
 
 
 @pytest.fixture

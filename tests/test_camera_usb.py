@@ -9,7 +9,6 @@ from werkzeug.serving import make_server
 import camera_usb
 from camera_base import Camera, CameraError, FocusNotSupported
 from camera_usb import KinectSource, OpenCVSource, demosaic_grbg, describe_source, find_kinect_device
-from conftest import write_test_video
 
 
 @pytest.mark.parametrize("spec, expected", [

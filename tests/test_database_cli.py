@@ -1,6 +1,5 @@
 """The catalogue's command line: through click's runner, under flask, and in a real subprocess."""
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -11,6 +10,7 @@ from click.testing import CliRunner
 
 import database_manager
 from database_manager import MediaCatalogue, media_cli
+from test_database_manager import put
 
 ROOT = Path(database_manager.__file__).resolve().parent
 
@@ -28,14 +28,6 @@ def run(media_dir):
     def invoke(*args, input=None):
         return CliRunner().invoke(media_cli, ["--media-dir", str(media_dir), *args], input=input)
     return invoke
-
-
-def put(folder, name, data=b"data", mtime=None):
-    path = folder / name
-    path.write_bytes(data)
-    if mtime is not None:
-        os.utime(path, (mtime, mtime))
-    return path
 
 
 def entries(media_dir):

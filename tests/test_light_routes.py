@@ -13,7 +13,6 @@ from werkzeug.serving import make_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import board_emulator  # noqa: E402
 from light_routes import create_light_blueprint  # noqa: E402
 from trinket import Led  # noqa: E402
 from conftest import CHROMIUM_FLAGS, chromium_path  # noqa: E402
@@ -59,13 +58,6 @@ def make_client(get_led, keepalive_seconds=15.0):
     app.register_error_handler(HTTPException, json_error)
     app.register_blueprint(create_light_blueprint(get_led, keepalive_seconds=keepalive_seconds))
     return app.test_client()
-
-
-@pytest.fixture
-def emulator():
-    board = board_emulator.BoardEmulator(heart_rate=None).start()
-    yield board
-    board.stop()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -16,19 +15,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from notify import MqttNotifier, WebhookNotifier, validate_host, validate_url  # noqa: E402
+from conftest import wait_for  # noqa: E402
 
 WAIT = 10.0   # an upper bound for things that take milliseconds (MQTT reconnects take about 1 s)
 EVENT = {"type": "started", "at": 1700000000.5, "id": 1, "kind": "motion", "start": 1700000000.5,
          "end": None, "peak_score": 0.12, "peak_confidence": 0.0, "labels": []}
-
-
-def wait_until(predicate, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def free_port():
@@ -109,7 +100,7 @@ def webhook(notifiers, url, **options):
 def test_webhook_posts_the_event_as_json(receiver, notifiers):
     notifier = webhook(notifiers, receiver.url)
     notifier.notify(EVENT)
-    assert wait_until(lambda: notifier.sent == 1)
+    assert wait_for(lambda: notifier.sent == 1)
     ((path, headers, body),) = receiver.requests
     assert path == "/hook"
     assert headers["Content-Type"] == "application/json"
@@ -120,7 +111,7 @@ def test_webhook_retries_after_a_server_error(receiver, notifiers):
     receiver.statuses = [500, 503]
     notifier = webhook(notifiers, receiver.url, retries=3)
     notifier.notify(EVENT)
-    assert wait_until(lambda: notifier.sent == 1)
+    assert wait_for(lambda: notifier.sent == 1)
     assert receiver.bodies() == [EVENT, EVENT, EVENT]
     assert notifier.failed == 0
 
@@ -129,7 +120,7 @@ def test_webhook_gives_up_after_the_retries(receiver, notifiers):
     receiver.statuses = [500] * 10
     notifier = webhook(notifiers, receiver.url, retries=2)
     notifier.notify(EVENT)
-    assert wait_until(lambda: notifier.failed == 1)
+    assert wait_for(lambda: notifier.failed == 1)
     assert len(receiver.requests) == 3 and notifier.sent == 0
 
 
@@ -137,9 +128,9 @@ def test_webhook_does_not_retry_a_client_error(receiver, notifiers):
     receiver.statuses = [404]
     notifier = webhook(notifiers, receiver.url, retries=3)
     notifier.notify(EVENT)
-    assert wait_until(lambda: notifier.failed == 1)
+    assert wait_for(lambda: notifier.failed == 1)
     notifier.notify({**EVENT, "id": 2})
-    assert wait_until(lambda: notifier.sent == 1)
+    assert wait_for(lambda: notifier.sent == 1)
     assert [body["id"] for body in receiver.bodies()] == [1, 2]
 
 
@@ -149,7 +140,7 @@ def test_a_slow_server_times_out_and_never_blocks_the_caller(receiver, notifiers
     notifier.notify(EVENT)                     # returns at once although the server hangs
     assert receiver.arrived.wait(WAIT)
     assert not receiver.hold.is_set(), "notify() returned while the server still held the request"
-    assert wait_until(lambda: notifier.failed == 1), "the request must time out"
+    assert wait_for(lambda: notifier.failed == 1), "the request must time out"
     receiver.hold.set()
 
 
@@ -162,14 +153,14 @@ def test_a_full_queue_drops_the_oldest_and_counts(receiver, notifiers):
         notifier.notify({**EVENT, "id": number})
     assert notifier.dropped == 2 and notifier.pending == 2
     receiver.hold.set()
-    assert wait_until(lambda: notifier.sent == 3)
+    assert wait_for(lambda: notifier.sent == 3)
     assert [body["id"] for body in receiver.bodies()] == [1, 4, 5]
 
 
 def test_a_server_that_is_not_there_fails_in_the_background(notifiers):
     notifier = webhook(notifiers, f"http://127.0.0.1:{free_port()}/hook", retries=1)
     notifier.notify(EVENT)
-    assert wait_until(lambda: notifier.failed == 1)
+    assert wait_for(lambda: notifier.failed == 1)
 
 
 @pytest.mark.parametrize("url", ["", "example.com/hook", "ftp://example.com/", "http://", "http://host:99999/",
@@ -209,7 +200,7 @@ def start_broker(tmp_path, port):
             pytest.fail(f"mosquitto stopped: {process.stderr.read().decode(errors='replace')}")
         with socket.socket() as probe:
             return probe.connect_ex(("127.0.0.1", port)) == 0
-    assert wait_until(accepting), "mosquitto did not start listening"
+    assert wait_for(accepting), "mosquitto did not start listening"
     return process
 
 
@@ -255,7 +246,7 @@ class Subscriber:
             return [payload for name, payload, _ in self.messages if name == topic]
 
     def wait_for(self, topic, payload, timeout=WAIT):
-        return wait_until(lambda: payload in self.payloads(topic), timeout)
+        return wait_for(lambda: payload in self.payloads(topic), timeout)
 
     def close(self):
         self.client.disconnect()
@@ -278,11 +269,11 @@ def test_mqtt_status_motion_and_event_topics(broker, notifiers, subscribers):
     assert watcher.wait_for("camera_server/status", "online")
     notifier.notify(EVENT)
     assert watcher.wait_for("camera_server/motion", "ON")
-    assert wait_until(lambda: watcher.payloads("camera_server/event"))
+    assert wait_for(lambda: watcher.payloads("camera_server/event"))
     assert json.loads(watcher.payloads("camera_server/event")[0]) == EVENT
     notifier.notify({**EVENT, "type": "ended", "end": 1700000007.0})
     assert watcher.wait_for("camera_server/motion", "OFF")
-    assert wait_until(lambda: len(watcher.payloads("camera_server/event")) == 2)
+    assert wait_for(lambda: len(watcher.payloads("camera_server/event")) == 2)
     assert json.loads(watcher.payloads("camera_server/event")[1])["type"] == "ended"
 
 
@@ -291,7 +282,7 @@ def test_mqtt_retained_state_and_home_assistant_discovery(broker, notifiers, sub
     notifiers.append(notifier)
     assert notifier.connected.wait(WAIT)
     notifier.notify(EVENT)
-    assert wait_until(lambda: notifier.sent == 1)
+    assert wait_for(lambda: notifier.sent == 1)
     late = Subscriber(broker)                 # joins afterwards: sees the retained messages
     subscribers.append(late)
     assert late.wait_for("camera_server/motion", "ON")
@@ -338,7 +329,7 @@ def test_broker_down_never_blocks_and_events_arrive_when_it_comes_up(tmp_path, n
         watcher = Subscriber(port)
         subscribers.append(watcher)
         assert watcher.wait_for("camera_server/status", "online")
-        assert wait_until(lambda: len(watcher.payloads("camera_server/event")) == 3)
+        assert wait_for(lambda: len(watcher.payloads("camera_server/event")) == 3)
         assert [json.loads(payload)["id"] for payload in watcher.payloads("camera_server/event")] == [1, 2, 3]
         notifier.close()
         notifiers.remove(notifier)

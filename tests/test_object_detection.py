@@ -6,7 +6,6 @@ function of the picture's mean colour, in the SSD layout (N x 7) or the YOLOv8 l
 """
 import sys
 import threading
-import time
 from pathlib import Path
 
 import cv2
@@ -19,6 +18,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import object_detection  # noqa: E402
 from scenes import write_onnx  # noqa: E402
+from conftest import wait_for  # noqa: E402
 from object_detection import (DETECTORS, Detection, DetectionWorker, DetectorError,  # noqa: E402
                               create_detector, find_cascade, load_labels)
 
@@ -338,7 +338,7 @@ def test_worker_survives_a_failing_detector_and_stops():
     done = threading.Event()
     worker = DetectionWorker(Failing(), lambda submitted, detections: done.set(), error_backoff_s=0.01).start()
     worker.submit(frame(1))
-    assert wait_until(lambda: worker.errors == 1)
+    assert wait_for(lambda: worker.errors == 1)
     worker.submit(frame(2))
     assert done.wait(WAIT), "the worker must go on after an error"
     assert worker.last_error == "the accelerator went away"
@@ -346,10 +346,3 @@ def test_worker_survives_a_failing_detector_and_stops():
     assert not worker._thread.is_alive()
 
 
-def wait_until(predicate, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True

@@ -28,13 +28,6 @@ class FakeClock:
 
 
 @pytest.fixture
-def emulator():
-    board = board_emulator.BoardEmulator(heart_rate=None).start()
-    yield board
-    board.stop()
-
-
-@pytest.fixture
 def led_factory(tmp_path):
     leds = []
 
