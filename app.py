@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 import auth
 import logging_setup
+from request_fields import field
 from camera_base import CameraError, FocusNotSupported
 from cameras import create_camera
 from database_manager import MediaCatalogue, media_cli
@@ -130,22 +131,9 @@ def _camera():
     return current_app.extensions["camera"]
 
 
-def _param(name, required=True):
-    """A form (or JSON) field of this request, as text; 400 when required and missing."""
-    values = request.form if request.form else (request.get_json(silent=True) or {})
-    if not isinstance(values, dict) and not hasattr(values, "get"):
-        abort(400, description="send the parameters as form fields or a JSON object")
-    value = values.get(name)
-    if value is None or str(value).strip() == "":
-        if required:
-            abort(400, description=f"missing parameter {name!r}")
-        return None
-    return str(value).strip()
-
-
 def _switch(name, current):
     """Parse on/off/toggle (and true/false) once, here at the edge; absent means toggle."""
-    value = (_param(name, required=False) or "toggle").lower()
+    value = (field(name, required=False) or "toggle").lower()
     if value in ("on", "true", "1", "yes", "half"):
         return True
     if value in ("off", "false", "0", "no", "full"):
@@ -156,7 +144,7 @@ def _switch(name, current):
 
 
 def _number(name, kind, low, high):
-    text = _param(name)
+    text = field(name)
     try:
         value = kind(text)
     except ValueError:
@@ -243,7 +231,7 @@ def _register_routes(app):
     @app.post("/snapshot")
     @auth.require_control
     def snapshot():
-        return take_snapshot(_param("filename", required=False))
+        return take_snapshot(field("filename", required=False))
 
     @app.post("/grayscale")
     @auth.require_control
@@ -280,7 +268,7 @@ def _register_routes(app):
         args = dict(request.form) or (request.get_json(silent=True) or {})
         if not isinstance(args, dict):
             abort(400, description="send the payload as form fields or a JSON object")
-        return video_payload(_param("payload"), args)
+        return video_payload(field("payload"), args)
 
     @app.get("/logs")
     @auth.require_userkey

@@ -9,6 +9,7 @@ import auth
 from database_manager import DuplicateMedia, MissingFile, UnknownMedia
 from frame_hub import call_blocking
 from media_files import MediaExists, MediaNameError, media_path
+from request_fields import field
 from recorder import InsufficientSpace, NotRecording, RecordingBusy, RecordingError
 
 # Exceptions of the models -> HTTP status codes.
@@ -33,15 +34,8 @@ def _recorder():
     return current_app.extensions["recorder"]
 
 
-def _field(name, required=True):
-    value = request.form.get(name, "").strip()
-    if required and not value:
-        abort(400, description=f"missing parameter {name!r}")
-    return value
-
-
 def _flag(name):
-    value = _field(name, required=False).lower()
+    value = (field(name, required=False) or "").lower()
     if value not in ("", "true", "false", "on", "off", "yes", "no", "1", "0"):
         abort(400, description=f"{name} must be true or false, not {value!r}")
     return value in ("true", "on", "yes", "1")
@@ -78,13 +72,13 @@ def create_media_blueprint():
     @blueprint.post("/database/add")
     @auth.require_control
     def database_add():
-        entry = _answer(_catalogue().add, _field("filename"), note=_field("note", required=False) or None)
+        entry = _answer(_catalogue().add, field("filename"), note=field("note", required=False))
         return jsonify(entry), 201
 
     @blueprint.post("/database/remove")
     @auth.require_control
     def database_remove():
-        filename, delete_file = _field("filename"), _flag("delete_file")
+        filename, delete_file = field("filename"), _flag("delete_file")
         if delete_file and filename == _recorder().status()["file"]:
             abort(409, description=f"{filename} is being recorded: stop the recording first")
         _answer(_catalogue().remove, filename, delete_file=delete_file)
@@ -93,7 +87,7 @@ def create_media_blueprint():
     @blueprint.post("/database/new")
     @auth.require_control
     def database_new():
-        if _field("confirm", required=False) != "yes":
+        if field("confirm", required=False) != "yes":
             abort(400, description="a new database forgets every entry (the files stay): send confirm=yes")
         _catalogue().new()
         return jsonify(entries=0)
@@ -107,9 +101,9 @@ def create_media_blueprint():
     @blueprint.post("/video_capture")
     @auth.require_control
     def video_capture():
-        action = _field("action").lower()
+        action = field("action").lower()
         if action == "start":
-            return jsonify(_answer(_recorder().start, _field("filename", required=False) or None))
+            return jsonify(_answer(_recorder().start, field("filename", required=False)))
         if action == "stop":       # waits while the file is finished: not on the event loop
             return jsonify(_answer(call_blocking, _recorder().stop))
         abort(400, description=f"action must be start or stop, not {action!r}")

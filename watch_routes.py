@@ -2,6 +2,7 @@
 from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
 
 import auth
+from request_fields import field
 from camera_base import CameraError
 
 
@@ -10,8 +11,8 @@ def _watch():
 
 
 def _threshold():
-    text = request.form.get("threshold", "").strip()
-    if not text:
+    text = field("threshold", required=False)
+    if text is None:
         return None
     try:
         value = float(text)

@@ -176,3 +176,11 @@ def test_the_file_being_recorded_cannot_be_deleted(client, control):
         assert response.status_code == 409 and "being recorded" in response.get_json()["error"]
     finally:
         client.post("/video_capture", headers=control, data={"action": "stop"})
+
+
+def test_media_and_watch_routes_take_json_like_the_others(client, control):
+    assert client.post("/video_capture", headers=control, json={"action": "stop"}).status_code == 409
+    response = client.post("/monitor/start", headers=control, json={"threshold": 70000})
+    assert response.status_code == 400 and "at most 65025" in response.get_json()["error"]
+    response = client.post("/database/remove", headers=control, json=["not", "an", "object"])
+    assert response.status_code == 400 and "JSON object" in response.get_json()["error"]
