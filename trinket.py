@@ -521,6 +521,7 @@ class Led(LightControls):
             with self._info_lock:
                 self._failed_attempts = 0
                 self._last_error = None
+                self._reconnects += reconnected
             self._apply()  # the board shows what the host thinks it shows
         self._notify_link_changed()
         log.info("light: board %s on %s", "reconnected" if reconnected else "connected", path)
@@ -558,8 +559,6 @@ class Led(LightControls):
             if self._stopping.wait(delay):
                 return
             if self._connect():
-                with self._info_lock:
-                    self._reconnects += 1
                 delay = self._reconnect_initial
             else:
                 log.debug("light: reconnect failed: %s", self._last_error)
