@@ -2,8 +2,9 @@
 from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
 
 import auth
-from request_fields import field
 from camera_base import CameraError
+from request_fields import field
+from scene_monitor import validate_threshold
 
 
 def _watch():
@@ -12,15 +13,10 @@ def _watch():
 
 def _threshold():
     text = field("threshold", required=False)
-    if text is None:
-        return None
     try:
-        value = float(text)
-    except ValueError:
-        abort(400, description=f"threshold must be a number from 0 to 65025, not {text!r}")
-    if not 0 < value <= 65025:
-        abort(400, description=f"threshold must be above 0 and at most 65025 (mean squared error), not {text}")
-    return value
+        return None if text is None else validate_threshold(text)
+    except ValueError as error:
+        abort(400, description=str(error))
 
 
 def _limit():
