@@ -18,8 +18,9 @@ import logging_setup
 from request_fields import field
 from camera_base import CameraError, FocusNotSupported
 from cameras import create_camera
-from database_manager import MediaCatalogue, media_cli
+from database_manager import media_cli
 from light_routes import create_light_blueprint
+from media_catalogue import MediaCatalogue
 from media_files import (MediaExists, MediaNameError, check_media_name, timestamped_name, write_new_file,
                          write_unique_file)
 from media_routes import create_media_blueprint

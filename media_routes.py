@@ -1,13 +1,13 @@
 """Media routes: the catalogue pages and API, the files themselves, and recording.
 
-The catalogue (database_manager.MediaCatalogue) and the recorder (recorder.Recorder) live in
+The catalogue (media_catalogue.MediaCatalogue) and the recorder (recorder.Recorder) live in
 ``current_app.extensions``; their exceptions become status codes here and nowhere else.
 """
 from flask import Blueprint, abort, current_app, jsonify, render_template, request, send_from_directory
 
 import auth
-from database_manager import DuplicateMedia, MissingFile, UnknownMedia
 from frame_hub import call_blocking
+from media_catalogue import DuplicateMedia, MissingFile, UnknownMedia
 from media_files import MediaExists, MediaNameError, media_path
 from request_fields import field
 from recorder import InsufficientSpace, NotRecording, RecordingBusy, RecordingError

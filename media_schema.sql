@@ -1,5 +1,5 @@
--- The media catalogue (database_manager.py). Safe to run on every start: it only creates what is missing.
--- The schema version lives in PRAGMA user_version; database_manager.py migrates older databases to it.
+-- The media catalogue (media_catalogue.py). Safe to run on every start: it only creates what is missing.
+-- The schema version lives in PRAGMA user_version; media_catalogue.py migrates older databases to it.
 
 CREATE TABLE IF NOT EXISTS media (
     id INTEGER PRIMARY KEY,

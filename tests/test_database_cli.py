@@ -9,8 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 import database_manager
-from database_manager import MediaCatalogue, media_cli
-from test_database_manager import put
+from database_manager import media_cli
+from media_catalogue import MediaCatalogue
+from test_media_catalogue import put
 
 ROOT = Path(database_manager.__file__).resolve().parent
 
@@ -209,7 +210,7 @@ def test_under_flask_the_app_media_dir_is_the_default(tmp_path, monkeypatch):
     assert_one_line_error(result, "b.jpg is not in the catalogue")
 
 
-def test_the_library_does_not_import_flask():
+def test_the_command_line_does_not_import_flask():
     code = "import sys, database_manager; sys.exit('flask' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 

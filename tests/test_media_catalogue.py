@@ -2,13 +2,16 @@
 import datetime
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
-import database_manager
-from database_manager import (CatalogueError, DuplicateMedia, InvalidValue, MediaCatalogue, MissingFile,
-                              UnknownEvent, UnknownMedia)
+import media_catalogue
+from media_catalogue import (CatalogueError, DuplicateMedia, InvalidValue, MediaCatalogue, MissingFile,
+                             UnknownEvent, UnknownMedia)
 from media_files import MediaNameError
 
 BAD_NAMES = ["../escape.jpg", "a/b.jpg", "/etc/passwd", "..", "x\x00.jpg", "a\\b.jpg", "", "   ", "noextension",
@@ -73,7 +76,7 @@ def test_a_new_catalogue_has_the_schema_its_version_and_wal(catalogue, db_path):
 
 def test_the_schema_file_runs_twice_without_harm(tmp_path):
     db = sqlite3.connect(tmp_path / "twice.db")
-    script = database_manager.SCHEMA_PATH.read_text()
+    script = media_catalogue.SCHEMA_PATH.read_text()
     db.executescript(script)
     db.execute("INSERT INTO media (filename, kind, created) VALUES ('a.jpg', 'picture', 1)")
     db.commit()
@@ -163,7 +166,7 @@ def test_a_migration_that_fails_leaves_the_original_untouched(db_path, media_dir
         if len(calls) == 2:
             raise RuntimeError("power cut in the middle of the migration")
         return 1.0
-    monkeypatch.setattr(database_manager, "parse_date", failing_parse)
+    monkeypatch.setattr(media_catalogue, "parse_date", failing_parse)
     with pytest.raises(RuntimeError):
         MediaCatalogue(db_path, media_dir)
     assert raw(db_path, "SELECT id, date, fileName FROM media ORDER BY id") == rows
@@ -188,12 +191,12 @@ def test_original_rows_without_a_name_are_kept_and_repeated_names_merged(db_path
     ("12.04.2019", datetime.datetime(2019, 4, 12)),
 ])
 def test_dates_are_read_leniently(text, expected):
-    assert database_manager.parse_date(text) == expected.timestamp()
+    assert media_catalogue.parse_date(text) == expected.timestamp()
 
 
 @pytest.mark.parametrize("text", [None, "", "yesterday", "2019", "13/45/2019"])
 def test_unreadable_dates_give_none(text):
-    assert database_manager.parse_date(text) is None
+    assert media_catalogue.parse_date(text) is None
 
 
 # -- entries -----------------------------------------------------------------------------------
@@ -321,7 +324,7 @@ def test_a_file_that_cannot_be_deleted_keeps_its_row(catalogue, media_dir, monke
 
     def refuse(source, target):
         raise PermissionError(13, "Permission denied")
-    monkeypatch.setattr(database_manager.os, "rename", refuse)
+    monkeypatch.setattr(media_catalogue.os, "rename", refuse)
     with pytest.raises(CatalogueError, match="cannot delete a.jpg: Permission denied"):
         catalogue.remove("a.jpg", delete_file=True)
     monkeypatch.undo()
@@ -487,3 +490,9 @@ def test_unsafe_original_names_are_kept_but_never_reach_outside(db_path, media_d
         assert len(catalogue.prune(max_age_days=1)) == 2
         assert catalogue.entries() == []
     assert (tmp_path / "outside.jpg").read_bytes() == b"not ours"
+
+
+def test_the_library_imports_neither_flask_nor_click():
+    code = "import sys, media_catalogue; sys.exit(bool({'flask', 'click'} & set(sys.modules)))"
+    root = Path(media_catalogue.__file__).resolve().parent
+    assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0

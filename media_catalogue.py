@@ -1,0 +1,580 @@
+"""The media catalogue: pictures, videos and detector events in SQLite.
+
+``MediaCatalogue(db_path, media_dir)`` imports no Flask and no click: WAL mode and one connection per
+thread, so the server and the command line (database_manager.py) can use one database at the same
+time; every change is one transaction.
+"""
+import datetime
+import functools
+import json
+import logging
+import math
+import os
+import re
+import sqlite3
+import threading
+import time
+import uuid
+import weakref
+from contextlib import contextmanager
+from pathlib import Path
+
+from media_files import MediaNameError, check_media_name, media_path
+
+log = logging.getLogger(__name__)
+HERE = Path(__file__).resolve().parent
+SCHEMA_PATH = HERE / "media_schema.sql"
+DB_NAME = "media.db"
+KINDS = ("picture", "video", "change", "motion")
+PICTURE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm")
+MEDIA_EXTENSIONS = PICTURE_EXTENSIONS + VIDEO_EXTENSIONS
+MEDIA_COLUMNS = ("id", "filename", "kind", "created", "size", "duration", "width", "height", "camera", "note")
+EVENT_COLUMNS = ("id", "start", "end", "kind", "peak_score", "labels", "snapshot", "clip")
+TRASH_PREFIX = ".partial-removed-"      # media_files' temporary prefix: scans and listings skip it
+
+
+class CatalogueError(Exception):
+    """The catalogue cannot do what was asked; the message says why."""
+
+
+class MissingFile(CatalogueError, FileNotFoundError):
+    """The file is not in the media folder."""
+
+
+class DuplicateMedia(CatalogueError):
+    """The file is already catalogued."""
+
+
+class InvalidValue(CatalogueError, ValueError):
+    """A field or value the catalogue cannot store."""
+
+
+class _NotFound(CatalogueError, KeyError):
+    def __str__(self):                  # KeyError would show the message in quotes
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownMedia(_NotFound):
+    """No catalogue entry has that file name."""
+
+
+class UnknownEvent(_NotFound):
+    """No event has that id."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Names, kinds and values
+
+
+def media_name(name):
+    """A user-given name checked strictly: a plain file name with a media extension."""
+    checked = check_media_name(name, MEDIA_EXTENSIONS)
+    if checked != name.strip():
+        raise MediaNameError(f"{name!r} needs an extension: {', '.join(MEDIA_EXTENSIONS)}")
+    return checked
+
+
+def guess_kind(name):
+    """'picture' or 'video' from the extension, None when it is neither."""
+    suffix = os.path.splitext(name)[1].lower()
+    if suffix in PICTURE_EXTENSIONS:
+        return "picture"
+    if suffix in VIDEO_EXTENSIONS:
+        return "video"
+    return None
+
+
+def parse_date(value):
+    """Unix seconds from the ways the original catalogue may have written a date; None if unreadable."""
+    if value is None or isinstance(value, bool):
+        return None
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        pass
+    else:
+        if 1e8 <= number < 1e11:        # seconds (1973 to 5138)
+            return number
+        if 1e11 <= number < 1e14:       # milliseconds
+            return number / 1000
+        return None
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        pass
+    for layout in _DATE_LAYOUTS:
+        try:
+            return datetime.datetime.strptime(text, layout).timestamp()
+        except ValueError:
+            continue
+    return None
+
+
+_DATE_LAYOUTS = ("%Y-%m-%d_%H-%M-%S", "%Y-%m-%d %H-%M-%S", "%Y-%m-%d-%H-%M-%S", "%Y/%m/%d %H:%M:%S",
+                 "%Y/%m/%d", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M", "%m/%d/%Y",
+                 "%d.%m.%Y %H:%M:%S", "%d.%m.%Y", "%a %b %d %H:%M:%S %Y", "%Y%m%d_%H%M%S", "%Y%m%d%H%M%S")
+
+
+def _number(key, value, *, whole=False, required=False):
+    if value is None:
+        if required:
+            raise InvalidValue(f"{key} is required")
+        return None
+    kinds = (int,) if whole else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or value < 0:
+        wanted = "a whole number" if whole else "a number"
+        raise InvalidValue(f"{key} must be {wanted} of 0 or more, not {value!r}")
+    return value if whole else float(value)
+
+
+def _text(key, value):
+    if value is not None and not isinstance(value, str):
+        raise InvalidValue(f"{key} must be text, not {value!r}")
+    return value
+
+
+def _kind(key, value):
+    if value not in KINDS:
+        raise InvalidValue(f"{key} must be one of {', '.join(KINDS)}, not {value!r}")
+    return value
+
+
+def _event_kind(key, value):
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidValue(f"{key} must be a non-empty text, not {value!r}")
+    return value.strip()
+
+
+def _labels(key, value):
+    if isinstance(value, (str, bytes)) or not all(isinstance(label, str) for label in value):
+        raise InvalidValue(f"{key} must be a list of texts, not {value!r}")
+    return json.dumps(list(value))
+
+
+def _optional_name(key, value):
+    return None if value is None else media_name(value)
+
+
+_MEDIA_FIELDS = {
+    "kind": _kind,
+    "created": functools.partial(_number, required=True),
+    "size": functools.partial(_number, whole=True),
+    "duration": _number,
+    "width": functools.partial(_number, whole=True),
+    "height": functools.partial(_number, whole=True),
+    "camera": _text,
+    "note": _text,
+}
+_EVENT_FIELDS = {
+    "start": functools.partial(_number, required=True),
+    "end": _number,
+    "kind": _event_kind,
+    "peak_score": _number,
+    "labels": _labels,
+    "snapshot": _optional_name,
+    "clip": _optional_name,
+}
+
+
+def _checked(checks, fields, action):
+    unknown = sorted(set(fields) - set(checks))
+    if unknown:
+        raise InvalidValue(f"{action} cannot set {', '.join(unknown)}; it sets {', '.join(checks)}")
+    return {key: checks[key](key, value) for key, value in fields.items()}
+
+
+def _schema():
+    """(statements, version) of media_schema.sql, read when a catalogue opens."""
+    script = SCHEMA_PATH.read_text(encoding="utf-8")
+    found = re.search(r"PRAGMA\s+user_version\s*=\s*(\d+)", script, re.IGNORECASE)
+    if not found:
+        raise CatalogueError(f"{SCHEMA_PATH.name} does not set PRAGMA user_version")
+    statements, statement = [], ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            statements.append(statement.strip())
+            statement = ""
+    return statements, int(found.group(1))
+
+
+class _Connection(sqlite3.Connection):
+    """A plain sqlite3 connection that a WeakSet can hold, so close() reaches every thread's one."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The catalogue
+
+
+class MediaCatalogue:
+    """The media catalogue in ``db_path`` for the files in ``media_dir``; safe to share between threads."""
+
+    def __init__(self, db_path, media_dir, *, busy_timeout=10.0):
+        self.db_path = Path(db_path)
+        self.media_dir = Path(media_dir).resolve()
+        if not self.media_dir.is_dir():
+            raise CatalogueError(f"the media folder {self.media_dir} does not exist")
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._connections = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._prepare()
+
+    def __repr__(self):
+        return f"MediaCatalogue({str(self.db_path)!r}, {str(self.media_dir)!r})"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def close(self):
+        """Close every thread's connection; the catalogue cannot be used afterwards."""
+        with self._lock:
+            self._closed = True
+            connections = list(self._connections)
+        for connection in connections:
+            connection.close()
+
+    # -- media ------------------------------------------------------------------------------
+
+    def add(self, filename, kind=None, *, created=None, size=None, duration=None, width=None, height=None,
+            camera=None, note=None):
+        """Catalogue a file already in the media folder; kind, size and created default from the file."""
+        name = media_name(filename)
+        path = media_path(self.media_dir, name)
+        with self._transaction() as db:
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                raise MissingFile(f"{name} is not in the media folder {self.media_dir}") from None
+            if not path.is_file():
+                raise MissingFile(f"{name} in the media folder is not a file")
+            if self._find(db, name) is not None:
+                raise DuplicateMedia(f"{name} is already in the catalogue")
+            fields = _checked(_MEDIA_FIELDS, dict(
+                kind=kind or guess_kind(name), created=stat.st_mtime if created is None else created,
+                size=stat.st_size if size is None else size, duration=duration, width=width, height=height,
+                camera=camera, note=note), "add")
+            cursor = db.execute(f"INSERT INTO media (filename, {', '.join(fields)}) "
+                                f"VALUES (?{', ?' * len(fields)})", (name, *fields.values()))
+            return self._entry(db, cursor.lastrowid)
+
+    def update(self, filename, /, **fields):
+        """Change some of kind, created, size, duration, width, height, camera, note; answer the entry."""
+        name = self._lookup_name(filename)
+        changes = _checked(_MEDIA_FIELDS, fields, "update")
+        with self._transaction() as db:
+            entry = self._existing(db, name)
+            if changes:
+                assignments = ", ".join(f"{key} = ?" for key in changes)
+                db.execute(f"UPDATE media SET {assignments} WHERE id = ?", (*changes.values(), entry["id"]))
+            return self._entry(db, entry["id"])
+
+    def get(self, filename):
+        """The entry for ``filename``, or None."""
+        return self._find(self._db(), self._lookup_name(filename))
+
+    def remove(self, filename, delete_file=False):
+        """Forget an entry (and with ``delete_file`` delete its file in the same step); answer the entry."""
+        name = self._lookup_name(filename)
+        set_aside = []
+        with self._transaction(set_aside) as db:
+            entry = self._existing(db, name)
+            if delete_file:
+                self._set_aside(name, set_aside)
+            db.execute("DELETE FROM media WHERE id = ?", (entry["id"],))
+        return entry
+
+    def entries(self, kind=None, newest_first=True, limit=None):
+        """The entries as dicts, newest first unless told otherwise."""
+        where, parameters = "", []
+        if kind is not None:
+            where, parameters = "WHERE kind = ?", [_kind("kind", kind)]
+        order = "DESC" if newest_first else "ASC"
+        query = f"SELECT * FROM media {where} ORDER BY created {order}, id {order}"
+        if limit is not None:
+            query += " LIMIT ?"
+            parameters.append(_number("limit", limit, whole=True))
+        return [dict(row) for row in self._db().execute(query, parameters)]
+
+    def scan(self, remove_missing=False):
+        """Catalogue media files the catalogue lacks; report entries whose file is gone (with
+        remove_missing, drop them).
+
+        Answers ``{"added": [entries], "missing": [entries], "skipped": [{"filename", "reason"}]}``;
+        skipped are files with a media extension whose name the catalogue cannot take.
+        """
+        added, skipped = [], []
+        with self._transaction() as db:
+            known = {row["filename"]: dict(row) for row in db.execute("SELECT * FROM media")}
+            for path in sorted(self.media_dir.iterdir()):
+                name = path.name
+                if name in known or self._ignored(name) or guess_kind(name) is None:
+                    continue
+                try:
+                    media_name(name)
+                    if not media_path(self.media_dir, name).is_file():
+                        continue
+                except MediaNameError as error:
+                    skipped.append({"filename": _printable(name), "reason": str(error)})
+                    continue
+                try:
+                    stat = path.stat()
+                except FileNotFoundError:       # deleted while we looked
+                    continue
+                cursor = db.execute("INSERT INTO media (filename, kind, created, size) VALUES (?, ?, ?, ?)",
+                                    (name, guess_kind(name), stat.st_mtime, stat.st_size))
+                added.append(self._entry(db, cursor.lastrowid))
+            missing = [entry for name, entry in known.items() if not self._file_exists(name)]
+            if remove_missing:
+                db.executemany("DELETE FROM media WHERE id = ?", [(entry["id"],) for entry in missing])
+        return {"added": added, "missing": missing, "skipped": skipped}
+
+    def prune(self, max_age_days=None, max_total_bytes=None, dry_run=False, now=None):
+        """Delete the oldest entries and their files: older than max_age_days, then until the files fit
+        in max_total_bytes. Answers the entries removed (or, with dry_run, that would be)."""
+        max_age_days = _number("max_age_days", max_age_days)
+        max_total_bytes = _number("max_total_bytes", max_total_bytes)
+        if max_age_days is None and max_total_bytes is None:
+            return []
+        now = time.time() if now is None else now
+        set_aside = []
+        with self._transaction(set_aside) as db:
+            oldest_first = [dict(row) for row in db.execute("SELECT * FROM media ORDER BY created, id")]
+            doomed = []
+            if max_age_days is not None:
+                cutoff = now - max_age_days * 86400
+                doomed = [entry for entry in oldest_first if entry["created"] < cutoff]
+            if max_total_bytes is not None:
+                kept = [(entry, self._disk_size(entry)) for entry in oldest_first[len(doomed):]]
+                total = sum(size for _, size in kept)
+                for entry, size in kept:
+                    if total <= max_total_bytes:
+                        break
+                    doomed.append(entry)
+                    total -= size
+            if not dry_run:
+                for entry in doomed:
+                    self._set_aside(entry["filename"], set_aside)
+                db.executemany("DELETE FROM media WHERE id = ?", [(entry["id"],) for entry in doomed])
+        return doomed
+
+    def new(self):
+        """Forget every entry and event; the files stay. Answers how many entries were forgotten."""
+        with self._transaction() as db:
+            count = db.execute("DELETE FROM media").rowcount
+            db.execute("DELETE FROM events")
+        return count
+
+    # -- events -----------------------------------------------------------------------------
+
+    def add_event(self, start, kind, *, end=None, peak_score=None, labels=(), snapshot=None, clip=None):
+        """Record a detector event; answers its id."""
+        fields = _checked(_EVENT_FIELDS, dict(start=start, kind=kind, end=end, peak_score=peak_score,
+                                              labels=labels, snapshot=snapshot, clip=clip), "add_event")
+        with self._transaction() as db:
+            columns = ", ".join(f'"{key}"' for key in fields)
+            cursor = db.execute(f"INSERT INTO events ({columns}) VALUES (?{', ?' * (len(fields) - 1)})",
+                                tuple(fields.values()))
+            return cursor.lastrowid
+
+    def update_event(self, event_id, /, **fields):
+        """Change some of an event's fields (end, peak_score, labels, clip...); answers the event."""
+        changes = _checked(_EVENT_FIELDS, fields, "update_event")
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM events WHERE id = ?", (event_id,)).fetchone() is None:
+                raise UnknownEvent(f"there is no event {event_id!r}")
+            if changes:
+                assignments = ", ".join(f'"{key}" = ?' for key in changes)
+                db.execute(f"UPDATE events SET {assignments} WHERE id = ?", (*changes.values(), event_id))
+            return _event(db.execute("SELECT * FROM events WHERE id = ?", (event_id,)).fetchone())
+
+    def events(self, limit=None):
+        """The events, newest first, with labels as a list."""
+        query, parameters = "SELECT * FROM events ORDER BY start DESC, id DESC", []
+        if limit is not None:
+            query += " LIMIT ?"
+            parameters.append(_number("limit", limit, whole=True))
+        return [_event(row) for row in self._db().execute(query, parameters)]
+
+    # -- connections and transactions --------------------------------------------------------
+
+    def _db(self):
+        """This thread's connection, opened on first use."""
+        if self._closed:
+            raise CatalogueError("the media catalogue is closed")
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._connect()
+            self._local.connection = connection
+            with self._lock:
+                self._connections.add(connection)
+        return connection
+
+    def _connect(self):
+        try:
+            connection = sqlite3.connect(self.db_path, timeout=self.busy_timeout, isolation_level=None,
+                                         check_same_thread=False, factory=_Connection)
+            connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            connection.execute("PRAGMA synchronous = NORMAL")      # durable enough with WAL, and faster
+        except sqlite3.Error as error:
+            raise CatalogueError(f"cannot open the catalogue {self.db_path}: {error}") from None
+        connection.row_factory = sqlite3.Row
+        return connection
+
+    @contextmanager
+    def _transaction(self, set_aside=None):
+        """One write transaction. Files the body set aside (``set_aside``: (hidden, original) pairs)
+        are put back if it fails and deleted once it commits, so rows and files change together."""
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")       # take the write lock now, so busy_timeout applies
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            for hidden, original in reversed(set_aside or ()):
+                try:
+                    os.rename(hidden, original)
+                except OSError as error:
+                    log.error("could not put %s back from %s: %s", original.name, hidden, error)
+            raise
+        for hidden, original in set_aside or ():
+            try:
+                os.unlink(hidden)
+            except OSError as error:
+                log.error("removed %s from the catalogue but could not delete the file %s: %s",
+                          original.name, hidden, error)
+
+    def _set_aside(self, name, set_aside):
+        """Move a file to be deleted out of sight (the rename is atomic); a missing file is fine."""
+        try:
+            original = media_path(self.media_dir, name)
+        except ValueError:          # an original-catalogue name outside the folder, or with a NUL
+            return
+        hidden = original.with_name(f"{TRASH_PREFIX}{uuid.uuid4().hex}")
+        try:
+            os.rename(original, hidden)
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            raise CatalogueError(f"cannot delete {name}: {error.strerror}") from None
+        set_aside.append((hidden, original))
+
+    def _prepare(self):
+        """WAL mode, then the schema: created, or migrated from the original ``media(id, date, fileName)``."""
+        statements, version = _schema()
+        db = self._db()
+        try:
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            current = db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as error:
+            raise CatalogueError(f"{self.db_path} is not a usable SQLite database: {error}") from None
+        if mode.lower() != "wal":
+            log.warning("%s: journal mode is %s, not WAL", self.db_path, mode)
+        if current == version:
+            return
+        with self._transaction() as db:
+            current = db.execute("PRAGMA user_version").fetchone()[0]
+            if current > version:
+                raise CatalogueError(f"{self.db_path} has schema version {current}, newer than this "
+                                     f"program's {version}; update the program")
+            columns = {row["name"].lower() for row in db.execute("PRAGMA table_info(media)")}
+            original = current == 0 and bool(columns) and "kind" not in columns
+            if original:
+                if not {"date", "filename"} <= columns:
+                    raise CatalogueError(f"{self.db_path} has a media table with unknown columns "
+                                         f"({', '.join(sorted(columns))}); move it away to start afresh")
+                db.execute("ALTER TABLE media RENAME TO media_original")
+            for statement in statements:
+                db.execute(statement)
+            if original:
+                self._copy_original_rows(db)
+                db.execute("DROP TABLE media_original")
+
+    def _copy_original_rows(self, db):
+        copied, duplicates = set(), []
+        for row in db.execute("SELECT id, date, filename FROM media_original ORDER BY id").fetchall():
+            name = (row["filename"] or "").strip()
+            note = None
+            if not name:
+                name, note = f"unnamed-{row['id']}", "the original catalogue row had no file name"
+            if name in copied:
+                duplicates.append(row["id"])
+                continue
+            stat = self._stat_if_inside(name)
+            created = parse_date(row["date"])
+            if created is None:
+                created = stat.st_mtime if stat else time.time()
+            db.execute("INSERT INTO media (id, filename, kind, created, size, note) VALUES (?, ?, ?, ?, ?, ?)",
+                       (row["id"], name, guess_kind(name) or "picture", created, stat.st_size if stat else None,
+                        note))
+            copied.add(name)
+        log.info("%s: migrated %d entries from the original catalogue", self.db_path, len(copied))
+        if duplicates:
+            log.warning("%s: rows %s repeated a file name already catalogued; they were merged",
+                        self.db_path, ", ".join(map(str, duplicates)))
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _lookup_name(self, name):
+        """A name to look up: strictly checked, except that a catalogued name from the original
+        catalogue (say with a ':') may be used as it is when it is still a plain name in the folder."""
+        try:
+            return media_name(name)
+        except MediaNameError:
+            if not isinstance(name, str) or not _plain(name) or self._find(self._db(), name) is None:
+                raise
+            media_path(self.media_dir, name)
+            return name
+
+    def _find(self, db, name):
+        row = db.execute("SELECT * FROM media WHERE filename = ?", (name,)).fetchone()
+        return dict(row) if row else None
+
+    def _existing(self, db, name):
+        entry = self._find(db, name)
+        if entry is None:
+            raise UnknownMedia(f"{name} is not in the catalogue")
+        return entry
+
+    def _entry(self, db, entry_id):
+        return dict(db.execute("SELECT * FROM media WHERE id = ?", (entry_id,)).fetchone())
+
+    def _ignored(self, name):
+        return name.startswith(".") or name.startswith(DB_NAME) or name.startswith(self.db_path.name)
+
+    def _stat_if_inside(self, name):
+        try:
+            path = media_path(self.media_dir, name)
+            return path.stat() if _plain(name) and path.is_file() else None
+        except (ValueError, OSError):        # MediaNameError, or a NUL byte in an original-catalogue name
+            return None
+
+    def _file_exists(self, name):
+        return self._stat_if_inside(name) is not None
+
+    def _disk_size(self, entry):
+        stat = self._stat_if_inside(entry["filename"])
+        return stat.st_size if stat else 0
+
+
+def _plain(name):
+    return (name.strip() == name and name not in ("", ".", "..") and ".." not in name
+            and not any(char in name for char in "/\\") and not any(ord(char) < 32 for char in name))
+
+
+def _printable(name):
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _event(row):
+    event = dict(row)
+    event["labels"] = json.loads(event["labels"]) if event["labels"] else []
+    return event
