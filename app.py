@@ -25,11 +25,12 @@ from media_files import (MediaExists, MediaNameError, check_media_name, timestam
                          write_unique_file)
 from media_routes import create_media_blueprint
 from object_detection import DetectorError
-from recorder import Recorder, recover_interrupted
+from recorder import Recorder
 from retention import RetentionTimer
 from scene_watch import create_scene_watch
 from settings import ConfigError, load_settings
 from trinket import open_light
+from video_file import recover_interrupted
 from watch_routes import create_watch_blueprint
 
 log = logging.getLogger(__name__)

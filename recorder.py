@@ -3,27 +3,24 @@
 A feeder thread takes each live frame from ``camera.frames()`` (which holds the camera open) and
 puts it in a bounded queue; when the writer falls behind, frames are dropped and counted, so the
 camera never waits and memory stays flat. The writer thread encodes H.264 yuv420p with PyAV into a
-fragmented MP4 (a fragment per keyframe, a keyframe every second), so a crash or kill -9 leaves a
-playable file. A clean stop remuxes it (no re-encode) into a regular MP4 with the index in front.
+fragmented MP4 (video_file.VideoFileWriter), so a crash or kill -9 leaves a playable file. A clean
+stop remuxes it (no re-encode) into a regular MP4 with the index in front.
 """
 import contextlib
 import errno
-import fractions
 import logging
 import os
-import platform
 import queue
 import shutil
-import struct
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-import av
 import simplejpeg
 
 from media_files import MediaExists, check_media_name, media_path, timestamped_name
+from video_file import (VideoFileWriter, default_encoders, probe, rewrite_with_index_in_front,
+                        trim_to_complete_fragments)
 
 log = logging.getLogger(__name__)
 
@@ -31,20 +28,6 @@ MB = 1024 * 1024
 DISK_CHECK_INTERVAL = 1.0       # seconds between free-space checks (and fsyncs) while recording
 FEEDER_JOIN_TIMEOUT = 2.0
 ERROR_REASONS = ("disk_full", "write_error")
-ARM_MACHINES = ("aarch64", "arm64", "armv6l", "armv7l")
-TIME_BASE = fractions.Fraction(1, 1000)     # pts are capture times in milliseconds
-KEYFRAME_INTERVAL_MS = 1000                 # and so a fragment a second: what a kill -9 can lose
-NOMINAL_FPS = 30                            # a rate-control hint; the real timing is in the pts
-# flush_packets: each finished fragment goes to the file at once, not when a 32 KiB buffer fills.
-FRAGMENTED_MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
-INDEX_IN_FRONT = {"movflags": "+faststart"}
-ENCODER_OPTIONS = {
-    # zerolatency: no B-frames and no lookahead, so each frame is written as it comes; crf 26 with
-    # a 2 Mbit/s cap keeps 640x480 small, also when the scene is busy.
-    "libx264": {"preset": "veryfast", "tune": "zerolatency", "profile": "main", "crf": "26",
-                "maxrate": "2M", "bufsize": "4M", "threads": "1"},
-    "h264_v4l2m2m": {},
-}
 
 
 class RecordingError(RuntimeError):
@@ -63,209 +46,8 @@ class InsufficientSpace(RecordingError):
     """The media folder has less free space than recording needs."""
 
 
-def default_encoders(machine=None):
-    """The Pi's hardware encoder first on ARM, with libx264 as the fallback; libx264 elsewhere."""
-    machine = (machine or platform.machine()).lower()
-    return ("h264_v4l2m2m", "libx264") if machine in ARM_MACHINES else ("libx264",)
-
-
 def free_bytes(path):
     return shutil.disk_usage(path).free
-
-
-class VideoFileWriter:
-    """H.264 yuv420p into a fragmented MP4; the size is fixed by the first frame, later ones are scaled."""
-
-    def __init__(self, path, width, height, encoders):
-        self.width, self.height = max(width - width % 2, 2), max(height - height % 2, 2)
-        self.encoder = pick_encoder(encoders, self.width, self.height)
-        self.frames = 0
-        self._origin = self._last_pts = self._last_keyframe = None
-        self._interval = round(1000 / NOMINAL_FPS)
-        self._container = av.open(str(path), "w", format="mp4", options=FRAGMENTED_MP4)
-        try:
-            self._stream = self._container.add_stream(self.encoder, rate=NOMINAL_FPS,
-                                                      options=ENCODER_OPTIONS.get(self.encoder, {}))
-            _configure(self._stream.codec_context, self.encoder, self.width, self.height)
-            self._stream.time_base = TIME_BASE
-            self._sync_descriptor = os.open(path, os.O_RDONLY)
-        except Exception:
-            self._container.close()
-            raise
-
-    def write(self, image, captured):
-        """Encode one picture; ``captured`` is its capture time in seconds on a monotonic clock."""
-        frame = av.VideoFrame.from_ndarray(image, format="gray" if image.ndim == 2 else "bgr24")
-        frame = frame.reformat(width=self.width, height=self.height, format="yuv420p")
-        if self._origin is None:
-            self._origin = captured
-        pts = round((captured - self._origin) * 1000)
-        if self._last_pts is not None:
-            pts = max(pts, self._last_pts + 1)
-            self._interval = pts - self._last_pts
-        frame.pts, frame.time_base = pts, TIME_BASE
-        if self._last_keyframe is None or pts - self._last_keyframe >= KEYFRAME_INTERVAL_MS:
-            frame.pict_type = av.video.frame.PictureType.I
-            self._last_keyframe = pts
-        self._last_pts = pts
-        self._mux(self._stream.encode(frame))
-        self.frames += 1
-
-    @property
-    def duration(self):
-        return (self._last_pts + self._interval) / 1000 if self._last_pts is not None else 0.0
-
-    def sync(self):
-        """Put the fragments written so far on the disk, so a power cut loses only the last seconds."""
-        os.fsync(self._sync_descriptor)
-
-    def close(self, flush=True):
-        """Flush the encoder (unless a write failed) and close the container."""
-        try:
-            if flush:
-                self._mux(self._stream.encode(None))
-        finally:
-            os.close(self._sync_descriptor)
-            self._container.close()
-
-    def _mux(self, packets):
-        for packet in packets:
-            packet.duration = self._interval    # the last frame's duration, which the MP4 needs
-            self._container.mux(packet)
-
-
-def pick_encoder(encoders, width, height):
-    """The first encoder that opens and gives the stream header before the first frame."""
-    failures = []
-    for name in encoders:
-        try:
-            context = av.CodecContext.create(name, "w")
-            _configure(context, name, width, height)
-            context.options = dict(ENCODER_OPTIONS.get(name, {}))
-            context.flags |= av.codec.context.Flags.global_header
-            context.open()
-            if not context.extradata:
-                raise RecordingError("no stream header (SPS/PPS) before the first frame, which MP4 needs")
-            return name
-        except Exception as error:      # not built in, no device, or unusable: try the next one
-            log.info("encoder %s cannot be used: %s", name, error)
-            failures.append(f"{name}: {error}")
-    raise RecordingError("no H.264 encoder works: " + "; ".join(failures))
-
-
-def _configure(context, name, width, height):
-    context.width, context.height, context.pix_fmt = width, height, "yuv420p"
-    context.time_base = TIME_BASE
-    context.framerate = NOMINAL_FPS
-    context.gop_size = NOMINAL_FPS * 10     # a backstop: keyframes are forced every second
-    if name != "libx264":
-        context.gop_size = NOMINAL_FPS
-        context.bit_rate = max(width * height * 3, 250_000)    # ~0.9 Mbit/s at 640x480
-
-
-def probe(path):
-    """(frames, duration in s) of an MP4, read from its packets."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        frames, first, end = 0, None, 0
-        for packet in container.demux(stream):
-            if packet.pts is None:
-                continue
-            frames += 1
-            first = packet.pts if first is None else min(first, packet.pts)
-            end = max(end, packet.pts + (packet.duration or 0))
-        return frames, float((end - first) * stream.time_base) if frames else 0.0
-
-
-def rewrite_with_index_in_front(path):
-    """Remux (no re-encode) into a regular MP4 with +faststart, then replace the file atomically.
-
-    A fragmented MP4 states no duration: a player has to find it in the fragments, and some report
-    it short. A regular MP4 states it in the index, and with the index in front a browser can show
-    the length and seek before it has loaded the whole file.
-    """
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".partial-", suffix=".mp4")
-    os.close(descriptor)
-    try:
-        copied = 0
-        with av.open(str(path)) as source, \
-                av.open(temporary, "w", format="mp4", options=INDEX_IN_FRONT) as target:
-            source_stream = source.streams.video[0]
-            target_stream = target.add_stream_from_template(source_stream)
-            for packet in source.demux(source_stream):
-                if packet.dts is None:
-                    continue
-                packet.stream = target_stream
-                target.mux(packet)
-                copied += 1
-        frames, _ = probe(temporary)
-        if frames != copied:
-            raise RecordingError(f"the rewritten file has {frames} frames instead of {copied}")
-        with open(temporary, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-
-
-def mp4_boxes(path):
-    """The complete top-level boxes of an MP4 as (type, offset, size); a box cut short ends the list."""
-    boxes = []
-    with open(path, "rb") as handle:
-        end = os.fstat(handle.fileno()).st_size
-        offset = 0
-        while offset + 8 <= end:
-            handle.seek(offset)
-            header = handle.read(16)
-            size, kind = struct.unpack(">I4s", header[:8])
-            if size == 1 and len(header) == 16:
-                size = struct.unpack(">Q", header[8:])[0]
-            if size < 8 or offset + size > end:
-                break
-            boxes.append((kind.decode("latin-1"), offset, size))
-            offset += size
-    return boxes
-
-
-def trim_to_complete_fragments(path):
-    """Cut what a failed write left after the last complete fragment, so players read to the end."""
-    boxes, keep = mp4_boxes(path), 0
-    for index, (kind, offset, size) in enumerate(boxes):
-        follows_moof = kind == "mdat" and index > 0 and boxes[index - 1][0] == "moof"
-        if kind in ("ftyp", "moov", "mfra") or follows_moof:
-            keep = offset + size
-    if keep < os.path.getsize(path):
-        log.info("%s: cut %d bytes of an unfinished fragment", path.name, os.path.getsize(path) - keep)
-        os.truncate(path, keep)
-
-
-def repair(path):
-    """Finish a recording that a crash or power cut left fragmented: cut an unfinished fragment, then
-    rewrite it with the index in front. Answers False when the file was not fragmented."""
-    if "moof" not in [kind for kind, _, _ in mp4_boxes(path)]:
-        return False
-    trim_to_complete_fragments(path)
-    rewrite_with_index_in_front(path)
-    return True
-
-
-def recover_interrupted(media_dir):
-    """After a crash: delete the empty files reserved for recordings that never got a frame, and
-    repair the ones left fragmented. Answers {name: (frames, duration)} for the repaired ones."""
-    repaired = {}
-    for path in sorted(Path(media_dir).glob("*.mp4")):
-        try:
-            if path.stat().st_size == 0:
-                path.unlink()
-                log.info("removed %s: a recording that never got its first frame", path.name)
-            elif repair(path):
-                repaired[path.name] = probe(path)
-                log.info("repaired %s: a recording interrupted by a crash", path.name)
-        except (OSError, av.error.FFmpegError, ValueError) as error:
-            log.warning("could not check or repair %s: %s", path.name, error)
-    return repaired
 
 
 class Recorder:

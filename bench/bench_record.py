@@ -37,7 +37,8 @@ sys.path.insert(0, str(REPO))
 
 from camera_base import Camera  # noqa: E402
 from camera_demo import DemoSource  # noqa: E402
-from recorder import ENCODER_OPTIONS, Recorder, probe  # noqa: E402
+from recorder import Recorder  # noqa: E402
+from video_file import ENCODER_OPTIONS, probe  # noqa: E402
 
 ME = psutil.Process()
 MB = 1024 * 1024

@@ -154,16 +154,16 @@ def write_fragmented_mp4(path, frames=45):
 
 
 def test_start_up_repairs_interrupted_recordings_and_drops_empty_ones(settings, media_dir):
-    import recorder
+    from video_file import mp4_boxes
     media_dir.mkdir(parents=True, exist_ok=True)
     write_fragmented_mp4(media_dir / "crashed.mp4")
     (media_dir / "never-started.mp4").write_bytes(b"")
-    assert "moof" in [kind for kind, _, _ in recorder.mp4_boxes(media_dir / "crashed.mp4")]
+    assert "moof" in [kind for kind, _, _ in mp4_boxes(media_dir / "crashed.mp4")]
     application = create_app(settings)
     try:
         entries = {entry["filename"]: entry for entry in application.test_client().get("/get_database").get_json()}
         assert set(entries) == {"crashed.mp4"} and not (media_dir / "never-started.mp4").exists()
-        assert "moof" not in [kind for kind, _, _ in recorder.mp4_boxes(media_dir / "crashed.mp4")]
+        assert "moof" not in [kind for kind, _, _ in mp4_boxes(media_dir / "crashed.mp4")]
         assert entries["crashed.mp4"]["duration"] == pytest.approx(1.5, abs=0.1)
     finally:
         stop_services(application)

@@ -19,8 +19,8 @@ from camera_base import Camera
 from camera_demo import DemoSource
 from conftest import ROOT, FakeSource, in_ci, wait_for
 from media_files import MediaExists, MediaNameError
-from recorder import (InsufficientSpace, NotRecording, Recorder, RecordingBusy, RecordingError,
-                      default_encoders, pick_encoder, repair)
+from recorder import InsufficientSpace, NotRecording, Recorder, RecordingBusy, RecordingError
+from video_file import VideoFileWriter, repair
 
 MB = 1024 * 1024
 
@@ -175,8 +175,8 @@ def test_grayscale_and_half_resolution_mid_recording_keep_one_valid_size(make_re
 def test_a_stalled_writer_drops_frames_and_memory_stays_flat(media_dir, monkeypatch):
     camera = Camera(FakeSource(320, 240, interval=0.01), kind="fake", width=320, height=240)
     release = threading.Event()
-    real_write = recorder_module.VideoFileWriter.write
-    monkeypatch.setattr(recorder_module.VideoFileWriter, "write",
+    real_write = VideoFileWriter.write
+    monkeypatch.setattr(VideoFileWriter, "write",
                         lambda self, image, captured: release.wait(30) and real_write(self, image, captured))
     recorder = Recorder(camera, media_dir, min_free_mb=0, queue_frames=5)
     tracemalloc.start()
@@ -408,12 +408,7 @@ def test_the_pre_roll_comes_first_then_the_live_frames(make_recorder, fake_camer
     assert result["duration"] >= taken[-1].timestamp - taken[0].timestamp
 
 
-def test_encoders_fall_back_to_libx264(make_recorder):
-    assert default_encoders("aarch64") == ("h264_v4l2m2m", "libx264")
-    assert default_encoders("x86_64") == ("libx264",)
-    assert pick_encoder(("no_such_encoder", "libx264"), 64, 48) == "libx264"
-    with pytest.raises(RecordingError, match="no H.264 encoder"):
-        pick_encoder(("no_such_encoder",), 64, 48)
+def test_a_recording_falls_back_to_libx264(make_recorder):
     result = record(make_recorder(encoder="no_such_encoder"), 5, "fallback")
     assert result["encoder"] == "libx264" and result["frames"] >= 5
 
