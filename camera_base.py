@@ -169,13 +169,17 @@ class Camera:
     def consumers(self):
         return self._consumers
 
-    def frames(self, timeout=5.0):
-        """Yield each newer frame while the caller consumes; a slow caller skips frames."""
+    def frames(self, timeout=5.0, until=None):
+        """Yield each newer frame while the caller consumes; a slow caller skips frames.
+
+        The loop ends when the camera stops or the ``until`` event is set, checked at least
+        every ``timeout`` seconds even while a hung device delivers nothing.
+        """
         with self.consumer():
             latest = self.hub.latest
             # After an idle stop the newest frame is old: wait for a fresh one instead.
             seq = latest.seq if latest is not None and self._state != "streaming" else 0
-            while not self._stop.is_set():
+            while not self._stop.is_set() and not (until is not None and until.is_set()):
                 frame = self.hub.wait_newer(seq, timeout)
                 if frame is not None:
                     seq = frame.seq

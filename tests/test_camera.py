@@ -149,3 +149,17 @@ def test_overlays_show_in_the_stream_but_not_in_the_frame_image(fake_camera):
     assert frame.image[:8, :8, 1].max() == 40        # the clean image does not
     fake_camera.remove_overlay(paint_white_corner)
     assert wait_for(lambda: simplejpeg.decode_jpeg(fake_camera.current_frame().jpeg, colorspace="BGR")[:6, :6].max() < 100)
+
+
+def test_a_consumer_can_leave_while_the_device_hangs(fake_camera, fake_source, monkeypatch):
+    unhang = threading.Event()
+    real_read = fake_source.read
+    monkeypatch.setattr(fake_source, "read", lambda: unhang.wait() and real_read())   # delivers nothing
+    leave, left = threading.Event(), threading.Event()
+    consumer = threading.Thread(target=lambda: list(fake_camera.frames(timeout=0.05, until=leave)) == [] and left.set())
+    consumer.start()
+    assert wait_for(lambda: fake_source.is_open)
+    leave.set()
+    has_left = left.wait(10)
+    unhang.set()
+    assert has_left          # frames() noticed `until` without a frame to yield
