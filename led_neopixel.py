@@ -7,7 +7,7 @@ This backend keeps the same facade as trinket.Led so the routes work with either
 import logging
 import threading
 
-from trinket import LedUnavailable, LightControls
+from light_model import LedUnavailable, LightControls
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """HTTP routes for the light and the heart rate (the original route names).
 
-Reads are GET, changes are POST with form fields. The model's ValueError becomes 400,
-LedUnavailable (and no light configured) becomes 503, through flask.abort; the app's
-error handler renders those as {"error": description}.
+Reads are GET, changes are POST with form fields or a JSON object (request_fields.field).
+The model's ValueError becomes 400, LedUnavailable (and no light configured) becomes 503,
+through flask.abort; the app's error handler renders those as {"error": description}.
 """
 
 import json
@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from flask import Blueprint, Response, abort, jsonify, request
 
 from frame_hub import FrameHub
-from trinket import LedUnavailable
+from light_model import LedUnavailable
+from request_fields import field
 
 
 HISTORY_SECONDS = 60
@@ -45,15 +46,6 @@ def heart_rate_history(led, seconds=HISTORY_SECONDS):
         "now": time.time(),
         "samples": [{"bpm": s.bpm, "t": s.received_at, "age_s": round(s.age_s, 2)} for s in samples],
     }
-
-
-def _form_field(name):
-    """A form field (or a JSON object's member) of this request, as stripped text."""
-    values = request.form if request.form else request.get_json(silent=True)
-    value = values.get(name) if isinstance(values, dict) or hasattr(values, "getlist") else None
-    if value is None:
-        abort(400, description=f"missing form field {name!r}")
-    return str(value).strip()
 
 
 def _parse_state(text):
@@ -134,18 +126,18 @@ def create_light_blueprint(get_led, *, keepalive_seconds=15.0):
     @blueprint.post("/light")
     @require_control
     def light():
-        return control(lambda led, on: led.power_led(on), _parse_state(_form_field("state")))
+        return control(lambda led, on: led.power_led(on), _parse_state(field("state")))
 
     @blueprint.post("/set_brightness")
     @require_control
     def set_brightness():
         return control(lambda led, value: led.set_brightness(value),
-                       _parse_brightness(_form_field("value")))
+                       _parse_brightness(field("value")))
 
     @blueprint.post("/set_color")
     @require_control
     def set_color():
-        return control(lambda led, color: led.set_color(color), _form_field("color"))
+        return control(lambda led, color: led.set_color(color), field("color"))
 
     @blueprint.get("/get_controller_data")
     def get_controller_data():

@@ -1,13 +1,11 @@
 // Light controls and the live heart rate (templates/_light_controls.html).
-// Changes are POSTed form-encoded with the page's control token; the heart rate arrives by
-// server-sent events (/heart_rate_stream), or by polling where EventSource is missing.
+// Changes go through common.js's post() (form-encoded, with the page's control token); the heart
+// rate arrives by server-sent events (/heart_rate_stream), or by polling where EventSource is missing.
 (() => {
   "use strict";
   const root = document.getElementById("light-controls");
   if (!root) return;
 
-  const tokenMeta = document.querySelector('meta[name="control-token"]');
-  const controlToken = tokenMeta ? tokenMeta.content : "";
   const power = document.getElementById("light-power");
   const brightness = document.getElementById("light-brightness");
   const color = document.getElementById("light-color");
@@ -21,17 +19,6 @@
   const POLL_MS = 2000;
   const samples = new Map();  // server time of a heart rate -> {at: local seconds, bpm}
   let dragging = false;
-
-  async function post(url, fields) {
-    const response = await fetch(url, {
-      method: "POST",
-      headers: { "X-Control-Token": controlToken },
-      body: new URLSearchParams(fields),
-    });
-    const data = await response.json().catch(() => ({}));
-    if (!response.ok) throw new Error(data.error || `${url}: ${response.status}`);
-    return data;
-  }
 
   // Sends the newest value only, one request at a time, so a dragged slider never queues up.
   function latestOnly(send) {

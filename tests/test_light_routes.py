@@ -13,6 +13,7 @@ from werkzeug.serving import make_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from light_model import Color  # noqa: E402
 from light_routes import create_light_blueprint  # noqa: E402
 from trinket import Led  # noqa: E402
 from conftest import CHROMIUM_FLAGS, chromium_path  # noqa: E402
@@ -112,14 +113,15 @@ def test_controls_without_the_token_are_refused_and_change_nothing(client, led):
 
 @pytest.mark.parametrize("path, data, message", [
     ("/light", {"state": "maybe"}, "state must be 'on' or 'off'"),
-    ("/light", {}, "missing form field 'state'"),
+    ("/light", {}, "missing parameter 'state'"),
+    ("/light", {"state": " "}, "missing parameter 'state'"),
     ("/set_brightness", {"value": "256"}, "0 to 255"),
     ("/set_brightness", {"value": "-1"}, "0 to 255"),
     ("/set_brightness", {"value": "bright"}, "0 to 255"),
     ("/set_brightness", {"value": "²"}, "0 to 255"),
     ("/set_color", {"color": "#12345"}, "RRGGBB"),
     ("/set_color", {"color": "banana"}, "unknown colour"),
-    ("/set_color", {}, "missing form field 'color'"),
+    ("/set_color", {}, "missing parameter 'color'"),
 ])
 def test_bad_input_is_a_400_with_a_message(client, led, path, data, message):
     response = client.post(path, data=data, headers=TOKEN)
@@ -205,17 +207,27 @@ def test_unplugged_board_is_503_for_controls_but_readable(tmp_path):
 def test_json_body_works_like_a_form(client, led):
     response = client.post("/set_brightness", json={"value": 12}, headers=TOKEN)
     assert response.status_code == 200 and led.brightness == 12
+    response = client.post("/light", json={"state": "on"}, headers=TOKEN)
+    assert response.status_code == 200 and led.is_on
+    response = client.post("/set_color", json={"color": "00FF00"}, headers=TOKEN)
+    assert response.status_code == 200 and led.color == Color(0, 255, 0)
+    response = client.post("/set_color", json={}, headers=TOKEN)
+    assert response.status_code == 400 and "missing parameter 'color'" in response.get_json()["error"]
 
 
 # --- the page's controls in a real browser ------------------------------------------------
 
-PAGE = """<!doctype html><html><head><meta name="control-token" content="t"></head>
-<body>{% include "_light_controls.html" %}</body></html>"""
+PAGE = """<!doctype html><html><head><meta name="control-token" content="{{ token }}"></head>
+<body>{% include "_light_controls.html" %}
+<script src="{{ url_for('static', filename='common.js') }}"></script></body></html>"""
 
 
 @pytest.fixture
 def live_page(led):
-    """A page with only the light controls, served for real, as index.html includes them."""
+    """A page with only the light controls (and common.js), served for real, as base.html has them.
+
+    The page carries the control token given as ?token= (default: the right one).
+    """
     from playwright.sync_api import sync_playwright
     executable = chromium_path()
     root = Path(__file__).resolve().parent.parent
@@ -223,7 +235,7 @@ def live_page(led):
     app.config.update(CONTROL_TOKEN="t", USERKEY="")
     app.register_error_handler(HTTPException, json_error)
     app.register_blueprint(create_light_blueprint(lambda: led, keepalive_seconds=0.5))
-    app.add_url_rule("/", "index", lambda: render_template_string(PAGE))
+    app.add_url_rule("/", "index", lambda: render_template_string(PAGE, token=request.args.get("token", "t")))
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -233,7 +245,7 @@ def live_page(led):
         page.set_default_timeout(WAIT * 1000)
         page.goto(f"http://127.0.0.1:{server.server_port}/")
         try:
-            yield page
+            yield page, f"http://127.0.0.1:{server.server_port}"
         finally:
             browser.close()
             server.shutdown()
@@ -241,7 +253,7 @@ def live_page(led):
 
 
 def test_the_page_turns_the_light_on_sets_it_and_shows_the_heart_rate(live_page, emulator):
-    page = live_page
+    page, _ = live_page
     page.click("#light-power")
     page.wait_for_function("document.querySelector('#light-power').getAttribute('aria-pressed') === 'true'")
     page.eval_on_selector("#light-brightness", "el => { el.value = '40'; el.dispatchEvent(new Event('input')); }")
@@ -250,6 +262,17 @@ def test_the_page_turns_the_light_on_sets_it_and_shows_the_heart_rate(live_page,
     emulator.send_line("77")  # arrives through the event stream, no reload
     page.wait_for_function("document.querySelector('#heart-rate').textContent === '77'")
     assert page.get_attribute("#heart-rate-line", "points") != ""
+
+
+def test_the_page_shows_the_servers_error_when_a_control_is_refused(live_page, led):
+    page, base = live_page
+    page.goto(base + "/?token=wrong")
+    page.wait_for_function("document.querySelector('#light-power').textContent === 'Light off'")
+    page.click("#light-power")
+    # read in one step: the stream's next keepalive clears the note again
+    shown = page.wait_for_function("(n => !n.hidden && n.textContent)(document.querySelector('#light-note'))")
+    refused = make_client(lambda: led).post("/light", data={"state": "on"}, headers={"X-Control-Token": "wrong"})
+    assert shown.json_value() == refused.get_json()["error"] and not led.is_on
 
 
 GEVENT_SCRIPT = r"""

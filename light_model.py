@@ -1,0 +1,149 @@
+"""The light's model, the same for every backend: colours, brightness, and the shared controls.
+
+trinket.Led (the serial board) and led_neopixel.NeopixelLed (GPIO) build on LightControls.
+"""
+
+import re
+import string
+from dataclasses import dataclass
+
+_HEX_COLOR = re.compile(r"#?([0-9A-Fa-f]{6}|[0-9A-Fa-f]{8})")
+
+
+class LedUnavailable(RuntimeError):
+    """The light cannot be driven right now: no board, unplugged, or no driver."""
+
+
+@dataclass(frozen=True)
+class Color:
+    """A colour with an optional white channel, each part 0-255."""
+    red: int
+    green: int
+    blue: int
+    white: int = 0
+
+    def __post_init__(self):
+        for name in ("red", "green", "blue", "white"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
+                raise ValueError(f"{name} must be a whole number from 0 to 255, not {value!r}")
+
+    @classmethod
+    def from_hex(cls, text):
+        """Parse `RRGGBB` or `RRGGBBWW`, with an optional leading '#'."""
+        match = _HEX_COLOR.fullmatch(text.strip()) if isinstance(text, str) else None
+        if match is None:
+            raise ValueError(
+                f"colour must be RRGGBB or RRGGBBWW in hex (optionally starting with #), not {text!r}"
+            )
+        return cls(*bytes.fromhex(match.group(1)))
+
+    @classmethod
+    def from_name(cls, name):
+        key = re.sub(r"[^a-z]", "", name.lower())
+        if key not in NAMED_COLORS:
+            known = ", ".join(sorted(NAMED_COLORS_DISPLAY))
+            raise ValueError(f"unknown colour {name!r}: use RRGGBB or RRGGBBWW in hex "
+                             f"(optionally starting with #) or one of these names: {known}")
+        return NAMED_COLORS[key]
+
+    def to_hex(self):
+        """`RRGGBB`, or `RRGGBBWW` when the colour has a white part."""
+        text = f"{self.red:02X}{self.green:02X}{self.blue:02X}"
+        return text + f"{self.white:02X}" if self.white else text
+
+    def to_wire(self, brightness):
+        """The board message without its newline: `RRGGBBAA`, or `RRGGBBWWAA` with white."""
+        return self.to_hex() + f"{validate_brightness(brightness):02X}"
+
+    def to_pixel(self, strip_has_white):
+        """The (r, g, b, w) a strip shows, by the firmware's rule: equal R, G, B light white."""
+        if not strip_has_white:
+            return tuple(min(255, part + self.white) for part in (self.red, self.green, self.blue)) + (0,)
+        if not self.white and self.red == self.green == self.blue:
+            return (0, 0, 0, self.red)
+        return (self.red, self.green, self.blue, self.white)
+
+
+NAMED_COLORS_DISPLAY = {
+    "off": Color(0, 0, 0), "black": Color(0, 0, 0), "white": Color(255, 255, 255),
+    "warm white": Color(255, 160, 60), "cool white": Color(200, 220, 255),
+    "red": Color(255, 0, 0), "green": Color(0, 255, 0), "blue": Color(0, 0, 255),
+    "yellow": Color(255, 200, 0), "orange": Color(255, 100, 0), "purple": Color(128, 0, 255),
+    "cyan": Color(0, 255, 255), "magenta": Color(255, 0, 255), "pink": Color(255, 80, 150),
+}
+NAMED_COLORS = {name.replace(" ", ""): color for name, color in NAMED_COLORS_DISPLAY.items()}
+
+
+def build_color(*parts):
+    """A Color from a Color, a hex string, a colour name, or red, green, blue[, white]."""
+    if len(parts) == 1:
+        (value,) = parts
+        if isinstance(value, Color):
+            return value
+        if isinstance(value, str):
+            text = value.strip()
+            looks_hex = text.startswith("#") or (text and all(c in string.hexdigits for c in text))
+            return Color.from_hex(text) if looks_hex else Color.from_name(text)
+        raise ValueError(f"cannot make a colour from {value!r}")
+    if len(parts) in (3, 4):
+        return Color(*parts)
+    raise ValueError("a colour is a hex string, a name, or red, green, blue[, white]")
+
+
+def validate_brightness(value):
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
+        raise ValueError(f"brightness must be a whole number from 0 to 255, not {value!r}")
+    return value
+
+
+class LightControls:
+    """The state and controls every light backend shares.
+
+    A backend makes ``self._lock`` and implements ``_require()`` (raise LedUnavailable when it
+    cannot reach the light) and ``_apply()`` (push the state out; called with the lock held).
+    """
+
+    kind = "light"
+
+    def _init_light_state(self):
+        self._color = Color(255, 255, 255)
+        self._brightness = 128
+        self._on = False
+
+    def power_led(self, on):
+        """Turn the light on (with the remembered colour and brightness) or off."""
+        with self._lock:
+            self._require()
+            self._on = bool(on)
+            self._apply()
+
+    def set_brightness(self, value):
+        """Set 0-255; applied when the light is on, remembered when it is off."""
+        validate_brightness(value)
+        with self._lock:
+            self._require()
+            self._brightness = value
+            if self._on:
+                self._apply()
+
+    def set_color(self, color):
+        """Set a Color (or anything build_color takes); applied when the light is on."""
+        color = build_color(color)
+        with self._lock:
+            self._require()
+            self._color = color
+            if self._on:
+                self._apply()
+
+    @property
+    def color(self):
+        return self._color
+
+    @property
+    def brightness(self):
+        return self._brightness
+
+    @property
+    def is_on(self):
+        return self._on

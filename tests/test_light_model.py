@@ -1,0 +1,75 @@
+"""light_model.py: Color, its hex and name forms, and what the board and a strip are sent."""
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from light_model import Color, build_color  # noqa: E402
+
+
+# --- Color ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("FF8000", Color(255, 128, 0)),
+    ("#ff8000", Color(255, 128, 0)),
+    ("  #FF8000 ", Color(255, 128, 0)),
+    ("0A0B0C0D", Color(10, 11, 12, 13)),
+    ("#0a0b0c0d", Color(10, 11, 12, 13)),
+])
+def test_color_from_hex(text, expected):
+    assert Color.from_hex(text) == expected
+    assert build_color(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "#", "FF80", "FF80001", "FF8000112", "GG0000", "FF 800",
+                                  "##FF8000", "0xFF8000", "FF8000FF00"])
+def test_color_from_bad_hex_says_what_is_expected(text):
+    with pytest.raises(ValueError, match="RRGGBB"):
+        Color.from_hex(text)
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("red", Color(255, 0, 0)), ("White", Color(255, 255, 255)), ("warm white", Color(255, 160, 60)),
+    ("warm_white", Color(255, 160, 60)), ("Warm-White", Color(255, 160, 60)), ("off", Color(0, 0, 0)),
+])
+def test_color_from_name(name, expected):
+    assert build_color(name) == expected
+
+
+def test_unknown_name_lists_known_ones():
+    with pytest.raises(ValueError, match="RRGGBB.*names: .*warm white"):
+        build_color("chartreuse-ish")
+
+
+def test_build_color_from_parts_and_colors():
+    assert build_color(1, 2, 3) == Color(1, 2, 3, 0)
+    assert build_color(1, 2, 3, 4) == Color(1, 2, 3, 4)
+    color = Color(9, 9, 9)
+    assert build_color(color) is color
+
+
+@pytest.mark.parametrize("parts", [(256, 0, 0), (0, -1, 0), (0, 0, 1.5), (True, 0, 0), (1, 2), (1,)])
+def test_build_color_rejects_bad_parts(parts):
+    with pytest.raises(ValueError):
+        build_color(*parts)
+
+
+def test_to_wire_is_the_original_message_without_white_and_ten_digits_with_it():
+    assert Color(255, 128, 0).to_wire(0x40) == "FF800040"
+    assert Color(0, 0, 0).to_wire(0) == "00000000"
+    assert Color(1, 2, 3, 4).to_wire(255) == "01020304FF"
+    with pytest.raises(ValueError, match="brightness"):
+        Color(1, 2, 3).to_wire(256)
+
+
+def test_to_hex_round_trips():
+    for color in (Color(255, 128, 0), Color(1, 2, 3, 4)):
+        assert Color.from_hex(color.to_hex()) == color
+
+
+def test_to_pixel_follows_the_firmware_rgbw_rule():
+    assert Color(200, 200, 200).to_pixel(strip_has_white=True) == (0, 0, 0, 200)
+    assert Color(200, 100, 0).to_pixel(strip_has_white=True) == (200, 100, 0, 0)
+    assert Color(200, 100, 0, 100).to_pixel(strip_has_white=False) == (255, 200, 100, 0)
