@@ -30,7 +30,7 @@ from retention import RetentionTimer
 from scene_watch import create_scene_watch
 from settings import ConfigError, load_settings
 from trinket import open_light
-from video_file import recover_interrupted
+from video_file import EncoderQuality, recover_interrupted
 from watch_routes import create_watch_blueprint
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,9 @@ def create_app(settings=None, camera=None, led=None):
     catalogue = MediaCatalogue(media_dir / "media.db", media_dir)
     _reconcile(catalogue, media_dir)
     recorder = Recorder(camera, media_dir, catalogue=catalogue, camera_name=settings.camera,
-                        max_seconds=settings.max_recording_minutes * 60, min_free_mb=settings.min_free_mb)
+                        max_seconds=settings.max_recording_minutes * 60, min_free_mb=settings.min_free_mb,
+                        encoder=settings.record_encoder,
+                        quality=EncoderQuality(crf=settings.record_crf, max_kbps=settings.record_max_kbps))
     app.extensions.update(
         camera=camera,
         led=led if led is not None else open_light(settings),

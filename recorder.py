@@ -19,7 +19,7 @@ from pathlib import Path
 import simplejpeg
 
 from media_files import MediaExists, check_media_name, media_path, timestamped_name
-from video_file import (VideoFileWriter, default_encoders, probe, rewrite_with_index_in_front,
+from video_file import (EncoderQuality, VideoFileWriter, default_encoders, probe, rewrite_with_index_in_front,
                         trim_to_complete_fragments)
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class Recorder:
     """Start and stop recordings of one camera into the media folder, one at a time."""
 
     def __init__(self, camera, media_dir, *, catalogue=None, camera_name="", max_seconds=0,
-                 min_free_mb=200, queue_frames=60, encoder=None):
+                 min_free_mb=200, queue_frames=60, encoder="auto", quality=EncoderQuality()):
         self.camera = camera
         self.media_dir = Path(media_dir)
         self.catalogue = catalogue
@@ -62,10 +62,11 @@ class Recorder:
         self.max_seconds = max_seconds or 0
         self.min_free_mb = min_free_mb or 0
         self.queue_frames = queue_frames
-        if encoder is None:
+        if encoder == "auto":
             self.encoders = default_encoders()
         else:
             self.encoders = (encoder,) if encoder == "libx264" else (encoder, "libx264")
+        self.quality = quality
         self._lock = threading.Lock()
         self._current = None
         self._last = None
@@ -293,7 +294,8 @@ class _Recording:
         started = time.thread_time()
         if self._file is None:
             height, width = image.shape[:2]
-            self._file = VideoFileWriter(self.path, width, height, self.recorder.encoders)
+            self._file = VideoFileWriter(self.path, width, height, self.recorder.encoders,
+                                         self.recorder.quality)
         self._file.write(image, captured)
         self.frames += 1
         self.cpu_seconds += time.thread_time() - started

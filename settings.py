@@ -12,6 +12,7 @@ from pathlib import Path
 CAMERA_TYPES = ("demo", "default", "usb", "opencv", "pi", "picamera", "liquidlens", "kinect")
 DETECTORS = ("hog", "haar", "dnn")
 LIGHT_TYPES = ("trinket", "neopixel")
+RECORD_ENCODERS = ("auto", "libx264", "h264_v4l2m2m")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -36,6 +37,9 @@ class Settings:
     log_file: str = "flask.log"
     max_recording_minutes: float = 60.0
     min_free_mb: int = 200
+    record_encoder: str = "auto"
+    record_crf: int = 26
+    record_max_kbps: int = 2000
     keep_days: float = 0.0
     max_media_gb: float = 0.0
     monitor_threshold: float = 300.0
@@ -124,6 +128,9 @@ _KEYS = {
     "log_file": ("SETTINGS", _text),
     "max_recording_minutes": ("SETTINGS", _number(float, 0, 24 * 60)),
     "min_free_mb": ("SETTINGS", _number(int, 0, 10_000_000)),
+    "record_encoder": ("SETTINGS", _choice(RECORD_ENCODERS)),
+    "record_crf": ("SETTINGS", _number(int, 1, 51)),     # 0 is lossless, which the Main profile lacks
+    "record_max_kbps": ("SETTINGS", _number(int, 100, 100_000)),
     "keep_days": ("SETTINGS", _number(float, 0, 36500)),
     "max_media_gb": ("SETTINGS", _number(float, 0, 100_000)),
     "monitor_threshold": ("WATCH", _number(float, 0.01, 65025)),

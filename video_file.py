@@ -5,6 +5,7 @@ crash or kill -9 leaves a playable file. A clean stop remuxes it (no re-encode) 
 with the index in front; after a crash, ``recover_interrupted`` does the same for what was left.
 """
 import contextlib
+import dataclasses
 import fractions
 import logging
 import os
@@ -30,13 +31,21 @@ class VideoFileError(RuntimeError):
     """No encoder works, or a rewritten file does not match its source; the message says why."""
 
 
-ENCODER_OPTIONS = {
+@dataclasses.dataclass(frozen=True)
+class EncoderQuality:
+    """libx264's constant rate factor (lower: better and bigger files) and every encoder's bit rate cap."""
+    crf: int = 26
+    max_kbps: int = 2000
+
+
+def encoder_options(name, quality):
+    """The codec options of encoder ``name``; the hardware encoder's rate is set by _configure."""
+    if name != "libx264":
+        return {}
     # zerolatency: no B-frames and no lookahead, so each frame is written as it comes; crf 26 with
-    # a 2 Mbit/s cap keeps 640x480 small, also when the scene is busy.
-    "libx264": {"preset": "veryfast", "tune": "zerolatency", "profile": "main", "crf": "26",
-                "maxrate": "2M", "bufsize": "4M", "threads": "1"},
-    "h264_v4l2m2m": {},
-}
+    # a 2 Mbit/s cap (the defaults) keeps 640x480 small, also when the scene is busy.
+    return {"preset": "veryfast", "tune": "zerolatency", "profile": "main", "crf": str(quality.crf),
+            "maxrate": f"{quality.max_kbps}k", "bufsize": f"{2 * quality.max_kbps}k", "threads": "1"}
 
 
 def default_encoders(machine=None):
@@ -48,17 +57,17 @@ def default_encoders(machine=None):
 class VideoFileWriter:
     """H.264 yuv420p into a fragmented MP4; the size is fixed by the first frame, later ones are scaled."""
 
-    def __init__(self, path, width, height, encoders):
+    def __init__(self, path, width, height, encoders, quality=EncoderQuality()):
         self.width, self.height = max(width - width % 2, 2), max(height - height % 2, 2)
-        self.encoder = pick_encoder(encoders, self.width, self.height)
+        self.encoder = pick_encoder(encoders, self.width, self.height, quality)
         self.frames = 0
         self._origin = self._last_pts = self._last_keyframe = None
         self._interval = round(1000 / NOMINAL_FPS)
         self._container = av.open(str(path), "w", format="mp4", options=FRAGMENTED_MP4)
         try:
             self._stream = self._container.add_stream(self.encoder, rate=NOMINAL_FPS,
-                                                      options=ENCODER_OPTIONS.get(self.encoder, {}))
-            _configure(self._stream.codec_context, self.encoder, self.width, self.height)
+                                                      options=encoder_options(self.encoder, quality))
+            _configure(self._stream.codec_context, self.encoder, self.width, self.height, quality)
             self._stream.time_base = TIME_BASE
             self._sync_descriptor = os.open(path, os.O_RDONLY)
         except Exception:
@@ -106,14 +115,14 @@ class VideoFileWriter:
             self._container.mux(packet)
 
 
-def pick_encoder(encoders, width, height):
+def pick_encoder(encoders, width, height, quality=EncoderQuality()):
     """The first encoder that opens and gives the stream header before the first frame."""
     failures = []
     for name in encoders:
         try:
             context = av.CodecContext.create(name, "w")
-            _configure(context, name, width, height)
-            context.options = dict(ENCODER_OPTIONS.get(name, {}))
+            _configure(context, name, width, height, quality)
+            context.options = encoder_options(name, quality)
             context.flags |= av.codec.context.Flags.global_header
             context.open()
             if not context.extradata:
@@ -125,14 +134,15 @@ def pick_encoder(encoders, width, height):
     raise VideoFileError("no H.264 encoder works: " + "; ".join(failures))
 
 
-def _configure(context, name, width, height):
+def _configure(context, name, width, height, quality):
     context.width, context.height, context.pix_fmt = width, height, "yuv420p"
     context.time_base = TIME_BASE
     context.framerate = NOMINAL_FPS
     context.gop_size = NOMINAL_FPS * 10     # a backstop: keyframes are forced every second
     if name != "libx264":
+        # No CRF here: ~3 bits per pixel per second (0.9 Mbit/s at 640x480), at most the cap.
         context.gop_size = NOMINAL_FPS
-        context.bit_rate = max(width * height * 3, 250_000)    # ~0.9 Mbit/s at 640x480
+        context.bit_rate = min(max(width * height * 3, 250_000), quality.max_kbps * 1000)
 
 
 def probe(path):

@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 from camera_base import Camera  # noqa: E402
 from camera_demo import DemoSource  # noqa: E402
 from recorder import Recorder  # noqa: E402
-from video_file import ENCODER_OPTIONS, probe  # noqa: E402
+from video_file import EncoderQuality, encoder_options, probe  # noqa: E402
 
 ME = psutil.Process()
 MB = 1024 * 1024
@@ -127,7 +127,7 @@ def report(args, command, started, code_version, run):
         f"Run: {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(started))}, {args.minutes * 60:.0f} s of "
         f"recording; {code_version}; {platform.machine()}, {psutil.cpu_count()} CPUs ({cpu_model()}); "
         f"PyAV {av.__version__}, libavcodec {libavcodec}; demo camera 640x480 @ 30 fps; "
-        f"encoder {result['encoder']} {ENCODER_OPTIONS.get(result['encoder'], {})}.  ",
+        f"encoder {result['encoder']} {encoder_options(result['encoder'], EncoderQuality())}.  ",
         "CPU is thread CPU time (user + system) per written frame. \"Recording\" is every thread the "
         "recording started (writer, feeder, encoder threads); the camera thread (capture, processing, "
         "JPEG for the viewers) is context, not part of the recording's cost. The machine is shared: "

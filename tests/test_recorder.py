@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 
 import recorder as recorder_module
+from app import create_app, stop_services
 from camera_base import Camera
 from camera_demo import DemoSource
 from conftest import ROOT, FakeSource, in_ci, wait_for
 from media_files import MediaExists, MediaNameError
 from recorder import InsufficientSpace, NotRecording, Recorder, RecordingBusy, RecordingError
-from video_file import VideoFileWriter, repair
+from video_file import EncoderQuality, VideoFileWriter, repair
 
 MB = 1024 * 1024
 
@@ -410,6 +411,25 @@ def test_the_pre_roll_comes_first_then_the_live_frames(make_recorder, fake_camer
 
 def test_a_recording_falls_back_to_libx264(make_recorder):
     result = record(make_recorder(encoder="no_such_encoder"), 5, "fallback")
+    assert result["encoder"] == "libx264" and result["frames"] >= 5
+
+
+def test_the_configured_encoder_and_quality_reach_the_file_writer(settings, fake_camera, monkeypatch):
+    given = []
+    real_init = VideoFileWriter.__init__
+
+    def spy(self, path, width, height, encoders, quality):
+        given.append((encoders, quality))
+        real_init(self, path, width, height, encoders, quality)
+
+    monkeypatch.setattr(VideoFileWriter, "__init__", spy)
+    application = create_app(settings.replace(record_encoder="libx264", record_crf=40, record_max_kbps=300),
+                             camera=fake_camera)
+    try:
+        result = record(application.extensions["recorder"], 5, "configured")
+    finally:
+        stop_services(application)
+    assert given == [(("libx264",), EncoderQuality(crf=40, max_kbps=300))]
     assert result["encoder"] == "libx264" and result["frames"] >= 5
 
 

@@ -39,6 +39,15 @@ def test_empty_values_mean_default_and_empty_camera_is_usb_as_in_the_original(tm
     assert settings.width == 640 and settings.source == "" and settings.userkey == ""
 
 
+def test_recording_quality_keys_and_their_defaults(tmp_path):
+    defaults = load_settings(tmp_path / "missing.txt", environ={})
+    assert (defaults.record_encoder, defaults.record_crf, defaults.record_max_kbps) == ("auto", 26, 2000)
+    path = tmp_path / "config.txt"
+    path.write_text("[SETTINGS]\nrecord_encoder = LIBX264\nrecord_crf = 20\nrecord_max_kbps = 4000\n")
+    settings = load_settings(path, environ={})
+    assert (settings.record_encoder, settings.record_crf, settings.record_max_kbps) == ("libx264", 20, 4000)
+
+
 def test_environment_overrides_camera_and_port(tmp_path):
     path = tmp_path / "config.txt"
     path.write_text("[SETTINGS]\ncamera = demo\nport = 8000\n")
@@ -57,6 +66,11 @@ def test_config_file_from_environment(tmp_path):
     ("[SETTINGS]\nwidth = wide\n", ["width", "'wide'", "16 to 7680"]),
     ("[SETTINGS]\nport = 70000\n", ["port", "'70000'", "1 to 65535"]),
     ("[SETTINGS]\nlight = maybe\n", ["light", "'maybe'", "true or false"]),
+    ("[SETTINGS]\nrecord_crf = 0\n", ["record_crf", "'0'", "1 to 51"]),
+    ("[SETTINGS]\nrecord_crf = high\n", ["record_crf", "'high'", "1 to 51"]),
+    ("[SETTINGS]\nrecord_max_kbps = 2M\n", ["record_max_kbps", "'2M'", "100 to 100000"]),
+    ("[SETTINGS]\nrecord_max_kbps = 50\n", ["record_max_kbps", "'50'", "100 to 100000"]),
+    ("[SETTINGS]\nrecord_encoder = nvenc\n", ["record_encoder", "'nvenc'", "auto, libx264, h264_v4l2m2m"]),
     ("[SETTINGS]\ncolour = blue\n", ["unknown key", "'colour'", "camera"]),
     ("camera = demo\n", ["not a valid INI file"]),
 ])

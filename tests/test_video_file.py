@@ -1,7 +1,27 @@
-"""MP4 files: the choice of H.264 encoder."""
+"""MP4 files: the choice of H.264 encoder and the quality settings it is given."""
+import av
+import numpy as np
 import pytest
 
-from video_file import VideoFileError, default_encoders, pick_encoder
+from video_file import EncoderQuality, VideoFileError, VideoFileWriter, _configure, default_encoders, pick_encoder
+
+
+def textured_pictures(count, noise):
+    """The same pictures on every call: a moving gradient with seeded noise of amplitude ``noise``."""
+    rng = np.random.default_rng(7)
+    ramp = np.add.outer(np.arange(120), np.arange(160)).astype(np.int16)
+    return [np.clip(((ramp + 4 * index) % 256)[..., None] + rng.integers(-noise, noise + 1, (120, 160, 3)),
+                    0, 255).astype(np.uint8) for index in range(count)]
+
+
+def written_size(path, quality, pictures):
+    """Write ``pictures`` at 30 fps with libx264 and ``quality``; answer the file's size."""
+    path.touch()                        # as the recorder reserves the name before the first frame
+    writer = VideoFileWriter(path, 160, 120, ("libx264",), quality)
+    for index, picture in enumerate(pictures):
+        writer.write(picture, index / 30)
+    writer.close()
+    return path.stat().st_size
 
 
 def test_encoders_fall_back_to_libx264():
@@ -10,3 +30,32 @@ def test_encoders_fall_back_to_libx264():
     assert pick_encoder(("no_such_encoder", "libx264"), 64, 48) == "libx264"
     with pytest.raises(VideoFileError, match="no H.264 encoder"):
         pick_encoder(("no_such_encoder",), 64, 48)
+
+
+def test_a_lower_crf_gives_a_bigger_file_for_the_same_pictures(tmp_path):
+    pictures = textured_pictures(30, noise=12)
+    fine = written_size(tmp_path / "fine.mp4", EncoderQuality(crf=18, max_kbps=100_000), pictures)
+    coarse = written_size(tmp_path / "coarse.mp4", EncoderQuality(crf=36, max_kbps=100_000), pictures)
+    assert fine > 2 * coarse
+
+
+def test_the_bit_rate_cap_holds_a_busy_scene_down(tmp_path):
+    pictures = textured_pictures(90, noise=100)         # three seconds of near noise
+    capped = written_size(tmp_path / "capped.mp4", EncoderQuality(crf=18, max_kbps=300), pictures)
+    loose = written_size(tmp_path / "loose.mp4", EncoderQuality(crf=18, max_kbps=20_000), pictures)
+    most_bits = 2 * 300_000 + 3 * 300_000           # the buffer (twice the cap) and three seconds at the cap
+    assert capped * 8 <= 1.1 * most_bits
+    assert loose > 3 * capped
+
+
+def test_the_hardware_encoder_aims_at_three_bits_per_pixel_up_to_the_cap():
+    context = av.CodecContext.create("libx264", "w")    # stands in for the Pi's encoder, which is not here
+    _configure(context, "h264_v4l2m2m", 640, 480, EncoderQuality(max_kbps=2000))
+    assert context.bit_rate == 640 * 480 * 3
+    _configure(context, "h264_v4l2m2m", 1920, 1080, EncoderQuality(max_kbps=2000))
+    assert context.bit_rate == 2_000_000
+
+
+@pytest.mark.parametrize("crf, max_kbps", [(1, 100), (51, 100_000)])
+def test_libx264_opens_at_the_ends_of_the_configurable_ranges(crf, max_kbps):
+    assert pick_encoder(("libx264",), 64, 48, EncoderQuality(crf=crf, max_kbps=max_kbps)) == "libx264"
