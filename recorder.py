@@ -215,11 +215,10 @@ class _Recording:
 
     # -- the feeder thread: camera -> queue, never blocking the camera -----------------------
     def _feed(self):
-        frames = self.recorder.camera.frames(timeout=0.5)     # notices a stopped camera soon
+        # Checks every 0.5 s for a stopped camera or recording, even while a hung device sends nothing.
+        frames = self.recorder.camera.frames(timeout=0.5, until=self._stop)
         try:
             for frame in frames:
-                if self._stop.is_set():
-                    return
                 if not frame.live or frame.seq <= self._after_seq:
                     continue            # "no signal" frames (the video holds the last picture), pre-roll
                 # The capture time on the monotonic clock: the Pi's wall clock may jump when NTP syncs.

@@ -245,6 +245,6 @@ def recover_interrupted(media_dir):
             elif repair(path):
                 repaired[path.name] = probe(path)
                 log.info("repaired %s: a recording interrupted by a crash", path.name)
-        except (OSError, av.error.FFmpegError, ValueError) as error:
+        except (OSError, av.error.FFmpegError, ValueError, VideoFileError) as error:
             log.warning("could not check or repair %s: %s", path.name, error)
     return repaired

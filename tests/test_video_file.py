@@ -3,7 +3,9 @@ import av
 import numpy as np
 import pytest
 
-from video_file import EncoderQuality, VideoFileError, VideoFileWriter, _configure, default_encoders, pick_encoder
+import video_file
+from video_file import (EncoderQuality, VideoFileError, VideoFileWriter, _configure, default_encoders, pick_encoder,
+                        recover_interrupted)
 
 
 def textured_pictures(count, noise):
@@ -59,3 +61,19 @@ def test_the_hardware_encoder_aims_at_three_bits_per_pixel_up_to_the_cap():
 @pytest.mark.parametrize("crf, max_kbps", [(1, 100), (51, 100_000)])
 def test_libx264_opens_at_the_ends_of_the_configurable_ranges(crf, max_kbps):
     assert pick_encoder(("libx264",), 64, 48, EncoderQuality(crf=crf, max_kbps=max_kbps)) == "libx264"
+
+
+def test_a_recording_that_cannot_be_repaired_does_not_stop_the_start_up(tmp_path, monkeypatch):
+    (tmp_path / "broken.mp4").write_bytes(b"not an mp4")
+    (tmp_path / "mismatch.mp4").write_bytes(b"rewritten with fewer frames")
+
+    real_repair = video_file.repair
+
+    def repair(path):
+        if path.name == "mismatch.mp4":
+            raise VideoFileError("the rewritten file has 3 frames, not 90")
+        return real_repair(path)
+
+    monkeypatch.setattr(video_file, "repair", repair)
+    assert recover_interrupted(tmp_path) == {}
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["broken.mp4", "mismatch.mp4"]   # kept for a person to look at
