@@ -181,6 +181,10 @@ def load_settings(path=None, environ=None):
     for variable, key in _ENVIRONMENT.items():
         if environ.get(variable, "").strip():
             values[key] = environ[variable].strip()
+    if values.get("camera", "").lower() == "obdet":
+        # Seed 002's CAMERA=obdet: the OpenCV camera with object detection, which runs on motion.
+        values.update(camera="opencv", motion_on_start="true")
+        values.setdefault("detector", "hog")
     parsed = {key: _KEYS[key][1](key, value) for key, value in values.items()}
     return Settings(config_path=str(path) if path.exists() else "", **parsed)
 

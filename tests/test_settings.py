@@ -94,3 +94,11 @@ def test_example_config_documents_every_key():
     example = (Path(settings_module.__file__).parent / "config.txt.example").read_text()
     for key in settings_module._KEYS:
         assert f"\n{key} =" in example or f"\n# {key} =" in example, key
+
+
+def test_camera_obdet_from_seed_002_is_the_opencv_camera_detecting_on_motion(tmp_path):
+    settings = load_settings(tmp_path / "missing.txt", environ={"CAMERA": "obdet"})
+    assert (settings.camera, settings.detector, settings.motion_on_start) == ("opencv", "hog", True)
+    path = tmp_path / "config.txt"
+    path.write_text("[WATCH]\ndetector = haar\n")
+    assert load_settings(path, environ={"CAMERA": "obdet"}).detector == "haar"    # a configured detector stays
