@@ -1,6 +1,7 @@
 // Heart beats from a pulse sensor sampled every 2 ms (from the timer interrupt).
 //
-// The signal's upper and lower envelopes decay slowly towards it; a beat is a rising edge
+// The signal's upper and lower envelopes decay towards it (time constant ~2 s, down to
+// within one ADC count); a beat is a rising edge
 // through the middle of the envelope (with hysteresis) when the swing is big enough and
 // enough time has passed since the last beat (which skips the dicrotic notch).
 // BPM is 60000 over the running average of the last ten beat intervals, 0 when no beat
@@ -34,14 +35,20 @@ class PulseDetector {
       inPulse_ = true;  // a rising edge; too small or too soon, it is not a beat
       if (swingIsPulse() && sinceBeat >= refractoryMs()) beat(sinceBeat);
     }
-    if (sinceBeat > kMaxIntervalMs && !inPulse_) forget();
+    if (sinceBeat > kMaxIntervalMs) {  // no beat for too long, even if the signal stays high
+      inPulse_ = false;
+      forget();
+    }
   }
 
   uint16_t bpm() const { return bpm_; }
   uint32_t beats() const { return beats_; }
 
  private:
-  static const uint8_t kScale = 4;  // fixed point, so slow decay does not stall
+  // Fixed point: the envelope moves by (distance << kScale) >> kDecayShift per sample, so with
+  // kScale = kDecayShift it keeps closing in until it is within one ADC count of the signal.
+  // (With a smaller kScale it would stop 2^(kDecayShift - kScale) counts away.)
+  static const uint8_t kScale = kDecayShift;
 
   void reset(int level) {
     upper_ = lower_ = (int32_t)level << kScale;

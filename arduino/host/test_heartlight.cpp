@@ -41,6 +41,7 @@ static bool sineWave = false;    // a weak, round pulse instead of the sharp one
 static int noiseAmplitude = 0;
 static bool pulsing = true;
 static unsigned long pulseStopsAtMs = (unsigned long)-1;
+static int flatLevel = 480;      // the reading without a pulse (a lifted finger may flood it high)
 static uint32_t noiseState = 12345;
 
 static int noise() {
@@ -55,11 +56,11 @@ static double bump(double phase, double centre, double width) {
 }
 
 // A pulse-sensor-like wave: a systolic peak, a smaller dicrotic bump, breathing wander;
-// without a pulse (no finger on the sensor) a flat line. Plus noise when asked.
+// without a pulse (no finger on the sensor) a flat line at flatLevel. Plus noise when asked.
 static int pulseSignal(unsigned long ms) {
-  double value = 480;
+  double value = flatLevel;
   if (pulsing && ms < pulseStopsAtMs) {
-    value += 30 * sin(2 * M_PI * ms / 4000.0);
+    value = 480 + 30 * sin(2 * M_PI * ms / 4000.0);
     double period = 60000.0 / beatsPerMinute;
     double phase = fmod((double)ms, period) / period;
     if (sineWave) {
@@ -77,6 +78,7 @@ static void startSignal(double bpm, int noiseCounts, bool withPulse) {
   noiseAmplitude = noiseCounts;
   pulsing = withPulse;
   pulseStopsAtMs = (unsigned long)-1;
+  flatLevel = 480;
   notchHeight = 70;
   sineWave = false;
   pulse = PulseDetector();
@@ -272,6 +274,75 @@ static void test_bpm_drops_to_zero_when_pulse_stops() {
   CHECK(pulse.bpm() == 0);
 }
 
+// Seconds (of `seconds`) in which the detector showed a heart rate.
+static int secondsWithBpm(int seconds) {
+  int shown = 0;
+  for (int i = 0; i < seconds; ++i) {
+    run(1000);
+    if (pulse.bpm() != 0) ++shown;
+  }
+  return shown;
+}
+
+// A lifted finger or a saturated sensor: the signal steps up and stays flat above the middle.
+static void test_bpm_drops_to_zero_when_signal_stays_high(int level) {
+  startSignal(75, 0, true);
+  run(15000);
+  CHECK_NEAR(pulse.bpm(), 75, 1);
+  pulseStopsAtMs = millis();
+  flatLevel = level;
+  run(6000);  // the step may count as one beat; 2.5 s after the last beat the BPM is 0
+  CHECK(pulse.bpm() == 0);
+  CHECK(secondsWithBpm(30) == 0);
+}
+
+static void test_bpm_drops_to_zero_at_600() { test_bpm_drops_to_zero_when_signal_stays_high(600); }
+static void test_bpm_drops_to_zero_at_1023() { test_bpm_drops_to_zero_when_signal_stays_high(1023); }
+
+// After a pulse the envelopes must close in on the flat signal, so noise smaller than
+// kMinSwing is not taken for beats (it is not without a pulse before it either). While they
+// still span the old pulse (a few seconds) noise can count; then the 2.5 s timeout ends it.
+static void test_noise_after_a_pulse_is_not_a_beat() {
+  startSignal(75, 0, true);
+  run(15000);
+  CHECK_NEAR(pulse.bpm(), 75, 1);
+  pulseStopsAtMs = millis();
+  noiseAmplitude = 25;
+  run(10000);
+  CHECK(pulse.bpm() == 0);
+  uint32_t beatsBefore = pulse.beats();
+  CHECK(secondsWithBpm(60) == 0);
+  CHECK(pulse.beats() == beatsBefore);
+}
+
+// Sharp spikes from a flat baseline at exact times, straight into a detector: one beat each.
+static void spikeAfter(PulseDetector& detector, unsigned intervalMs) {
+  for (unsigned ms = 0; ms < intervalMs; ms += PulseDetector::kSampleMs) {
+    detector.sample(ms < 100 ? 700 : 400);
+  }
+}
+
+static void test_bpm_is_the_average_of_the_last_ten_intervals() {
+  PulseDetector detector;
+  for (int i = 0; i < 50; ++i) detector.sample(400);  // settle at the baseline
+  for (int i = 0; i < 13; ++i) spikeAfter(detector, 1000);  // twelve 1000 ms intervals
+  detector.sample(700);  // the 13th beat
+  CHECK(detector.beats() == 13);
+  CHECK(detector.bpm() == 60);
+  // Now 700 ms intervals push the 1000 ms ones out, one at a time: 60000 * 10 / (sum of the last ten).
+  const uint16_t expected[] = {62, 64, 66, 68, 71, 73, 76, 79, 82, 86, 86};
+  for (unsigned k = 0; k < sizeof(expected) / sizeof(expected[0]); ++k) {
+    spikeAfter(detector, 700 - PulseDetector::kSampleMs);
+    detector.sample(700);
+    CHECK(detector.beats() == 14 + k);
+    if (detector.bpm() != expected[k]) {
+      fprintf(stderr, "after %u intervals of 700 ms: bpm %u, expected %u\n", k + 1,
+              (unsigned)detector.bpm(), (unsigned)expected[k]);
+    }
+    CHECK(detector.bpm() == expected[k]);
+  }
+}
+
 static void test_prints_bpm_to_both_serials_each_second() {
   startSignal(120, 0, true);
   Serial.hostTakeOutput();
@@ -345,6 +416,10 @@ int main(int argc, char** argv) {
   test_a_weak_round_noisy_pulse_counts_once_per_beat();
   test_no_beats_in_silence_or_noise();
   test_bpm_drops_to_zero_when_pulse_stops();
+  test_bpm_drops_to_zero_at_600();
+  test_bpm_drops_to_zero_at_1023();
+  test_noise_after_a_pulse_is_not_a_beat();
+  test_bpm_is_the_average_of_the_last_ten_intervals();
   test_prints_bpm_to_both_serials_each_second();
   test_skips_a_port_with_a_full_output_buffer();
   printf("%d checks, %d failures\n", checks, failures);
