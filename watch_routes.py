@@ -19,10 +19,11 @@ def _threshold():
         abort(400, description=str(error))
 
 
-def _limit():
-    text = request.args.get("limit", "100")
-    if not text.isdigit() or not 1 <= int(text) <= 1000:
-        abort(400, description="limit must be a whole number from 1 to 1000")
+def _whole_number(name, default, high):
+    """A query parameter from 1 to high; ASCII digits only (str.isdigit() also accepts '²')."""
+    text = request.args.get(name, str(default))
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= high:
+        abort(400, description=f"{name} must be a whole number from 1 to {high}")
     return int(text)
 
 
@@ -70,7 +71,7 @@ def create_watch_blueprint():
 
     @blueprint.get("/events")
     def events():
-        return jsonify(current_app.extensions["catalogue"].events(limit=_limit()))
+        return jsonify(current_app.extensions["catalogue"].events(limit=_whole_number("limit", 100, 1000)))
 
     @blueprint.get("/watch")
     def watch_page():

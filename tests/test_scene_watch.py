@@ -222,6 +222,12 @@ def test_watch_routes_need_the_token_and_events_checks_its_limit(client):
     assert client.get("/watch").status_code == 200 and client.get("/shows").status_code == 200
 
 
+@pytest.mark.parametrize("limit", ["\u00b2", "\u0661\u0662", "-1", "1.5", "", "1001"])
+def test_events_refuses_a_limit_that_is_not_plain_digits(client, limit):
+    response = client.get("/events", query_string={"limit": limit})
+    assert response.status_code == 400 and "limit must be a whole number" in response.get_json()["error"]
+
+
 @pytest.mark.parametrize("config, words", [
     ("motion_mask = 1,2,3\n", "mask"),
     ("motion_mask_file = /nonexistent/mask.png\n", "mask.png"),
