@@ -91,16 +91,6 @@ class NeopixelLed(LightControls):
     def heart_rate_history(self, seconds=None):
         return []
 
-    heart_rate_sequence = 0
-
-    def add_heart_rate_listener(self, callback):
-        """There is no sensor here: the callback is never called."""
-
-    def wait_for_heart_rate(self, after_sequence, timeout):
-        """There is no sensor here: just wait out the timeout (or the stop)."""
-        self._stopping.wait(timeout)
-        return after_sequence
-
     def status(self):
         return {
             "type": self.kind, "port": self.port, "device": self.port, "connected": self.connected,

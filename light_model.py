@@ -102,6 +102,8 @@ class LightControls:
 
     A backend makes ``self._lock`` and implements ``_require()`` (raise LedUnavailable when it
     cannot reach the light) and ``_apply()`` (push the state out; called with the lock held).
+    It calls ``_notify_change()`` when something else the page shows changes (the connection,
+    a heart rate).
     """
 
     kind = "light"
@@ -110,6 +112,19 @@ class LightControls:
         self._color = Color(255, 255, 255)
         self._brightness = 128
         self._on = False
+        self._change_listeners = []
+
+    def add_change_listener(self, callback):
+        """callback() runs after each change the page shows: the light, the connection, a heart rate.
+
+        It runs in the thread that made the change (a request, a reader thread), without the
+        light's lock held; keep it quick.
+        """
+        self._change_listeners.append(callback)
+
+    def _notify_change(self):
+        for callback in self._change_listeners:
+            callback()
 
     def power_led(self, on):
         """Turn the light on (with the remembered colour and brightness) or off."""
@@ -117,6 +132,7 @@ class LightControls:
             self._require()
             self._on = bool(on)
             self._apply()
+        self._notify_change()
 
     def set_brightness(self, value):
         """Set 0-255; applied when the light is on, remembered when it is off."""
@@ -126,6 +142,7 @@ class LightControls:
             self._brightness = value
             if self._on:
                 self._apply()
+        self._notify_change()
 
     def set_color(self, color):
         """Set a Color (or anything build_color takes); applied when the light is on."""
@@ -135,6 +152,7 @@ class LightControls:
             self._color = color
             if self._on:
                 self._apply()
+        self._notify_change()
 
     @property
     def color(self):

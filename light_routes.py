@@ -67,20 +67,33 @@ def _parse_seconds(text):
 
 
 @dataclass(frozen=True)
-class _HeartRateTick:
+class _ChangeTick:
     seq: int
 
 
-class _HeartRateFeed:
-    """Wakes stream clients on each new heart rate, through a FrameHub.
+class _ChangeFeed:
+    """Wakes stream clients on each change of the light, its connection or the heart rate.
 
-    The hub waits the right way for threads (gthread, development server) and for greenlets
-    (gevent worker with native threads), where a native Condition would stall the event loop.
+    It goes through a FrameHub, which waits the right way for threads (gthread, development
+    server) and for greenlets (gevent worker with native threads), where a native Condition
+    would stall the event loop.
     """
 
     def __init__(self, led):
         self._hub = FrameHub()
-        led.add_heart_rate_listener(lambda sequence: self._hub.publish(_HeartRateTick(sequence)))
+        self._lock = threading.Lock()
+        self._sequence = 0
+        led.add_change_listener(self._changed)
+
+    @property
+    def sequence(self):
+        """Counts the changes so far."""
+        return self._sequence
+
+    def _changed(self):
+        with self._lock:  # the hub's newest tick is always the highest sequence
+            self._sequence += 1
+            self._hub.publish(_ChangeTick(self._sequence))
 
     def wait(self, sequence, timeout):
         """The newest sequence above `sequence`, or `sequence` after the timeout."""
@@ -97,13 +110,13 @@ def create_light_blueprint(get_led, *, keepalive_seconds=15.0):
     from auth import require_control  # resolved here so the app (and tests) decide what auth is
 
     blueprint = Blueprint("light", __name__)
-    feeds = {}  # id(led) -> (led, _HeartRateFeed)
+    feeds = {}  # id(led) -> (led, _ChangeFeed)
     feeds_lock = threading.Lock()
 
     def feed_for(led):
         with feeds_lock:
             if id(led) not in feeds or feeds[id(led)][0] is not led:
-                feeds[id(led)] = (led, _HeartRateFeed(led))
+                feeds[id(led)] = (led, _ChangeFeed(led))
             return feeds[id(led)][1]
 
     def current_led():
@@ -150,12 +163,13 @@ def create_light_blueprint(get_led, *, keepalive_seconds=15.0):
 
     @blueprint.get("/heart_rate_stream")
     def heart_rate_stream():
-        """Server-sent events: the controller data on every new heart rate, or every keepalive."""
+        """Server-sent events: the controller data at each change (light, connection, heart rate)
+        and at every keepalive."""
         led = current_led()
         feed = feed_for(led)
 
         def events():
-            sequence = led.heart_rate_sequence
+            sequence = feed.sequence
             yield "retry: 3000\n" + _sse(controller_data(led))
             while not led.stopped:
                 sequence = feed.wait(sequence, keepalive_seconds)

@@ -164,7 +164,6 @@ class Led(LightControls):
         self._heart = threading.Condition()
         self._history = deque()  # (monotonic, wall, bpm)
         self._heart_sequence = 0
-        self._heart_listeners = []
         self._lines = 0
         self._garbage_lines = 0
 
@@ -281,10 +280,6 @@ class Led(LightControls):
         """Counts the heart rates received; goes up by one with each."""
         return self._heart_sequence
 
-    def add_heart_rate_listener(self, callback):
-        """callback(sequence) runs in the reader thread after each new heart rate; keep it quick."""
-        self._heart_listeners.append(callback)
-
     def wait_for_heart_rate(self, after_sequence, timeout):
         """Block until a heart rate newer than after_sequence arrives (or timeout); return the newest sequence."""
         with self._heart:
@@ -309,10 +304,8 @@ class Led(LightControls):
             while self._history and now - self._history[0][0] > self._history_seconds:
                 self._history.popleft()
             self._heart_sequence += 1
-            sequence = self._heart_sequence
             self._heart.notify_all()
-        for callback in self._heart_listeners:
-            callback(sequence)
+        self._notify_change()
 
     # --- connection ----------------------------------------------------------------------
 
@@ -399,6 +392,7 @@ class Led(LightControls):
     def _notify_link_changed(self):
         with self._link_changed:
             self._link_changed.notify_all()
+        self._notify_change()
 
     def _close_link(self):
         with self._lock:

@@ -1,5 +1,6 @@
 """light_routes.py on a small app of its own, with the Led talking to the board emulator."""
 import json
+import queue
 import subprocess
 import sys
 import threading
@@ -13,6 +14,7 @@ from werkzeug.serving import make_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import board_emulator  # noqa: E402
 from light_model import Color  # noqa: E402
 from light_routes import create_light_blueprint  # noqa: E402
 from trinket import Led  # noqa: E402
@@ -156,12 +158,16 @@ def test_heart_rate_history_has_the_last_minute(client, led, emulator):
     assert client.get("/heart_rate_history?seconds=61").status_code == 400
 
 
-def read_event(chunks):
-    """The payload of the next server-sent event, skipping retry lines."""
-    text = next(chunks).decode()
+def parse_event(chunk):
+    """The payload of one server-sent event, skipping retry lines."""
+    text = chunk.decode()
     data = [line[len("data: "):] for line in text.splitlines() if line.startswith("data: ")]
     assert data, text
     return json.loads(data[0])
+
+
+def read_event(chunks):
+    return parse_event(next(chunks))
 
 
 def test_heart_rate_stream_sends_new_heart_rates(led, emulator):
@@ -179,6 +185,78 @@ def test_heart_rate_stream_sends_new_heart_rates(led, emulator):
             pytest.fail("the heart rate never reached the stream")
     finally:
         response.close()
+
+
+class EventStream:
+    """/heart_rate_stream read in a thread, so a test can wait for an event with a time limit.
+
+    The stream's keepalive is an hour: every event it sends is there because something changed.
+    """
+
+    def __init__(self, led):
+        self._led = led
+        self._events = queue.Queue()
+        self._response = make_client(lambda: led, keepalive_seconds=3600).get("/heart_rate_stream",
+                                                                               buffered=False)
+        self._reader = threading.Thread(target=self._read, args=(iter(self._response.response),), daemon=True)
+        self._reader.start()
+
+    def _read(self, chunks):
+        for chunk in chunks:  # ends when the Led stops
+            self._events.put(parse_event(chunk))
+
+    def next_where(self, predicate):
+        """The first event (each within WAIT of the one before) for which predicate holds."""
+        while True:
+            try:
+                event = self._events.get(timeout=WAIT)
+            except queue.Empty:
+                pytest.fail("the stream sent nothing after the change")
+            if predicate(event):
+                return event
+
+    def close(self):
+        self._led.stop()  # wakes and ends the stream, so it can be closed from here
+        self._reader.join(WAIT)
+        if not self._reader.is_alive():  # (a stream still waiting cannot be closed from here)
+            self._response.close()
+
+
+def test_heart_rate_stream_sends_light_changes_at_once(led):
+    stream = EventStream(led)
+    try:
+        assert stream.next_where(lambda e: True)["on"] is False  # the first event, at once
+        client = make_client(lambda: led)
+        client.post("/light", data={"state": "on"}, headers=TOKEN)
+        stream.next_where(lambda e: e["on"] is True)
+        client.post("/set_brightness", data={"value": "40"}, headers=TOKEN)
+        stream.next_where(lambda e: e["brightness"] == 40)
+        client.post("/set_color", data={"color": "00FF00"}, headers=TOKEN)
+        stream.next_where(lambda e: e["color"] == "00FF00")
+    finally:
+        stream.close()
+
+
+def test_heart_rate_stream_tells_at_once_when_the_board_goes_and_comes_back(tmp_path):
+    first = board_emulator.BoardEmulator(heart_rate=None).start()
+    second = None
+    tty = tmp_path / "ttyACM0"
+    tty.symlink_to(first.port)
+    led = Led(str(tty), by_id_dir=str(tmp_path / "no-by-id"), reconnect_initial=0.02, reconnect_max=0.05).start()
+    stream = EventStream(led)
+    try:
+        assert stream.next_where(lambda e: True)["connected"] is True
+        first.stop()  # unplugged
+        stream.next_where(lambda e: e["connected"] is False)
+        second = board_emulator.BoardEmulator(heart_rate=None).start()
+        tty.unlink()
+        tty.symlink_to(second.port)  # plugged in again
+        stream.next_where(lambda e: e["connected"] is True)
+    finally:
+        stream.close()
+        first.stop()
+        if second is not None:
+            second.stop()
 
 
 def test_no_light_configured_is_503_everywhere():
