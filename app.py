@@ -316,17 +316,27 @@ def _mjpeg(camera):
         yield frame.part
 
 
+# gunicorn's WORKER_BOOT_ERROR: its master stops on this exit code instead of rebooting the worker.
+CANNOT_START = 3
+
+
 def main_app():
     """The production entry point (gunicorn 'app:main_app()'): config, logging, then the app."""
     try:
         settings = load_settings()
     except ConfigError as error:
-        sys.exit(f"config error: {error}")
+        _cannot_start(f"config error: {error}")
     logging_setup.configure(_resolve(settings.log_file))
     try:
         return create_app(settings)
     except (CameraError, DetectorError, ValueError) as error:     # ConfigError is a ValueError too
-        sys.exit(f"cannot start: {error}")
+        _cannot_start(f"cannot start: {error}")
+
+
+def _cannot_start(message):
+    """Say why once and exit with CANNOT_START (any other code makes gunicorn retry forever)."""
+    print(message, file=sys.stderr, flush=True)
+    sys.exit(CANNOT_START)
 
 
 if __name__ == "__main__":

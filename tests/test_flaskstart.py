@@ -1,9 +1,13 @@
 """The README's first command: flaskstart.sh starts gunicorn on the demo camera and logs to a file."""
+import os
 import signal
+import subprocess
 import sys
 import urllib.request
 
-from server_process import ROOT, start_server, status, stop_server
+import pytest
+
+from server_process import ROOT, start_server, status, stop_server, write_config
 
 
 def test_flaskstart_serves_the_demo_camera(tmp_path, free_port, monkeypatch):
@@ -22,3 +26,17 @@ def test_flaskstart_serves_the_demo_camera(tmp_path, free_port, monkeypatch):
     log = (tmp_path / "flask.log").read_text()
     assert "GET /status" in log                                       # the rest in the log file
     assert "GET /status" not in terminal
+
+
+def test_an_app_that_cannot_be_built_stops_the_server_with_one_message(tmp_path, free_port, monkeypatch):
+    """gunicorn reboots a worker that exits with 1 forever; the app's start-up error must halt it."""
+    monkeypatch.setenv("VENV", sys.prefix)
+    config = write_config(tmp_path, motion_mask="1,2")          # passes load_settings, fails create_app
+    environment = dict(os.environ, CONFIG_FILE=str(config), PORT=str(free_port))
+    try:
+        finished = subprocess.run([str(ROOT / "flaskstart.sh")], cwd=ROOT, env=environment, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    except subprocess.TimeoutExpired as running:
+        pytest.fail(f"the server kept rebooting its worker:\n{running.output[-2000:]}")
+    assert finished.returncode != 0
+    assert finished.stdout.count("cannot start: motion mask 1") == 1, finished.stdout

@@ -186,13 +186,15 @@ def test_the_camera_is_released_after_the_last_viewer(app, client):
     assert camera.state == "stopped" and camera.consumers == 0
 
 
-def test_config_error_stops_start_up_with_one_clear_message(tmp_path, monkeypatch):
+def test_config_error_stops_start_up_with_one_clear_message(tmp_path, monkeypatch, capsys):
     config = tmp_path / "config.txt"
     config.write_text("[SETTINGS]\ncamera = webcam\n")
     monkeypatch.setenv("CONFIG_FILE", str(config))
     with pytest.raises(SystemExit) as stopped:
         app_module.main_app()
-    assert "camera = 'webcam'" in str(stopped.value) and "demo" in str(stopped.value)
+    assert stopped.value.code == app_module.CANNOT_START       # gunicorn halts instead of retrying
+    message = capsys.readouterr().err
+    assert "camera = 'webcam'" in message and "demo" in message
 
 
 POST_ROUTES = ["/snapshot", "/grayscale", "/resolution", "/autofocus", "/step_focus", "/set_focus",
