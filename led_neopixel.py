@@ -18,7 +18,12 @@ _HELP = ("lighttype = neopixel needs the rpi_ws281x library on a Raspberry Pi "
 
 
 def load_driver():
-    """(strip class, colour packer) from rpi_ws281x, or from the old `neopixel` wrapper of it."""
+    """(strip class, colour packer) from rpi_ws281x, or from the old `neopixel` wrapper of it.
+
+    Both strip classes take (num, pin, freq_hz, dma, invert, brightness, channel, strip_type)
+    with defaults after pin, but the old wrapper's first versions have no strip_type and a
+    Color(red, green, blue) without white; NeopixelLed uses only what both have.
+    """
     try:
         from rpi_ws281x import Color as pack, PixelStrip
         return PixelStrip, pack
@@ -29,6 +34,15 @@ def load_driver():
         return Adafruit_NeoPixel, pack
     except ImportError:
         raise LedUnavailable(f"{_HELP} ({first_error})") from first_error
+
+
+def make_strip(strip_class, numlights, pin, strip_type=None):
+    """The strip; strip_type only when given, so each library uses its own default otherwise.
+
+    (The old wrapper hands strip_type straight to the C driver, which refuses None.)
+    """
+    options = {} if strip_type is None else {"strip_type": strip_type}
+    return strip_class(numlights, pin, **options)
 
 
 class NeopixelLed(LightControls):
@@ -53,19 +67,27 @@ class NeopixelLed(LightControls):
         self._stopping = threading.Event()
 
     def start(self):
-        """Set up the strip; off a Pi this logs one clear error and the light stays unavailable."""
+        """Set up the strip; when it cannot be driven (off a Pi, not root, a driver that does not
+        fit) this logs one clear error and the light stays unavailable."""
         try:
             strip_class, self._pack = load_driver()
-            strip = strip_class(self.numlights, self._pin, strip_type=self._strip_type)
+            strip = make_strip(strip_class, self.numlights, self._pin, self._strip_type)
             strip.begin()
+            with self._lock:
+                self._strip = strip
+                self._apply()
+        except TypeError as error:  # an old driver without strip_type, or without white in Color
+            self._fail_start(f"the Neopixel driver does not take these settings ({error}); "
+                             "rpi_ws281x (pip install rpi_ws281x) takes them all")
         except (LedUnavailable, RuntimeError, OSError) as error:
-            self._last_error = str(error)
-            log.error("light: %s", self._last_error)
-            return self
-        with self._lock:
-            self._strip = strip
-            self._apply()
+            self._fail_start(str(error))
         return self
+
+    def _fail_start(self, message):
+        with self._lock:
+            self._strip = None
+            self._last_error = message
+        log.error("light: %s", message)
 
     def stop(self, timeout=None):
         """Blank the strip and let go of it."""
@@ -104,10 +126,17 @@ class NeopixelLed(LightControls):
             raise LedUnavailable(self._last_error or "the Neopixels are not set up")
 
     def _apply(self):
-        """Push the state to the strip; the caller holds self._lock."""
+        """Push the state to the strip; the caller holds self._lock.
+
+        A driver failure (ws2811_render failed, ...) is LedUnavailable, which the routes answer with 503.
+        """
         pixel = self._color.to_pixel(self._strip_has_white) if self._on else (0, 0, 0, 0)
-        packed = self._pack(*pixel)
-        for index in range(self.numlights):
-            self._strip.setPixelColor(index, packed)
-        self._strip.setBrightness(self._brightness)
-        self._strip.show()
+        packed = self._pack(*pixel) if self._strip_has_white else self._pack(*pixel[:3])
+        try:
+            for index in range(self.numlights):
+                self._strip.setPixelColor(index, packed)
+            self._strip.setBrightness(self._brightness)
+            self._strip.show()
+        except (RuntimeError, OSError) as error:
+            self._last_error = f"the Neopixel driver failed: {error}"
+            raise LedUnavailable(self._last_error) from error

@@ -2,7 +2,6 @@
 import subprocess
 import sys
 import threading
-import types
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -374,91 +373,3 @@ def test_nothing_starts_at_import():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                             timeout=60, check=True)
     assert result.stdout.strip() == "1"
-
-
-# --- the deprecated GPIO backend (led_neopixel) with a fake rpi_ws281x ------------------------
-
-class FakeStrip:
-    instances = []
-
-    def __init__(self, count, pin, strip_type=None, fail=None):
-        self.pixels = [None] * count
-        self.pin, self.brightness, self.shows, self.begun = pin, None, 0, False
-        FakeStrip.instances.append(self)
-
-    def begin(self):
-        self.begun = True
-
-    def setPixelColor(self, index, color):  # noqa: N802 (the library's name)
-        self.pixels[index] = color
-
-    def setBrightness(self, value):  # noqa: N802
-        self.brightness = value
-
-    def show(self):
-        self.shows += 1
-
-
-def pack(red, green, blue, white=0):
-    return (white << 24) | (red << 16) | (green << 8) | blue
-
-
-@pytest.fixture
-def fake_ws281x(monkeypatch):
-    module = types.ModuleType("rpi_ws281x")
-    module.PixelStrip, module.Color = FakeStrip, pack
-    FakeStrip.instances = []
-    monkeypatch.setitem(sys.modules, "rpi_ws281x", module)
-    return module
-
-
-def test_neopixel_backend_drives_the_strip(fake_ws281x):
-    import led_neopixel
-    led = led_neopixel.NeopixelLed(4).start()
-    strip = FakeStrip.instances[-1]
-    assert led.connected and strip.begun and strip.pixels == [0] * 4 and strip.pin == 18
-    led.set_color("orange")
-    assert strip.pixels == [0] * 4  # off: remembered only
-    led.power_led(True)
-    led.set_brightness(33)
-    assert strip.pixels == [pack(255, 100, 0)] * 4 and strip.brightness == 33
-    led.power_led(False)
-    assert strip.pixels == [0] * 4
-    led.power_led(True)
-    assert strip.pixels == [pack(255, 100, 0)] * 4  # the colour was remembered
-    with pytest.raises(ValueError):
-        led.set_brightness(300)
-    led.stop()
-    assert strip.pixels == [0] * 4 and not led.connected
-    assert led.heart_rate is None and led.heart_rate_history() == []
-
-
-def test_neopixel_rgbw_strip_lights_white_for_grey(fake_ws281x):
-    import led_neopixel
-    led = led_neopixel.NeopixelLed(2, strip_has_white=True).start()
-    led.power_led(True)
-    led.set_color("white")
-    assert FakeStrip.instances[-1].pixels == [pack(0, 0, 0, 255)] * 2
-    led.stop()
-
-
-def test_neopixel_not_root_is_one_clear_error(fake_ws281x, caplog):
-    import led_neopixel
-
-    class NotRoot(FakeStrip):
-        def begin(self):
-            raise RuntimeError("ws2811_init failed with code -5 (mmap() failed)")
-
-    fake_ws281x.PixelStrip = NotRoot
-    with caplog.at_level("ERROR", logger="led_neopixel"):
-        led = led_neopixel.NeopixelLed(3).start()
-    assert len(caplog.records) == 1 and "mmap" in caplog.records[0].getMessage()
-    with pytest.raises(LedUnavailable, match="mmap"):
-        led.set_color("red")
-    assert led.status()["connected"] is False
-
-
-def test_neopixel_numlights_must_be_positive():
-    import led_neopixel
-    with pytest.raises(ValueError, match="numlights"):
-        led_neopixel.NeopixelLed(0)
