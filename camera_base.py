@@ -63,6 +63,10 @@ class Source:
     def focus_state(self):
         return None
 
+    def redact(self, text):
+        """``text`` as it may be shown and logged: without the secrets of this source's address."""
+        return text
+
 
 def encode_jpeg(image, quality):
     """JPEG bytes; colour with 4:2:0 chroma (simplejpeg's default 4:4:4 is ~45 % larger per frame)."""
@@ -381,7 +385,7 @@ class Camera:
 
     def _no_signal(self, error, delay):
         """Show why there is no picture, every second, until the next attempt to reopen."""
-        reason = str(error) or type(error).__name__
+        reason = self.source.redact(str(error) or type(error).__name__)
         if reason != self._last_error:
             log.warning("camera %s: no signal: %s (retrying)", self.kind, reason)
         self._state, self._last_error = "no_signal", reason

@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import threading
+import urllib.parse
 from pathlib import Path
 
 import cv2
@@ -22,6 +23,7 @@ FOCUS_RANGE = (0, 1023)
 FOCUS_STEP = 10
 NETWORK_TIMEOUT_MS = 5000
 _URL = re.compile(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp)://", re.IGNORECASE)
+SECRET_PARAMETERS = {"password", "passwd", "pass", "pwd", "token", "secret"}
 
 
 def describe_source(spec):
@@ -36,10 +38,30 @@ def describe_source(spec):
     return "file", spec
 
 
+def url_secrets(url):
+    """What in ``url`` gives a password away, each with what to show instead.
+
+    The password of the user info (``rtsp://admin:***@host/``) and the values of query parameters
+    that IP cameras use for one (``?pwd=***``).
+    """
+    parts = urllib.parse.urlsplit(url)
+    secrets = {}
+    user_info, at, _ = parts.netloc.rpartition("@")
+    user, colon, password = user_info.partition(":")
+    if at and colon and password:
+        secrets[f"{user}:{password}@"] = f"{user}:***@"
+    for pair in re.split("[&;]", parts.query):
+        name, equals, value = pair.partition("=")
+        if equals and value and name.lower() in SECRET_PARAMETERS:
+            secrets[pair] = f"{name}=***"
+    return secrets
+
+
 class OpenCVSource(Source):
     def __init__(self, spec="", width=640, height=480, fps=30.0, focus=False):
         self.kind, self.target = describe_source(spec)
-        self.name = f"{self.kind} {self.target}"
+        self._secrets = url_secrets(self.target) if self.kind == "url" else {}
+        self.name = f"{self.kind} {self.redact(self.target)}"
         self.width, self.height, self.fps = width, height, fps
         self.focus_capable = focus          # a LiquidLens camera: focus is expected to work
         self.frame_interval = None
@@ -104,6 +126,11 @@ class OpenCVSource(Source):
             capture, self._capture = self._capture, None
         if capture is not None:
             capture.release()
+
+    def redact(self, text):
+        for secret, shown in self._secrets.items():
+            text = text.replace(secret, shown)
+        return text
 
     # -- focus -------------------------------------------------------------------------------
     @property

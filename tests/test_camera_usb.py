@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 from werkzeug.serving import make_server
 
+import camera_base
 import camera_usb
+from app import create_app, stop_services
 from camera_base import Camera, CameraError, FocusNotSupported
 from camera_usb import KinectSource, OpenCVSource, demosaic_grbg, describe_source, find_kinect_device
+from conftest import read_one_part
 
 
 @pytest.mark.parametrize("spec, expected", [
@@ -118,6 +121,53 @@ def test_unplugged_usb_camera_gives_no_signal_then_resumes(fake_capture):
     finally:
         stream.close()
         camera.stop()
+
+
+STREAM_URL = "rtsp://admin:hunter2@127.0.0.1:9/stream1?channel=1&pwd=s3cret"
+
+
+@pytest.fixture
+def drawn_reasons(monkeypatch):
+    """The reasons written into the NO SIGNAL frames."""
+    reasons, real_image = [], camera_base.no_signal_image
+    monkeypatch.setattr(camera_base, "no_signal_image",
+                        lambda width, height, reason: reasons.append(reason) or real_image(width, height, reason))
+    return reasons
+
+
+def test_passwords_in_a_stream_url_are_never_shown(fake_capture, drawn_reasons, settings, caplog):
+    fake_capture.plugged = False                  # the stream cannot be opened: its address is in the error
+    camera = Camera(OpenCVSource(STREAM_URL), kind="usb", idle_timeout=0.2)
+    application = create_app(settings, camera=camera)
+    client = application.test_client()
+    try:
+        read_one_part(client)                     # the NO SIGNAL frame
+        status = client.get("/status").get_json()["camera"]
+        page = client.get("/").get_data(as_text=True)
+    finally:
+        stop_services(application)
+    assert fake_capture.instances[0].target == STREAM_URL          # the camera gets the real address
+    assert status["source"] == "url rtsp://admin:***@127.0.0.1:9/stream1?channel=1&pwd=***"
+    assert "cannot open url rtsp://admin:***@127.0.0.1:9/" in status["last_error"]
+    for shown in (str(status), page, *drawn_reasons, caplog.text):
+        assert "hunter2" not in shown and "s3cret" not in shown
+
+
+def test_an_opencv_error_that_echoes_the_stream_url_is_redacted(fake_capture, drawn_reasons, monkeypatch):
+    def read(capture):
+        raise cv2.error(f"cannot read {STREAM_URL} (timeout)")
+
+    monkeypatch.setattr(fake_capture, "read", read)
+    camera = Camera(OpenCVSource(STREAM_URL), kind="usb", idle_timeout=0.2)
+    stream = camera.frames()
+    try:
+        assert not next(stream).live
+        error = camera.status()["last_error"]
+    finally:
+        stream.close()
+        camera.stop()
+    assert "cannot read rtsp://admin:***@127.0.0.1:9/stream1?channel=1&pwd=*** (timeout)" in error
+    assert all("hunter2" not in reason and "s3cret" not in reason for reason in drawn_reasons)
 
 
 def test_v4l2_focus_controls(fake_capture):
