@@ -1,5 +1,7 @@
 """board_emulator.py: the firmware's behaviour on a pty, seen from a plain serial client."""
+import os
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -90,9 +92,31 @@ def test_variation_stays_around_the_base_rate():
     assert emulator.current_heart_rate() is None
 
 
+def read_what_is_there(path):
+    """Everything a client opening `path` can read at once."""
+    client = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    data = bytearray()
+    try:
+        while True:
+            try:
+                chunk = os.read(client, 65536)
+            except BlockingIOError:
+                return bytes(data)
+            if not chunk:
+                return bytes(data)
+            data += chunk
+    finally:
+        os.close(client)
+
+
 def test_output_nobody_reads_is_dropped_without_blocking(board):
-    for _ in range(5000):  # far more than a pty buffers
-        board.send_line("72")
+    lines = 50_000  # 200 kB: about ten times what a pty holds (20 kB here)
+    sender = threading.Thread(target=lambda: [board.send_line("72") for _ in range(lines)], daemon=True)
+    sender.start()
+    sender.join(WAIT)
+    assert not sender.is_alive(), "send_line blocked on a pty nobody reads"
+    kept = read_what_is_there(board.port)
+    assert kept.startswith(b"72\r\n72\r\n") and len(kept) < lines * len(b"72\r\n")  # the rest was dropped
 
 
 def test_stop_looks_like_an_unplug_to_the_client(board, port):

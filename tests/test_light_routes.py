@@ -18,7 +18,7 @@ import board_emulator  # noqa: E402
 from light_model import Color  # noqa: E402
 from light_routes import create_light_blueprint  # noqa: E402
 from trinket import Led  # noqa: E402
-from conftest import CHROMIUM_FLAGS, chromium_path  # noqa: E402
+from conftest import CHROMIUM_FLAGS, chromium_path, wait_for  # noqa: E402
 
 WAIT = 5.0
 TOKEN = {"X-Control-Token": "t"}
@@ -351,6 +351,29 @@ def test_the_page_shows_the_servers_error_when_a_control_is_refused(live_page, l
     shown = page.wait_for_function("(n => !n.hidden && n.textContent)(document.querySelector('#light-note'))")
     refused = make_client(lambda: led).post("/light", data={"state": "on"}, headers={"X-Control-Token": "wrong"})
     assert shown.json_value() == refused.get_json()["error"] and not led.is_on
+
+
+def test_the_real_page_under_gunicorn_drives_the_light(tmp_path, free_port, browser_page):
+    """index.html from the real server (gunicorn, gevent worker) with `tty = emulator`."""
+    from server_process import start_server, status, stop_server
+    process = start_server(tmp_path, free_port, light="true", tty="emulator")
+    try:
+        page = browser_page
+        page.set_default_timeout(WAIT * 1000)
+        page.goto(f"http://127.0.0.1:{free_port}/")
+        page.wait_for_function("/^[0-9]+$/.test(document.querySelector('#heart-rate').textContent)")
+        page.click("#light-power")
+        page.wait_for_function("document.querySelector('#light-power').getAttribute('aria-pressed') === 'true'")
+        page.eval_on_selector("#light-brightness", "el => { el.value = '40'; el.dispatchEvent(new Event('input')); }")
+        page.eval_on_selector("#light-color", "el => { el.value = '#ff0000'; el.dispatchEvent(new Event('input')); }")
+
+        def light_is_set():
+            light = status(free_port)["light"]
+            return light["on"] and light["color"] == "FF0000" and light["brightness"] == 40
+        assert wait_for(light_is_set, WAIT), status(free_port)["light"]
+        assert status(free_port)["light"]["connected"] is True
+    finally:
+        stop_server(process)
 
 
 GEVENT_SCRIPT = r"""
