@@ -92,7 +92,9 @@ class QueuedNotifier:
         self._queue_size = max(1, int(queue_size))
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._closing = threading.Event()     # no new messages; the thread leaves once the queue is empty
+        self._stop = threading.Event()        # leave now, even with messages queued
+        self._sending = None                  # the message being delivered
         self.sent = 0
         self.failed = 0
         self.dropped = 0
@@ -101,8 +103,9 @@ class QueuedNotifier:
 
     def notify(self, event_dict):
         """Queue one message; never blocks. When the queue is full the oldest message is dropped."""
-        if self._stop.is_set():
-            log.warning("%s: closed, event not sent", self._thread.name)
+        if self._closing.is_set():
+            log.warning("%s: closed, event %s %s not sent", self._thread.name, event_dict.get("type"),
+                        event_dict.get("id"))
             return
         with self._lock:
             if len(self._queue) >= self._queue_size:
@@ -117,12 +120,19 @@ class QueuedNotifier:
         return len(self._queue)
 
     def close(self, timeout=5.0):
-        """Stop the thread (it finishes the message it is sending) and wait up to timeout for it."""
-        self._stop.set()
+        """Deliver what is queued for up to timeout seconds, then stop; log the messages left unsent."""
+        self._closing.set()
         self._wake.set()
         self._thread.join(timeout)
-        if self._queue:
-            log.warning("%s: closed with %d events not sent", self._thread.name, len(self._queue))
+        self._stop.set()                # cuts retry waits short; a request under way ends by its own timeout
+        self._thread.join(min(timeout, 1.0))
+        with self._lock:
+            unsent = list(self._queue)
+        if self._thread.is_alive() and self._sending is not None:
+            unsent.insert(0, self._sending)
+        if unsent:
+            log.warning("%s: closed with %d events not sent: %s", self._thread.name, len(unsent),
+                        ", ".join(f"{message.get('type')} {message.get('id')}" for message in unsent))
 
     def _next(self):
         with self._lock:
@@ -135,8 +145,11 @@ class QueuedNotifier:
         while not self._stop.is_set():
             message = self._next()
             if message is None:
+                if self._closing.is_set():
+                    return              # closed and everything delivered
                 self._wake.wait()
                 continue
+            self._sending = message
             try:
                 if self._deliver(message):
                     self.sent += 1
@@ -145,6 +158,8 @@ class QueuedNotifier:
             except Exception:  # the thread's top level: log and go on with the next message
                 self.failed += 1
                 log.exception("%s: could not send an event", self._thread.name)
+            finally:
+                self._sending = None
 
     def _deliver(self, message):
         raise NotImplementedError
@@ -166,6 +181,8 @@ class WebhookNotifier(QueuedNotifier):
         for attempt in range(self.retries + 1):
             if attempt:
                 if self._stop.wait(self.backoff_s * 2 ** (attempt - 1)):
+                    log.error("webhook %s: event %s not delivered: closed before the retry %d", self.url,
+                              message.get("id"), attempt)
                     return False
             try:
                 request = urllib.request.Request(self.url, data=body, headers=self.headers, method="POST")

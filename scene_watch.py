@@ -21,6 +21,8 @@ from scene_monitor import SceneMonitor
 
 log = logging.getLogger(__name__)
 
+NOTIFY_DRAIN_S = 5.0       # at shutdown, how long the notifiers may go on delivering what is queued
+
 
 class SceneWatch:
     def __init__(self, camera, catalogue, media_dir, *, monitor, motion, tracker, recorder=None,
@@ -122,8 +124,9 @@ class SceneWatch:
             thread.join(10)
         if self._worker is not None:
             self._worker.stop()
+        deadline = time.monotonic() + NOTIFY_DRAIN_S      # the "ended" of the event just closed, too
         for notifier in self.notifiers:
-            notifier.close()
+            notifier.close(timeout=max(deadline - time.monotonic(), 0.1))
 
     # -- the watch thread --------------------------------------------------------------------
     def _ensure_thread(self):

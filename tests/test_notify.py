@@ -163,6 +163,35 @@ def test_a_server_that_is_not_there_fails_in_the_background(notifiers):
     assert wait_for(lambda: notifier.failed == 1)
 
 
+def test_close_delivers_what_is_queued_first(receiver, notifiers):
+    receiver.hold.clear()
+    notifier = webhook(notifiers, receiver.url)
+    notifier.notify({**EVENT, "id": 1})
+    assert receiver.arrived.wait(WAIT)        # 1 is being sent; 2 and 3 wait in the queue
+    notifier.notify({**EVENT, "id": 2})
+    notifier.notify({**EVENT, "id": 3, "type": "ended"})
+    closing = threading.Thread(target=notifier.close, kwargs={"timeout": WAIT})
+    closing.start()
+    receiver.hold.set()
+    closing.join(WAIT + 2)
+    assert [body["id"] for body in receiver.bodies()] == [1, 2, 3]
+    assert notifier.sent == 3
+    notifier.notify({**EVENT, "id": 4})       # closed: refused, not queued
+    assert notifier.pending == 0
+
+
+def test_close_gives_up_at_its_deadline_and_names_what_was_not_sent(receiver, notifiers, caplog):
+    receiver.hold.clear()                     # the server takes each request and does not answer
+    notifier = webhook(notifiers, receiver.url, timeout_s=WAIT)
+    notifier.notify({**EVENT, "id": 1})
+    assert receiver.arrived.wait(WAIT)
+    notifier.notify({**EVENT, "id": 2, "type": "ended"})
+    notifier.close(timeout=0.2)
+    assert "closed with 2 events not sent: started 1, ended 2" in caplog.text
+    assert notifier.sent == 0
+    receiver.hold.set()
+
+
 @pytest.mark.parametrize("url", ["", "example.com/hook", "ftp://example.com/", "http://", "http://host:99999/",
                                  "javascript:alert(1)"])
 def test_bad_webhook_urls_are_refused(url):
