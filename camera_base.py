@@ -6,6 +6,7 @@ releasing the device, ``idle_timeout`` seconds after the last one leaves. A sour
 open or stops delivering gives a "no signal" frame that says why and is reopened with backoff.
 """
 import collections
+import concurrent.futures
 import contextlib
 import logging
 import threading
@@ -15,12 +16,13 @@ import cv2
 import numpy as np
 import simplejpeg
 
-from frame_hub import Frame, FrameHub
+from frame_hub import Frame, FrameHub, call_blocking
 
 log = logging.getLogger(__name__)
 
 NO_SIGNAL_INTERVAL = 1.0      # seconds between "no signal" frames, so open streams stay alive
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 8.0
+CONTROL_TIMEOUT = 10.0        # seconds a device control waits for the producer thread (a hung read)
 
 
 class CameraError(RuntimeError):
@@ -124,13 +126,15 @@ class Camera:
     """Runs a Source in one producer thread and publishes its frames to a FrameHub."""
 
     def __init__(self, source, *, kind="demo", width=640, height=480, jpeg_quality=80,
-                 idle_timeout=2.0, hub=None):
+                 idle_timeout=2.0, hub=None, control_timeout=CONTROL_TIMEOUT):
         self.source = source
         self.kind = kind
         self.width, self.height = width, height
         self.jpeg_quality = jpeg_quality
         self.idle_timeout = idle_timeout
+        self.control_timeout = control_timeout
         self.hub = hub or FrameHub()
+        self._controls = collections.deque()     # (future, action, args) for the producer thread
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread = None
@@ -247,13 +251,40 @@ class Camera:
         return self._device_control(self.source.set_focus, value)
 
     def _device_control(self, action, *args):
-        """Run a device control on the open device, opening it for that if nobody watches."""
+        """Have the producer thread run a device control between two reads; answer its result.
+
+        The device is opened for it if nobody watches. Only the producer thread touches the device,
+        so the caller holds no lock while a read blocks; a greenlet waits in the hub's thread pool.
+        """
         if not self.source.supports_focus:
             return action(*args)        # raises FocusNotSupported without opening the device
+        if self._stop.is_set():
+            raise CameraError("the camera is stopped")
+        control = concurrent.futures.Future()
         with self.consumer():
-            self.current_frame()
-            with self._lock:
-                return action(*args)
+            self._controls.append((control, action, args))
+            call_blocking(concurrent.futures.wait, [control], self.control_timeout)
+        if not control.done() and control.cancel():
+            raise CameraError(f"the camera did not answer within {self.control_timeout:g} s: "
+                              f"{self._last_error or 'its device is busy or hangs'}")
+        return control.result()
+
+    def _run_controls(self):
+        """In the producer thread: apply the device controls that came in during the last read."""
+        while self._controls:
+            control, action, args = self._controls.popleft()
+            if control.set_running_or_notify_cancel():
+                try:
+                    control.set_result(action(*args))
+                except Exception as error:  # handed to the caller, whose route turns it into a status
+                    control.set_exception(error)
+
+    def _refuse_controls(self, reason):
+        """No device to apply them to: the waiting controls fail with the reason."""
+        while self._controls:
+            control, _, _ = self._controls.popleft()
+            if control.set_running_or_notify_cancel():
+                control.set_exception(CameraError(f"no picture from the camera: {reason}"))
 
     def status(self):
         latest = self.hub.latest
@@ -300,6 +331,7 @@ class Camera:
                         opened, backoff = True, BACKOFF_FIRST
                     image = self.source.read()
                     self._publish_image(image)
+                    self._run_controls()
                     next_due = self._pace(next_due)
                 except Exception as error:  # the thread's top level: report, back off, reopen
                     if opened:
@@ -311,6 +343,8 @@ class Camera:
         finally:
             if opened:
                 self._close_source()
+            if self._stop.is_set():
+                self._refuse_controls("the camera was stopped")
             with self._lock:
                 if self._thread is threading.current_thread():
                     self._thread, self._state = None, "stopped"
@@ -389,6 +423,7 @@ class Camera:
         if reason != self._last_error:
             log.warning("camera %s: no signal: %s (retrying)", self.kind, reason)
         self._state, self._last_error = "no_signal", reason
+        self._refuse_controls(reason)
         deadline = time.monotonic() + delay
         while not self._stop.is_set():
             image = no_signal_image(self.width, self.height, reason)

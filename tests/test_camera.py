@@ -7,7 +7,7 @@ import pytest
 import camera_base
 from camera_base import Camera, CameraError
 from camera_demo import DemoSource
-from conftest import wait_for
+from conftest import FakeSource, wait_for
 
 
 def take(camera, count):
@@ -163,3 +163,83 @@ def test_a_consumer_can_leave_while_the_device_hangs(fake_camera, fake_source, m
     has_left = left.wait(10)
     unhang.set()
     assert has_left          # frames() noticed `until` without a frame to yield
+
+
+class FocusSource(FakeSource):
+    """A fake with focus whose read() can be held, like a slow or hanging device."""
+
+    supports_focus = True
+
+    def __init__(self):
+        super().__init__()
+        self.hold_reads = threading.Event()
+        self.read_held = threading.Event()
+        self.let_go = threading.Event()
+        self.reading = False
+        self.focus_during_read = False
+
+    def read(self):
+        self.reading = True
+        try:
+            if self.hold_reads.is_set():
+                self.read_held.set()
+                self.let_go.wait(10)
+            return super().read()
+        finally:
+            self.reading = False
+
+    def set_focus(self, value):
+        self.focus_during_read |= self.reading
+        return {"focus": value}
+
+
+@pytest.fixture
+def focus_source():
+    source = FocusSource()
+    yield source
+    source.let_go.set()
+
+
+def test_a_focus_request_waits_for_a_slow_read_without_stopping_other_greenlets(focus_source):
+    gevent = pytest.importorskip("gevent")
+    camera = Camera(focus_source, kind="fake", width=64, height=48, idle_timeout=0.2)
+    try:
+        with camera.consumer():
+            camera.current_frame()
+            focus_source.hold_reads.set()
+            assert focus_source.read_held.wait(5)          # the camera thread is now inside read()
+            ticks = []
+            ticker = gevent.spawn(lambda: [ticks.append(gevent.sleep(0.001)) for _ in range(50)])
+            request = gevent.spawn(camera.set_focus, 300)
+            ticker.join(10)
+            assert len(ticks) == 50 and not request.ready()   # the others ran while the focus waited
+            focus_source.hold_reads.clear()
+            focus_source.let_go.set()
+            assert request.get(timeout=10) == {"focus": 300}
+    finally:
+        camera.stop()
+    assert not focus_source.focus_during_read             # applied between two reads
+
+
+def test_a_focus_request_to_a_camera_that_cannot_open_says_why(focus_source):
+    focus_source.fail_open = "cannot open /dev/video7"
+    camera = Camera(focus_source, kind="fake", width=64, height=48, idle_timeout=0.2)
+    try:
+        with pytest.raises(CameraError, match="cannot open /dev/video7"):
+            camera.set_focus(300)
+    finally:
+        camera.stop()
+
+
+def test_a_focus_request_to_a_hanging_camera_gives_up(focus_source):
+    camera = Camera(focus_source, kind="fake", width=64, height=48, idle_timeout=0.2, control_timeout=0.2)
+    try:
+        with camera.consumer():
+            camera.current_frame()
+            focus_source.hold_reads.set()
+            assert focus_source.read_held.wait(5)
+            with pytest.raises(CameraError, match="did not answer"):
+                camera.set_focus(300)
+    finally:
+        focus_source.let_go.set()
+        camera.stop()
