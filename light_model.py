@@ -16,15 +16,21 @@ class LedUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class Color:
-    """A colour with an optional white channel, each part 0-255."""
+    """A colour with an optional white channel, each part 0-255.
+
+    white is None when no white part was given; then a grey lights a strip's white LEDs
+    (see to_pixel). An explicit white of 0 keeps a grey on the red, green and blue LEDs.
+    """
     red: int
     green: int
     blue: int
-    white: int = 0
+    white: int = None
 
     def __post_init__(self):
         for name in ("red", "green", "blue", "white"):
             value = getattr(self, name)
+            if name == "white" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
                 raise ValueError(f"{name} must be a whole number from 0 to 255, not {value!r}")
 
@@ -48,21 +54,23 @@ class Color:
         return NAMED_COLORS[key]
 
     def to_hex(self):
-        """`RRGGBB`, or `RRGGBBWW` when the colour has a white part."""
+        """`RRGGBB`, or `RRGGBBWW` when a white part was given (even 00)."""
         text = f"{self.red:02X}{self.green:02X}{self.blue:02X}"
-        return text + f"{self.white:02X}" if self.white else text
+        return text if self.white is None else text + f"{self.white:02X}"
 
     def to_wire(self, brightness):
-        """The board message without its newline: `RRGGBBAA`, or `RRGGBBWWAA` with white."""
+        """The board message without its newline: `RRGGBBAA`, or `RRGGBBWWAA` with a white part."""
         return self.to_hex() + f"{validate_brightness(brightness):02X}"
 
     def to_pixel(self, strip_has_white):
-        """The (r, g, b, w) a strip shows, by the firmware's rule: equal R, G, B light white."""
+        """The (r, g, b, w) a strip shows, by the firmware's rule: a grey without a white part
+        lights only the white LEDs."""
+        white = self.white or 0
         if not strip_has_white:
-            return tuple(min(255, part + self.white) for part in (self.red, self.green, self.blue)) + (0,)
-        if not self.white and self.red == self.green == self.blue:
+            return tuple(min(255, part + white) for part in (self.red, self.green, self.blue)) + (0,)
+        if self.white is None and self.red == self.green == self.blue:
             return (0, 0, 0, self.red)
-        return (self.red, self.green, self.blue, self.white)
+        return (self.red, self.green, self.blue, white)
 
 
 NAMED_COLORS_DISPLAY = {

@@ -44,7 +44,8 @@ def test_unknown_name_lists_known_ones():
 
 
 def test_build_color_from_parts_and_colors():
-    assert build_color(1, 2, 3) == Color(1, 2, 3, 0)
+    assert build_color(1, 2, 3) == Color(1, 2, 3)
+    assert build_color(1, 2, 3, 0) == Color(1, 2, 3, 0)  # an explicit "no white"
     assert build_color(1, 2, 3, 4) == Color(1, 2, 3, 4)
     color = Color(9, 9, 9)
     assert build_color(color) is color
@@ -73,3 +74,16 @@ def test_to_pixel_follows_the_firmware_rgbw_rule():
     assert Color(200, 200, 200).to_pixel(strip_has_white=True) == (0, 0, 0, 200)
     assert Color(200, 100, 0).to_pixel(strip_has_white=True) == (200, 100, 0, 0)
     assert Color(200, 100, 0, 100).to_pixel(strip_has_white=False) == (255, 200, 100, 0)
+
+
+def test_an_explicit_zero_white_keeps_a_grey_on_the_rgb_leds():
+    """Only a grey without a white part lights the white LEDs; `RRGGBB00` says "no white"."""
+    grey = Color.from_hex("C8C8C8")
+    explicit = Color.from_hex("C8C8C800")
+    assert grey.white is None and explicit.white == 0 and grey != explicit
+    assert grey.to_pixel(strip_has_white=True) == (0, 0, 0, 200)
+    assert explicit.to_pixel(strip_has_white=True) == (200, 200, 200, 0)
+    assert grey.to_wire(255) == "C8C8C8FF"  # the original message: the board's grey rule applies
+    assert explicit.to_wire(255) == "C8C8C800FF"  # ten digits: the board sets the channels as given
+    assert explicit.to_hex() == "C8C8C800" and Color.from_hex(explicit.to_hex()) == explicit
+    assert explicit.to_pixel(strip_has_white=False) == grey.to_pixel(strip_has_white=False) == (200, 200, 200, 0)

@@ -120,6 +120,9 @@ def test_grey_lights_the_white_channel_on_the_board(emulator, led_factory):
     led.power_led(True)
     led.set_color("white")
     shows(emulator, (0, 0, 0, 255))
+    led.set_color("C8C8C800")  # an explicit white of 00: the grey stays on the RGB LEDs
+    state = shows(emulator, (200, 200, 200, 0))
+    assert state.message.explicit_white
 
 
 def test_bad_input_raises_value_error_and_sends_nothing(emulator, led_factory):
