@@ -144,9 +144,11 @@ class OpenCVSource(Source):
 
     def set_focus(self, value):
         value = int(min(max(value, FOCUS_RANGE[0]), FOCUS_RANGE[1]))
-        self._set(cv2.CAP_PROP_AUTOFOCUS, 0, "autofocus")
+        # Autofocus off first (V4L2 refuses a focus while it is on); a camera may have no autofocus.
+        if self._set(cv2.CAP_PROP_AUTOFOCUS, 0, "autofocus", required=False):
+            self._autofocus = False
         self._set(cv2.CAP_PROP_FOCUS, value, "focus")
-        self._autofocus, self._focus = False, value
+        self._focus = value
         return self.focus_state()
 
     def step_focus(self, steps):
@@ -163,14 +165,17 @@ class OpenCVSource(Source):
         return {"autofocus": self._autofocus, "focus": self._focus, "range": list(FOCUS_RANGE),
                 "step": FOCUS_STEP}
 
-    def _set(self, prop, value, what):
+    def _set(self, prop, value, what, required=True):
+        """Set a control; whether the camera has it is what set() answers."""
         if not self.supports_focus:
             raise FocusNotSupported(f"{self.name} has no controllable focus")
         with self._device_lock:
             if self._capture is None:
                 raise CameraError(f"{self.name} is not open")
-            if not self._capture.set(prop, value):
-                raise FocusNotSupported(f"{self.name} refused to set {what} (the camera has no such control)")
+            accepted = self._capture.set(prop, value)
+        if required and not accepted:
+            raise FocusNotSupported(f"{self.name} refused to set {what} (the camera has no such control)")
+        return accepted
 
     def _restore_focus(self):
         """After a reopen, put back the focus the user chose (called with the device lock held)."""

@@ -194,6 +194,29 @@ def test_a_usb_camera_without_focus_controls_is_told_apart_by_set(fake_capture):
         camera.stop()
 
 
+def test_a_camera_with_manual_focus_but_no_autofocus_can_be_focused(fake_capture):
+    fake_capture.controls = {cv2.CAP_PROP_FOCUS: 300}
+    camera = Camera(OpenCVSource("0", focus=True), kind="liquidlens", idle_timeout=0.2)
+    try:
+        assert camera.set_focus(500)["focus"] == 500
+        assert camera.step_focus(1)["focus"] == 500 + camera_usb.FOCUS_STEP
+        assert fake_capture.instances[-1].values == {cv2.CAP_PROP_FOCUS: 500 + camera_usb.FOCUS_STEP}
+        with pytest.raises(FocusNotSupported, match="refused to set autofocus"):
+            camera.set_autofocus(True)
+    finally:
+        camera.stop()
+
+
+def test_a_camera_that_refuses_the_focus_control_has_no_manual_focus(fake_capture):
+    fake_capture.controls = {cv2.CAP_PROP_AUTOFOCUS: 1}
+    camera = Camera(OpenCVSource("0"), kind="usb", idle_timeout=0.2)
+    try:
+        with pytest.raises(FocusNotSupported, match="refused to set focus"):
+            camera.set_focus(100)
+    finally:
+        camera.stop()
+
+
 def test_focus_is_restored_after_a_reopen(fake_capture):
     source = OpenCVSource("0", focus=True)
     source.open()
