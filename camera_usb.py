@@ -195,6 +195,7 @@ class KinectSource(OpenCVSource):
         self.raw_bayer = False
 
     def open(self):
+        self.raw_bayer = False      # a new capture converts again until its probe read says otherwise
         if self.find_device:
             self.kind, self.target = "device", find_kinect_device(self.sysfs_root)
             self.name = f"kinect {self.target}"
@@ -207,7 +208,7 @@ class KinectSource(OpenCVSource):
             log.info("kinect: reading raw Bayer GRBG frames and demosaicing them")
 
     def convert(self, image):
-        if self.raw_bayer:
+        if self.raw_bayer and image.ndim != 3:      # a frame OpenCV converted needs nothing more
             return demosaic_grbg(image, self.width, self.height)
         return image
 

@@ -289,3 +289,38 @@ def test_kinect_reads_raw_bayer_when_opencv_does_not_convert(monkeypatch, tmp_pa
     assert source.target == "/dev/video3" and source.raw_bayer
     assert np.allclose(source.read()[20, 20], (0, 200, 0), atol=2)
     source.close()
+
+
+def test_a_kinect_reopened_with_converted_frames_leaves_raw_bayer(monkeypatch):
+    """The first open's probe read timed out (raw Bayer); after a reopen OpenCV converts again."""
+    opened = []
+
+    class ConvertingCapture(FakeCapture):
+        def __init__(self, *args):
+            super().__init__(*args)
+            opened.append(self)
+            self.reads = 0
+
+        def read(self):
+            self.reads += 1
+            if len(opened) == 1 and self.reads == 1:
+                return False, None
+            if self.values.get(cv2.CAP_PROP_CONVERT_RGB) == 0:
+                return True, np.zeros((1, 64 * 48), np.uint8)
+            return True, np.full((48, 64, 3), 77, np.uint8)
+
+        def set(self, prop, value):
+            self.values[prop] = value
+            return True
+
+    monkeypatch.setattr(camera_usb.cv2, "VideoCapture", ConvertingCapture)
+    source = KinectSource("/dev/video3", width=64, height=48)
+    source.open()
+    assert source.raw_bayer
+    source.close()
+    source.open()
+    try:
+        assert not source.raw_bayer
+        assert source.read().shape == (48, 64, 3) and source.read()[0, 0, 0] == 77
+    finally:
+        source.close()
