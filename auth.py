@@ -2,13 +2,16 @@
 
 Controls (grayscale, focus, snapshot, light...) are POST and need the control token that the live
 page carries (so another web site cannot make a visitor's browser press them) or the userkey (for
-scripts). Privileged routes (/logs, /shutdown, /reboot) need the userkey. Both are compared in
-constant time and never logged.
+scripts). Privileged routes (/logs, /shutdown, /reboot) need the userkey. Both come in a header, a
+form field or a JSON body's member, never in the URL's query string (which lands in access logs); both
+are compared in constant time and never logged.
 """
 import functools
 import hmac
 
 from flask import abort, current_app, request
+
+from request_fields import field
 
 CONTROL_HEADER = "X-Control-Token"
 USERKEY_HEADER = "X-User-Key"
@@ -18,8 +21,8 @@ def _matches(given, expected):
     return bool(expected) and hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
 
-def _given(header, field):
-    return request.headers.get(header) or request.form.get(field) or ""
+def _given(header, name):
+    return request.headers.get(header) or field(name, required=False) or ""
 
 
 def has_userkey():
@@ -32,7 +35,8 @@ def require_userkey(view):
         if not current_app.config.get("USERKEY"):
             abort(403, description="this route is disabled: set userkey in the [KEYS] section of config.txt")
         if not _given(USERKEY_HEADER, "userkey"):
-            abort(401, description=f"this route needs the userkey (an {USERKEY_HEADER} header or a userkey field)")
+            abort(401, description=f"this route needs the userkey: an {USERKEY_HEADER} header, or a "
+                                   "userkey form field or JSON member (never in the URL)")
         if not has_userkey():
             abort(403, description="wrong userkey")
         return view(*args, **kwargs)

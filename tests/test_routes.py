@@ -135,6 +135,21 @@ def test_logs_need_the_userkey(client, settings):
     assert client.get("/logs?lines=lots", headers={"X-User-Key": "sesame"}).status_code == 400
 
 
+def test_the_userkey_comes_in_a_header_a_form_field_or_a_json_member(client):
+    response = client.post("/reboot", json={"userkey": "sesame"})
+    assert response.status_code == 403 and "allow_power_control" in response.get_json()["error"]
+    assert client.post("/reboot", json={"userkey": "wrong"}).status_code == 403
+    assert client.post("/grayscale", json={"userkey": "sesame", "state": "on"}).get_json() == {"grayscale": True}
+    assert client.post("/reboot", data={"userkey": "sesame"}).status_code == 403     # past the key check
+    assert client.get("/logs", headers={"X-User-Key": "sesame"}).status_code == 200
+
+
+def test_the_userkey_is_refused_in_the_url(client):
+    """A query string lands in access logs and browser history: the key never goes there."""
+    assert client.get("/logs?userkey=sesame").status_code == 401
+    assert client.post("/grayscale?userkey=sesame").status_code == 403
+
+
 def test_privileged_routes_are_disabled_without_a_userkey(settings):
     application = create_app(settings.replace(userkey=""))
     response = application.test_client().get("/logs", headers={"X-User-Key": ""})
@@ -143,6 +158,7 @@ def test_privileged_routes_are_disabled_without_a_userkey(settings):
 
 def test_userkey_is_never_logged(client, settings, caplog):
     client.post("/reboot", headers={"X-User-Key": "sesame"})
+    client.post("/reboot", json={"userkey": "sesame"})
     client.get("/logs", headers={"X-User-Key": "not-the-key"})
     assert "sesame" not in caplog.text and "not-the-key" not in caplog.text
 
