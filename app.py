@@ -277,12 +277,13 @@ def _register_routes(app):
     @app.get("/logs")
     @auth.require_userkey
     def logs():
-        lines = request.args.get("lines", "200")
-        if not lines.isdigit() or not 1 <= int(lines) <= 10000:
+        text = request.args.get("lines", "200")
+        lines = int(text) if text.isascii() and text.isdigit() else 0     # isdigit alone takes "²"
+        if not 1 <= lines <= 10000:
             abort(400, description="lines must be a whole number from 1 to 10000")
         try:
             with open(current_app.config["LOG_FILE"], encoding="utf-8", errors="replace") as handle:
-                tail = "".join(deque(handle, maxlen=int(lines)))
+                tail = "".join(deque(handle, maxlen=lines))
         except FileNotFoundError:
             tail = ""
         return Response(tail, mimetype="text/plain")

@@ -135,6 +135,12 @@ def test_logs_need_the_userkey(client, settings):
     assert client.get("/logs?lines=lots", headers={"X-User-Key": "sesame"}).status_code == 400
 
 
+@pytest.mark.parametrize("lines", ["\u00b2", "\u0663", "0", "10001", "-1", "1e3", " 5", ""])
+def test_logs_take_only_a_plain_whole_number_of_lines(client, lines):
+    response = client.get("/logs", query_string={"lines": lines}, headers={"X-User-Key": "sesame"})
+    assert response.status_code == 400 and "whole number" in response.get_json()["error"]
+
+
 def test_the_userkey_comes_in_a_header_a_form_field_or_a_json_member(client):
     response = client.post("/reboot", json={"userkey": "sesame"})
     assert response.status_code == 403 and "allow_power_control" in response.get_json()["error"]
