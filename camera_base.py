@@ -330,7 +330,7 @@ class Camera:
                         self._open()
                         opened, backoff = True, BACKOFF_FIRST
                     image = self.source.read()
-                    self._publish_image(image)
+                    self._publish_image(image, time.time())     # stamped at capture, before the encode
                     self._run_controls()
                     next_due = self._pace(next_due)
                 except Exception as error:  # the thread's top level: report, back off, reopen
@@ -385,10 +385,9 @@ class Camera:
             image = cv2.resize(image, (max(width // 2, 1), max(height // 2, 1)), interpolation=cv2.INTER_AREA)
         return image
 
-    def _publish_image(self, image, live=True):
+    def _publish_image(self, image, timestamp, live=True):
         image = self._process(image) if live else image
         jpeg = encode_jpeg(self._draw_overlays(image) if live else image, self.jpeg_quality)
-        timestamp = time.time()
         self._seq += 1
         self.hub.publish(Frame.build(self._seq, timestamp, image, jpeg, live))
         if live:
@@ -427,7 +426,7 @@ class Camera:
         deadline = time.monotonic() + delay
         while not self._stop.is_set():
             image = no_signal_image(self.width, self.height, reason)
-            self._publish_image(image, live=False)
+            self._publish_image(image, time.time(), live=False)
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._idle_expired():
                 return

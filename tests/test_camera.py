@@ -1,5 +1,6 @@
 """The camera worker: one encode per frame, start and stop with consumers, no signal and recovery."""
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -243,3 +244,24 @@ def test_a_focus_request_to_a_hanging_camera_gives_up(focus_source):
     finally:
         focus_source.let_go.set()
         camera.stop()
+
+
+def test_a_frame_is_stamped_when_it_was_read_not_after_encoding(fake_camera, fake_source, monkeypatch):
+    read_at, encoded_at = [], []
+    real_read, real_encode = fake_source.read, camera_base.encode_jpeg
+
+    def read():
+        image = real_read()
+        read_at.append(time.time())
+        return image
+
+    def slow_encode(image, quality):
+        threading.Event().wait(0.01)            # encoding takes a while
+        encoded_at.append(time.time())
+        return real_encode(image, quality)
+
+    monkeypatch.setattr(fake_source, "read", read)
+    monkeypatch.setattr(camera_base, "encode_jpeg", slow_encode)
+    frame = take(fake_camera, 1)[0]
+    index = frame.seq - 1                        # the fake's frames are all live: one read per frame
+    assert read_at[index] <= frame.timestamp < encoded_at[index]
