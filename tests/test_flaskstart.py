@@ -12,7 +12,10 @@ from server_process import ROOT, start_server, status, stop_server, write_config
 
 def test_flaskstart_serves_the_demo_camera(tmp_path, free_port, monkeypatch):
     monkeypatch.setenv("VENV", sys.prefix)       # the test's own virtual environment, already set up
-    process = start_server(tmp_path, free_port, command=[str(ROOT / "flaskstart.sh")])
+    # The port only in config.txt, not in PORT: the address the script prints must name it.
+    config = write_config(tmp_path, port=free_port).rename(tmp_path / "config_with_port.txt")
+    command = ["env", "-u", "PORT", f"CONFIG_FILE={config}", str(ROOT / "flaskstart.sh")]
+    process = start_server(tmp_path, free_port, command=command)
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{free_port}/video_feed", timeout=10) as stream:
             assert stream.read(9) == b"--frame\r\n"
@@ -22,6 +25,7 @@ def test_flaskstart_serves_the_demo_camera(tmp_path, free_port, monkeypatch):
         process.send_signal(signal.SIGINT)            # Ctrl-C
         terminal = stop_server(process)
     assert process.returncode == 0
+    assert f":{free_port} (log: {tmp_path / 'flask.log'})" in terminal
     assert "camera: camera demo: opened demo pattern" in terminal     # camera messages in the terminal
     log = (tmp_path / "flask.log").read_text()
     assert "GET /status" in log                                       # the rest in the log file
