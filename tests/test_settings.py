@@ -39,6 +39,13 @@ def test_empty_values_mean_default_and_empty_camera_is_usb_as_in_the_original(tm
     assert settings.width == 640 and settings.source == "" and settings.userkey == ""
 
 
+def test_a_config_txt_without_camera_is_usb_too(tmp_path):
+    path = tmp_path / "config.txt"
+    path.write_text("[KEYS]\nuserkey = let-me-in\n")
+    assert load_settings(path, environ={}).camera == "usb"
+    assert load_settings(tmp_path / "missing.txt", environ={}).camera == "demo"
+
+
 def test_recording_quality_keys_and_their_defaults(tmp_path):
     defaults = load_settings(tmp_path / "missing.txt", environ={})
     assert (defaults.record_encoder, defaults.record_crf, defaults.record_max_kbps) == ("auto", 26, 2000)
