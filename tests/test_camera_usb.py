@@ -184,12 +184,16 @@ def test_v4l2_focus_controls(fake_capture):
         camera.stop()
 
 
-def test_a_usb_camera_without_focus_controls_is_told_apart_by_set(fake_capture):
-    fake_capture.controls = {}
+@pytest.mark.parametrize("controls, use, refused", [
+    ({}, lambda camera: camera.set_autofocus(False), "autofocus"),
+    ({cv2.CAP_PROP_AUTOFOCUS: 1}, lambda camera: camera.set_focus(100), "focus"),     # autofocus only
+])
+def test_a_usb_camera_without_a_focus_control_is_told_apart_by_set(fake_capture, controls, use, refused):
+    fake_capture.controls = controls
     camera = Camera(OpenCVSource("0"), kind="usb", idle_timeout=0.2)
     try:
-        with pytest.raises(FocusNotSupported, match="refused to set"):
-            camera.set_autofocus(False)
+        with pytest.raises(FocusNotSupported, match=f"refused to set {refused} "):
+            use(camera)
     finally:
         camera.stop()
 
@@ -203,16 +207,6 @@ def test_a_camera_with_manual_focus_but_no_autofocus_can_be_focused(fake_capture
         assert fake_capture.instances[-1].values == {cv2.CAP_PROP_FOCUS: 500 + camera_usb.FOCUS_STEP}
         with pytest.raises(FocusNotSupported, match="refused to set autofocus"):
             camera.set_autofocus(True)
-    finally:
-        camera.stop()
-
-
-def test_a_camera_that_refuses_the_focus_control_has_no_manual_focus(fake_capture):
-    fake_capture.controls = {cv2.CAP_PROP_AUTOFOCUS: 1}
-    camera = Camera(OpenCVSource("0"), kind="usb", idle_timeout=0.2)
-    try:
-        with pytest.raises(FocusNotSupported, match="refused to set focus"):
-            camera.set_focus(100)
     finally:
         camera.stop()
 
