@@ -10,6 +10,12 @@ from dataclasses import dataclass
 _HEX_COLOR = re.compile(r"#?([0-9A-Fa-f]{6}|[0-9A-Fa-f]{8})")
 
 
+def shown(value, limit=40):
+    """repr(value) for an error message, cut short so a huge input is not echoed back whole."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
 class LedUnavailable(RuntimeError):
     """The light cannot be driven right now: no board, unplugged, or no driver."""
 
@@ -32,7 +38,7 @@ class Color:
             if name == "white" and value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
-                raise ValueError(f"{name} must be a whole number from 0 to 255, not {value!r}")
+                raise ValueError(f"{name} must be a whole number from 0 to 255, not {shown(value)}")
 
     @classmethod
     def from_hex(cls, text):
@@ -40,7 +46,7 @@ class Color:
         match = _HEX_COLOR.fullmatch(text.strip()) if isinstance(text, str) else None
         if match is None:
             raise ValueError(
-                f"colour must be RRGGBB or RRGGBBWW in hex (optionally starting with #), not {text!r}"
+                f"colour must be RRGGBB or RRGGBBWW in hex (optionally starting with #), not {shown(text)}"
             )
         return cls(*bytes.fromhex(match.group(1)))
 
@@ -49,7 +55,7 @@ class Color:
         key = re.sub(r"[^a-z]", "", name.lower())
         if key not in NAMED_COLORS:
             known = ", ".join(sorted(NAMED_COLORS_DISPLAY))
-            raise ValueError(f"unknown colour {name!r}: use RRGGBB or RRGGBBWW in hex "
+            raise ValueError(f"unknown colour {shown(name)}: use RRGGBB or RRGGBBWW in hex "
                              f"(optionally starting with #) or one of these names: {known}")
         return NAMED_COLORS[key]
 
@@ -93,7 +99,7 @@ def build_color(*parts):
             text = value.strip()
             looks_hex = text.startswith("#") or (text and all(c in string.hexdigits for c in text))
             return Color.from_hex(text) if looks_hex else Color.from_name(text)
-        raise ValueError(f"cannot make a colour from {value!r}")
+        raise ValueError(f"cannot make a colour from {shown(value)}")
     if len(parts) in (3, 4):
         return Color(*parts)
     raise ValueError("a colour is a hex string, a name, or red, green, blue[, white]")
@@ -101,7 +107,7 @@ def build_color(*parts):
 
 def validate_brightness(value):
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
-        raise ValueError(f"brightness must be a whole number from 0 to 255, not {value!r}")
+        raise ValueError(f"brightness must be a whole number from 0 to 255, not {shown(value)}")
     return value
 
 

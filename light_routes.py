@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from flask import Blueprint, Response, abort, jsonify, request
 
 from frame_hub import FrameHub
-from light_model import LedUnavailable
+from light_model import LedUnavailable, shown
 from request_fields import field
 
 
@@ -50,19 +50,19 @@ def heart_rate_history(led, seconds=HISTORY_SECONDS):
 
 def _parse_state(text):
     if text.lower() not in _STATES:
-        abort(400, description=f"state must be 'on' or 'off', not {text!r}")
+        abort(400, description=f"state must be 'on' or 'off', not {shown(text)}")
     return _STATES[text.lower()]
 
 
 def _parse_brightness(text):
     if not _WHOLE_NUMBER.fullmatch(text) or not 0 <= int(text) <= 255:
-        abort(400, description=f"value must be a whole number from 0 to 255, not {text!r}")
+        abort(400, description=f"value must be a whole number from 0 to 255, not {shown(text)}")
     return int(text)
 
 
 def _parse_seconds(text):
     if not _WHOLE_NUMBER.fullmatch(text) or not 1 <= int(text) <= HISTORY_SECONDS:
-        abort(400, description=f"seconds must be a whole number from 1 to {HISTORY_SECONDS}, not {text!r}")
+        abort(400, description=f"seconds must be a whole number from 1 to {HISTORY_SECONDS}, not {shown(text)}")
     return int(text)
 
 

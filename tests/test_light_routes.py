@@ -132,6 +132,19 @@ def test_bad_input_is_a_400_with_a_message(client, led, path, data, message):
     assert not led.is_on and led.brightness == 128
 
 
+@pytest.mark.parametrize("path, data, message", [
+    ("/light", {"state": "x" * 10_000}, "state must be 'on' or 'off'"),
+    ("/set_brightness", {"value": "9" * 10_000}, "0 to 255"),
+    ("/set_color", {"color": "F" * 10_000}, "RRGGBB"),
+    ("/set_color", {"color": "x" * 10_000}, "unknown colour"),
+])
+def test_a_huge_bad_input_is_not_echoed_back_whole(client, path, data, message):
+    response = client.post(path, data=data, headers=TOKEN)
+    error = response.get_json()["error"]
+    assert response.status_code == 400 and message in error
+    assert len(error) < 400 and "..." in error
+
+
 def test_changes_are_post_only(client):
     assert client.get("/light?state=on").status_code == 405
     assert client.get("/set_color?color=FF0000").status_code == 405
@@ -312,7 +325,8 @@ def live_page(led):
     app = Flask(__name__, template_folder=str(root / "templates"), static_folder=str(root / "static"))
     app.config.update(CONTROL_TOKEN="t", USERKEY="")
     app.register_error_handler(HTTPException, json_error)
-    app.register_blueprint(create_light_blueprint(lambda: led, keepalive_seconds=0.5))
+    # a long keepalive: the stream's events come from changes, and a keepalive would clear a note
+    app.register_blueprint(create_light_blueprint(lambda: led, keepalive_seconds=60))
     app.add_url_rule("/", "index", lambda: render_template_string(PAGE, token=request.args.get("token", "t")))
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -347,7 +361,6 @@ def test_the_page_shows_the_servers_error_when_a_control_is_refused(live_page, l
     page.goto(base + "/?token=wrong")
     page.wait_for_function("document.querySelector('#light-power').textContent === 'Light off'")
     page.click("#light-power")
-    # read in one step: the stream's next keepalive clears the note again
     shown = page.wait_for_function("(n => !n.hidden && n.textContent)(document.querySelector('#light-note'))")
     refused = make_client(lambda: led).post("/light", data={"state": "on"}, headers={"X-Control-Token": "wrong"})
     assert shown.json_value() == refused.get_json()["error"] and not led.is_on
