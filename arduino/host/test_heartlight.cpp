@@ -265,11 +265,16 @@ static void test_no_beats_in_silence_or_noise() {
   CHECK(pulse.bpm() == 0 && pulse.beats() == 0);
 }
 
-static void test_bpm_drops_to_zero_when_pulse_stops() {
-  startSignal(75, 5, true);
+// 15 s of a 75 bpm pulse, which the detector locks on to; then the pulse stops.
+static void stopAfterSteadyPulse(int noiseCounts) {
+  startSignal(75, noiseCounts, true);
   run(15000);
   CHECK_NEAR(pulse.bpm(), 75, 1);
   pulseStopsAtMs = millis();
+}
+
+static void test_bpm_drops_to_zero_when_pulse_stops() {
+  stopAfterSteadyPulse(5);
   run(4000);
   CHECK(pulse.bpm() == 0);
 }
@@ -286,10 +291,7 @@ static int secondsWithBpm(int seconds) {
 
 // A lifted finger or a saturated sensor: the signal steps up and stays flat above the middle.
 static void test_bpm_drops_to_zero_when_signal_stays_high(int level) {
-  startSignal(75, 0, true);
-  run(15000);
-  CHECK_NEAR(pulse.bpm(), 75, 1);
-  pulseStopsAtMs = millis();
+  stopAfterSteadyPulse(0);
   flatLevel = level;
   run(6000);  // the step may count as one beat; 2.5 s after the last beat the BPM is 0
   CHECK(pulse.bpm() == 0);
@@ -303,10 +305,7 @@ static void test_bpm_drops_to_zero_at_1023() { test_bpm_drops_to_zero_when_signa
 // kMinSwing is not taken for beats (it is not without a pulse before it either). While they
 // still span the old pulse (a few seconds) noise can count; then the 2.5 s timeout ends it.
 static void test_noise_after_a_pulse_is_not_a_beat() {
-  startSignal(75, 0, true);
-  run(15000);
-  CHECK_NEAR(pulse.bpm(), 75, 1);
-  pulseStopsAtMs = millis();
+  stopAfterSteadyPulse(0);
   noiseAmplitude = 25;
   run(10000);
   CHECK(pulse.bpm() == 0);
