@@ -10,6 +10,7 @@ import time
 from collections import deque
 from pathlib import Path
 
+import click
 from flask import Flask, Response, abort, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
@@ -20,9 +21,9 @@ from camera_base import CameraError, FocusNotSupported
 from cameras import create_camera
 from database_manager import media_cli
 from light_routes import create_light_blueprint
-from media_catalogue import MediaCatalogue
-from media_files import (MediaExists, MediaNameError, check_media_name, timestamped_name, write_new_file,
-                         write_unique_file)
+from media_catalogue import CatalogueError, MediaCatalogue
+from media_files import (MediaExists, MediaNameError, check_media_name, remove_leftover_temporaries,
+                         timestamped_name, write_new_file, write_unique_file)
 from media_routes import create_media_blueprint
 from object_detection import DetectorError
 from recorder import Recorder
@@ -40,7 +41,12 @@ POWER_COMMANDS = {"shutdown": ["systemctl", "poweroff"], "reboot": ["systemctl",
 
 
 def create_app(settings=None, camera=None, led=None):
-    """Build the app; tests pass settings and fakes, production loads config.txt."""
+    """Build the app; tests pass settings and fakes, production loads config.txt.
+
+    Built by the flask command line for a command other than run (``flask --app app media ...``), the
+    app has its settings and routes but starts nothing: the camera, the light, the threads and the
+    start-up repair belong to the server, which may be running beside the command.
+    """
     settings = settings or load_settings()
     app = Flask(__name__)
     app.config.update(
@@ -51,6 +57,28 @@ def create_app(settings=None, camera=None, led=None):
         LOG_FILE=str(_resolve(settings.log_file)),
         MAX_CONTENT_LENGTH=64 * 1024,       # controls take a few short fields
     )
+    app.register_error_handler(HTTPException, _json_error)
+    app.context_processor(lambda: {"control_token": app.config["CONTROL_TOKEN"]})
+    app.add_template_filter(_datetime, "datetime")
+    app.add_template_filter(_filesize, "filesize")
+    _register_routes(app)
+    app.register_blueprint(create_light_blueprint(lambda: current_app.extensions["led"]))
+    app.register_blueprint(create_media_blueprint())
+    app.register_blueprint(create_watch_blueprint())
+    app.cli.add_command(media_cli, "media")
+    if not _built_for_a_command():
+        _start_services(app, settings, camera, led)
+    return app
+
+
+def _built_for_a_command():
+    """Whether the flask command line is building the app for a command other than run."""
+    context = click.get_current_context(silent=True)
+    return context is not None and context.command.name != "run"
+
+
+def _start_services(app, settings, camera, led):
+    """The catalogue (reconciled with the folder), camera, light, recorder, scene watch and retention."""
     media_dir = Path(app.config["MEDIA_DIR"])
     media_dir.mkdir(parents=True, exist_ok=True)
     camera = camera or create_camera(settings)
@@ -68,24 +96,24 @@ def create_app(settings=None, camera=None, led=None):
         watch=create_scene_watch(settings, camera, catalogue, media_dir, recorder),
         retention=RetentionTimer(catalogue, settings.keep_days, settings.max_media_gb).start(),
     )
-    app.register_error_handler(HTTPException, _json_error)
-    app.context_processor(lambda: {"control_token": app.config["CONTROL_TOKEN"]})
-    app.add_template_filter(_datetime, "datetime")
-    app.add_template_filter(_filesize, "filesize")
-    _register_routes(app)
-    app.register_blueprint(create_light_blueprint(lambda: current_app.extensions["led"]))
-    app.register_blueprint(create_media_blueprint())
-    app.register_blueprint(create_watch_blueprint())
-    app.cli.add_command(media_cli, "media")
-    return app
 
 
 def _reconcile(catalogue, media_dir):
-    """The catalogue lists exactly the media files: a crash may have left either side behind."""
+    """The catalogue lists exactly the media files: a crash may have left either side behind.
+
+    A file that cannot be repaired or catalogued is logged and left as it is; start-up goes on.
+    """
+    remove_leftover_temporaries(media_dir)
     repaired = recover_interrupted(media_dir)
     found = catalogue.scan(remove_missing=True)
+    for skipped in found["skipped"]:
+        log.warning("catalogue: %s is not listed: %s", skipped["filename"], skipped["reason"])
     for name, (_, duration) in repaired.items():
-        catalogue.update(name, size=(media_dir / name).stat().st_size, duration=round(duration, 3))
+        try:
+            if catalogue.get(name) is not None:
+                catalogue.update(name, size=(media_dir / name).stat().st_size, duration=round(duration, 3))
+        except (CatalogueError, OSError, ValueError) as error:     # MediaNameError is a ValueError
+            log.warning("catalogue: could not note the length of the repaired %s: %s", name, error)
     if found["added"] or found["missing"]:
         log.info("catalogue: added %d files found in the media folder, forgot %d missing ones",
                  len(found["added"]), len(found["missing"]))
@@ -93,6 +121,8 @@ def _reconcile(catalogue, media_dir):
 
 def stop_services(app):
     """Stop recording, release the camera and the serial board (gunicorn's worker_exit, tests, Ctrl-C)."""
+    if "recorder" not in app.extensions:       # built for a command: nothing was started
+        return
     app.extensions["retention"].stop()
     app.extensions["watch"].close()
     app.extensions["recorder"].close()
@@ -175,8 +205,12 @@ def take_snapshot(filename=None):
     except CameraError as error:
         abort(503, description=str(error))
     height, width = frame.image.shape[:2]
-    current_app.extensions["catalogue"].add(path.name, "picture", created=frame.timestamp, width=width,
-                                            height=height, camera=current_app.config["SETTINGS"].camera)
+    try:        # put: the file is new, so an entry of its name is stale (its file was deleted outside)
+        current_app.extensions["catalogue"].put(path.name, "picture", created=frame.timestamp, width=width,
+                                                height=height, camera=current_app.config["SETTINGS"].camera)
+    except BaseException:
+        path.unlink(missing_ok=True)        # never a file the catalogue does not list
+        raise
     log.info("snapshot saved as %s", path.name)
     return jsonify(file=path.name, size=path.stat().st_size, url=f"/media/{path.name}",
                    timestamp=frame.timestamp)

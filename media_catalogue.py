@@ -19,7 +19,7 @@ import weakref
 from contextlib import contextmanager
 from pathlib import Path
 
-from media_files import MediaNameError, check_media_name, media_path
+from media_files import TEMPORARY_PREFIX, MediaNameError, being_written, check_media_name, media_path
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -31,7 +31,7 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm")
 MEDIA_EXTENSIONS = PICTURE_EXTENSIONS + VIDEO_EXTENSIONS
 MEDIA_COLUMNS = ("id", "filename", "kind", "created", "size", "duration", "width", "height", "camera", "note")
 EVENT_COLUMNS = ("id", "start", "end", "kind", "peak_score", "labels", "snapshot", "clip")
-TRASH_PREFIX = ".partial-removed-"      # media_files' temporary prefix: scans and listings skip it
+TRASH_PREFIX = TEMPORARY_PREFIX + "removed-"     # hidden: scans and listings skip it
 
 
 class CatalogueError(Exception):
@@ -44,6 +44,10 @@ class MissingFile(CatalogueError, FileNotFoundError):
 
 class DuplicateMedia(CatalogueError):
     """The file is already catalogued."""
+
+
+class FileInUse(CatalogueError):
+    """The file is being recorded; it is catalogued, and may be deleted, once the recording ends."""
 
 
 class InvalidValue(CatalogueError, ValueError):
@@ -244,25 +248,21 @@ class MediaCatalogue:
 
     def add(self, filename, kind=None, *, created=None, size=None, duration=None, width=None, height=None,
             camera=None, note=None):
-        """Catalogue a file already in the media folder; kind, size and created default from the file."""
+        """Catalogue a file already in the media folder; kind, size and created default from the file.
+
+        A file being recorded is refused (FileInUse): its recorder catalogues it with ``put``.
+        """
         name = media_name(filename)
-        path = media_path(self.media_dir, name)
-        with self._transaction() as db:
-            try:
-                stat = path.stat()
-            except FileNotFoundError:
-                raise MissingFile(f"{name} is not in the media folder {self.media_dir}") from None
-            if not path.is_file():
-                raise MissingFile(f"{name} in the media folder is not a file")
-            if self._find(db, name) is not None:
-                raise DuplicateMedia(f"{name} is already in the catalogue")
-            fields = _checked(_MEDIA_FIELDS, dict(
-                kind=kind or guess_kind(name), created=stat.st_mtime if created is None else created,
-                size=stat.st_size if size is None else size, duration=duration, width=width, height=height,
-                camera=camera, note=note), "add")
-            cursor = db.execute(f"INSERT INTO media (filename, {', '.join(fields)}) "
-                                f"VALUES (?{', ?' * len(fields)})", (name, *fields.values()))
-            return self._entry(db, cursor.lastrowid)
+        if being_written(media_path(self.media_dir, name)):
+            raise FileInUse(f"{name} is being recorded; it is catalogued when the recording ends")
+        return self._store(name, dict(kind=kind, created=created, size=size, duration=duration, width=width,
+                                      height=height, camera=camera, note=note), replace=False)
+
+    def put(self, filename, kind=None, **fields):
+        """Like add, but an entry of the same name is replaced (keeping its id) instead of refused:
+        how the writer of a file catalogues it, whatever listed the name before (a stale entry whose
+        file was deleted outside the app, or the writer's own entry from its first frame)."""
+        return self._store(media_name(filename), dict(fields, kind=kind), replace=True)
 
     def update(self, filename, /, **fields):
         """Change some of kind, created, size, duration, width, height, camera, note; answer the entry."""
@@ -279,11 +279,16 @@ class MediaCatalogue:
         """The entry for ``filename``, or None."""
         return self._find(self._db(), self._lookup_name(filename))
 
-    def remove(self, filename, delete_file=False):
-        """Forget an entry (and with ``delete_file`` delete its file in the same step); answer the entry."""
+    def remove(self, filename, delete_file=False, missing_ok=False):
+        """Forget an entry (and with ``delete_file`` delete its file in the same step); answer the entry
+        (None when there was none and ``missing_ok``). The file of a recording is not deleted (FileInUse)."""
         name = self._lookup_name(filename)
         set_aside = []
         with self._transaction(set_aside) as db:
+            if delete_file and self._being_written(name):
+                raise FileInUse(f"{name} is being recorded: stop the recording first")
+            if missing_ok and self._find(db, name) is None:
+                return None
             entry = self._existing(db, name)
             if delete_file:
                 self._set_aside(name, set_aside)
@@ -307,7 +312,8 @@ class MediaCatalogue:
         remove_missing, drop them).
 
         Answers ``{"added": [entries], "missing": [entries], "skipped": [{"filename", "reason"}]}``;
-        skipped are files with a media extension whose name the catalogue cannot take.
+        skipped are files with a media extension whose name the catalogue cannot take. A file being
+        recorded (or an empty video, whose recording has not started) is left for its recorder.
         """
         added, skipped = [], []
         with self._transaction() as db:
@@ -327,6 +333,8 @@ class MediaCatalogue:
                     stat = path.stat()
                 except FileNotFoundError:       # deleted while we looked
                     continue
+                if (stat.st_size == 0 and guess_kind(name) == "video") or being_written(path):
+                    continue
                 cursor = db.execute("INSERT INTO media (filename, kind, created, size) VALUES (?, ?, ?, ?)",
                                     (name, guess_kind(name), stat.st_mtime, stat.st_size))
                 added.append(self._entry(db, cursor.lastrowid))
@@ -337,7 +345,8 @@ class MediaCatalogue:
 
     def prune(self, max_age_days=None, max_total_bytes=None, dry_run=False, now=None):
         """Delete the oldest entries and their files: older than max_age_days, then until the files fit
-        in max_total_bytes. Answers the entries removed (or, with dry_run, that would be)."""
+        in max_total_bytes. Answers the entries removed (or, with dry_run, that would be). The file being
+        recorded is kept, though its size counts."""
         max_age_days = _number("max_age_days", max_age_days)
         max_total_bytes = _number("max_total_bytes", max_total_bytes)
         if max_age_days is None and max_total_bytes is None:
@@ -349,15 +358,19 @@ class MediaCatalogue:
             doomed = []
             if max_age_days is not None:
                 cutoff = now - max_age_days * 86400
-                doomed = [entry for entry in oldest_first if entry["created"] < cutoff]
+                doomed = [entry for entry in oldest_first
+                          if entry["created"] < cutoff and not self._being_written(entry["filename"])]
             if max_total_bytes is not None:
-                kept = [(entry, self._disk_size(entry)) for entry in oldest_first[len(doomed):]]
+                doomed_ids = {entry["id"] for entry in doomed}
+                kept = [(entry, self._disk_size(entry)) for entry in oldest_first
+                        if entry["id"] not in doomed_ids]
                 total = sum(size for _, size in kept)
                 for entry, size in kept:
                     if total <= max_total_bytes:
                         break
-                    doomed.append(entry)
-                    total -= size
+                    if not self._being_written(entry["filename"]):
+                        doomed.append(entry)
+                        total -= size
             if not dry_run:
                 for entry in doomed:
                     self._set_aside(entry["filename"], set_aside)
@@ -522,6 +535,38 @@ class MediaCatalogue:
                         self.db_path, ", ".join(map(str, duplicates)))
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _store(self, name, fields, replace):
+        """Insert the entry of a file in the folder, or with ``replace`` overwrite the one of that name."""
+        path = media_path(self.media_dir, name)
+        with self._transaction() as db:
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                raise MissingFile(f"{name} is not in the media folder {self.media_dir}") from None
+            if not path.is_file():
+                raise MissingFile(f"{name} in the media folder is not a file")
+            existing = self._find(db, name)
+            if existing is not None and not replace:
+                raise DuplicateMedia(f"{name} is already in the catalogue")
+            fields = _checked(_MEDIA_FIELDS, dict(
+                fields, kind=fields.get("kind") or guess_kind(name),
+                created=stat.st_mtime if fields.get("created") is None else fields["created"],
+                size=stat.st_size if fields.get("size") is None else fields["size"]), "add")
+            if existing is not None:
+                fields.update({key: None for key in _MEDIA_FIELDS if key not in fields})
+                assignments = ", ".join(f"{key} = ?" for key in fields)
+                db.execute(f"UPDATE media SET {assignments} WHERE id = ?", (*fields.values(), existing["id"]))
+                return self._entry(db, existing["id"])
+            cursor = db.execute(f"INSERT INTO media (filename, {', '.join(fields)}) "
+                                f"VALUES (?{', ?' * len(fields)})", (name, *fields.values()))
+            return self._entry(db, cursor.lastrowid)
+
+    def _being_written(self, name):
+        try:
+            return being_written(media_path(self.media_dir, name))
+        except ValueError:          # an original-catalogue name outside the folder, or with a NUL
+            return False
 
     def _lookup_name(self, name):
         """A name to look up: strictly checked, except that a catalogued name from the original

@@ -1,11 +1,20 @@
-"""Files in the media folder: names users may choose, and writes that never overwrite or half-write."""
+"""Files in the media folder: names users may choose, writes that never overwrite or half-write, and
+the lock a writer holds on a file while it is being written (a recording), which others can test."""
+import contextlib
+import errno
+import fcntl
+import logging
 import os
 import re
-import tempfile
+import secrets
 import time
 from pathlib import Path
 
-MAX_NAME_LENGTH = 128
+log = logging.getLogger(__name__)
+
+MAX_NAME_LENGTH = 128           # characters, the extension included
+MAX_NAME_BYTES = 255            # the file system's limit on one name, in UTF-8 bytes
+TEMPORARY_PREFIX = ".partial-"  # hidden: scans, listings and /media skip it
 _ALLOWED = re.compile(r"^\w[\w .()+-]*$")
 
 
@@ -20,7 +29,8 @@ class MediaExists(FileExistsError):
 def check_media_name(name, extensions):
     """Return ``name`` (with the first extension added when it has none) or raise MediaNameError.
 
-    Only a plain file name is accepted: no folders, no '..', no NUL or control characters.
+    Only a plain file name is accepted: no folders, no '..', no NUL or control characters. The
+    checks apply to the final name, the extension included.
     """
     if not isinstance(name, str) or not name.strip():
         raise MediaNameError("the file name is empty")
@@ -29,15 +39,21 @@ def check_media_name(name, extensions):
         raise MediaNameError("the file name contains control characters")
     if "/" in name or "\\" in name or ".." in name:
         raise MediaNameError(f"{name!r} is not a plain file name: no folders and no '..'")
-    if len(name) > MAX_NAME_LENGTH:
-        raise MediaNameError(f"the file name is longer than {MAX_NAME_LENGTH} characters")
-    if not _ALLOWED.match(name):
-        raise MediaNameError(f"{name!r} may only contain letters, digits, spaces and . _ - + ( )")
+    if name.endswith("."):
+        raise MediaNameError(f"{name!r} ends in '.': leave the extension out or write it whole")
     suffix = Path(name).suffix.lower()
     if not suffix:
-        return name + extensions[0]
-    if suffix not in extensions:
+        name += extensions[0]
+    elif suffix not in extensions:
         raise MediaNameError(f"{name!r} must end in {' or '.join(extensions)}")
+    if len(name) > MAX_NAME_LENGTH:
+        raise MediaNameError(f"the file name {name[:20]}... has {len(name)} characters; at most "
+                             f"{MAX_NAME_LENGTH} are allowed, the extension included")
+    if not _ALLOWED.match(name):
+        raise MediaNameError(f"{name!r} may only contain letters, digits, spaces and . _ - + ( )")
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise MediaNameError(f"the file name {name[:20]}... is too long for the file system: at most "
+                             f"{MAX_NAME_BYTES} bytes in UTF-8 (letters outside English take 2 to 4)")
     return name
 
 
@@ -56,18 +72,41 @@ def timestamped_name(prefix, extension, when=None):
     return time.strftime(f"{prefix}_%Y-%m-%d_%H-%M-%S", time.localtime(when)) + extension
 
 
+@contextlib.contextmanager
+def refused_long_names(name):
+    """A name this file system finds too long (ENAMETOOLONG) becomes a MediaNameError."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno != errno.ENAMETOOLONG:
+            raise
+        raise MediaNameError(f"the file name {name[:20]}... is too long for this file system") from None
+
+
+def create_temporary(directory, suffix=""):
+    """A new hidden file for writing: (descriptor, path). Unlike mkstemp's 0600, its mode follows the
+    umask like any new file (0644 under the usual 022), so the media stay readable once renamed."""
+    while True:
+        path = Path(directory) / f"{TEMPORARY_PREFIX}{secrets.token_hex(8)}{suffix}"
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666), path
+        except FileExistsError:
+            continue
+
+
 def write_new_file(media_dir, name, data):
     """Write ``data`` as ``name``: complete or not at all, and never over an existing file."""
     path = media_path(media_dir, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".partial-")
+    descriptor, temporary = create_temporary(path.parent)
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         try:
-            os.link(temporary, path)        # atomic, and fails when the name is taken
+            with refused_long_names(name):
+                os.link(temporary, path)        # atomic, and fails when the name is taken
         except FileExistsError:
             raise MediaExists(f"{name} already exists in the media folder; choose another name") from None
     finally:
@@ -85,3 +124,59 @@ def write_unique_file(media_dir, name, data):
         except MediaExists:
             continue
     raise MediaExists(f"too many files named {name}")
+
+
+# -- the writer's lock: flock, which every open file (in this process or another) sees -----------
+
+
+def lock_for_writing(descriptor, wait=True):
+    """Take the writer's lock on an open file; without ``wait``, answer False when another holds it."""
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    return True
+
+
+def create_locked(path):
+    """Create ``path`` empty (MediaExists when the name is taken) and hold the writer's lock on it:
+    until the returned descriptor is closed, ``being_written(path)`` is true in every process."""
+    try:
+        with refused_long_names(path.name):
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    except FileExistsError:
+        raise MediaExists(f"{path.name} already exists in the media folder; choose another name") from None
+    lock_for_writing(descriptor)
+    return descriptor
+
+
+def being_written(path):
+    """Whether a writer holds its lock on the file at ``path`` (a recording in progress)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)            # and with it the shared lock just taken
+
+
+def remove_leftover_temporaries(media_dir, min_age_s=60.0):
+    """Delete the hidden temporaries a kill left behind (a rewrite or a delete cut short); a live
+    writer's are locked or young. Answers the names removed."""
+    removed = []
+    for path in Path(media_dir).glob(TEMPORARY_PREFIX + "*"):
+        try:
+            if time.time() - path.lstat().st_mtime < min_age_s or not path.is_file() or being_written(path):
+                continue
+            path.unlink()
+            removed.append(path.name)
+        except OSError as error:
+            log.warning("could not remove the leftover temporary %s: %s", path.name, error)
+    if removed:
+        log.info("removed %d temporary files a crash left in the media folder", len(removed))
+    return removed

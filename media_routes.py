@@ -7,7 +7,7 @@ from flask import Blueprint, abort, current_app, jsonify, render_template, reque
 
 import auth
 from frame_hub import call_blocking
-from media_catalogue import DuplicateMedia, MissingFile, UnknownMedia
+from media_catalogue import DuplicateMedia, FileInUse, MissingFile, UnknownMedia, guess_kind
 from media_files import MediaExists, MediaNameError, media_path
 from request_fields import field
 from recorder import InsufficientSpace, NotRecording, RecordingBusy, RecordingError
@@ -18,6 +18,7 @@ _STATUS = {
     MissingFile: 404,
     UnknownMedia: 404,
     DuplicateMedia: 409,
+    FileInUse: 409,             # the file being recorded
     MediaExists: 409,
     RecordingBusy: 409,
     NotRecording: 409,
@@ -79,8 +80,6 @@ def create_media_blueprint():
     @auth.require_control
     def database_remove():
         filename, delete_file = field("filename"), _flag("delete_file")
-        if delete_file and filename == _recorder().status()["file"]:
-            abort(409, description=f"{filename} is being recorded: stop the recording first")
         _answer(_catalogue().remove, filename, delete_file=delete_file)
         return jsonify(removed=filename, file_deleted=delete_file)
 
@@ -95,6 +94,8 @@ def create_media_blueprint():
     @blueprint.get("/media/<path:name>")
     def media_file(name):
         path = _answer(media_path, current_app.config["MEDIA_DIR"], name)
+        if path.name.startswith(".") or guess_kind(path.name) is None:
+            abort(404, description=f"{name} is not a picture or video in the media folder")
         download = request.args.get("download") == "1"
         return send_from_directory(path.parent, path.name, conditional=True, as_attachment=download)
 

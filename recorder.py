@@ -1,10 +1,12 @@
 """Recording: camera frames through a bounded queue to an H.264 MP4 writer thread.
 
 A feeder thread takes each live frame from ``camera.frames()`` (which holds the camera open) and
-puts it in a bounded queue; when the writer falls behind, frames are dropped and counted, so the
-camera never waits and memory stays flat. The writer thread encodes H.264 yuv420p with PyAV into a
-fragmented MP4 (video_file.VideoFileWriter), so a crash or kill -9 leaves a playable file. A clean
-stop remuxes it (no re-encode) into a regular MP4 with the index in front.
+puts it in a queue bounded in bytes (QUEUE_BYTES); when the writer falls behind, frames are dropped
+and counted, so the camera never waits and memory stays flat. The writer thread encodes H.264
+yuv420p with PyAV into a fragmented MP4 (video_file.VideoFileWriter), so a crash or kill -9 leaves a
+playable file. A clean stop remuxes it (no re-encode) into a regular MP4 with the index in front.
+The file is locked (media_files.create_locked) from its reservation to its end, so start-up repair,
+the catalogue's deletes and other processes leave it alone.
 """
 import contextlib
 import errno
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import simplejpeg
 
-from media_files import MediaExists, check_media_name, media_path, timestamped_name
+from media_files import MediaExists, check_media_name, create_locked, media_path, timestamped_name
 from video_file import (EncoderQuality, VideoFileWriter, default_encoders, probe, rewrite_with_index_in_front,
                         trim_to_complete_fragments)
 
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 MB = 1024 * 1024
 DISK_CHECK_INTERVAL = 1.0       # seconds between free-space checks (and fsyncs) while recording
 FEEDER_JOIN_TIMEOUT = 2.0
+QUEUE_BYTES = 12 * MB           # pictures waiting for the writer: 13 at 640x480, 2 at 1920x1080
 ERROR_REASONS = ("disk_full", "write_error")
 
 
@@ -54,7 +57,8 @@ class Recorder:
     """Start and stop recordings of one camera into the media folder, one at a time."""
 
     def __init__(self, camera, media_dir, *, catalogue=None, camera_name="", max_seconds=0,
-                 min_free_mb=200, queue_frames=60, encoder="auto", quality=EncoderQuality()):
+                 min_free_mb=200, queue_frames=60, queue_bytes=QUEUE_BYTES, encoder="auto",
+                 quality=EncoderQuality()):
         self.camera = camera
         self.media_dir = Path(media_dir)
         self.catalogue = catalogue
@@ -62,6 +66,7 @@ class Recorder:
         self.max_seconds = max_seconds or 0
         self.min_free_mb = min_free_mb or 0
         self.queue_frames = queue_frames
+        self.queue_bytes = queue_bytes
         if encoder == "auto":
             self.encoders = default_encoders()
         else:
@@ -89,8 +94,8 @@ class Recorder:
             if free < self.min_free_mb * MB:
                 raise InsufficientSpace(f"only {free / MB:.0f} MB free in the media folder; recording "
                                         f"needs at least {self.min_free_mb} MB")
-            name, path = self._reserve(candidates)
-            self._current = _Recording(self, name, path, preroll)
+            name, path, lock = self._reserve(candidates)
+            self._current = _Recording(self, name, path, lock, preroll)
             self._current.start()
         log.info("recording %s started", name)
         return self.status()
@@ -142,15 +147,15 @@ class Recorder:
         return [stem + suffix] + [f"{stem}-{number}{suffix}" for number in range(1, 100)]
 
     def _reserve(self, candidates):
-        """Create the file empty, so no other writer can take the name while the camera starts."""
+        """Create the file empty and locked, so no other writer can take the name while the camera
+        starts; answers (name, path, the lock's descriptor)."""
         for name in candidates:
             path = media_path(self.media_dir, name)
             try:
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-                return name, path
-            except FileExistsError:
-                continue
-        raise MediaExists(f"{candidates[-1]} already exists in the media folder; choose another name")
+                return name, path, create_locked(path)
+            except MediaExists:
+                if name == candidates[-1]:
+                    raise
 
     def _finished(self, recording):
         with self._lock:
@@ -162,14 +167,15 @@ class Recorder:
 class _Recording:
     """One recording: its feeder and writer threads, counters and outcome."""
 
-    def __init__(self, recorder, name, path, preroll=()):
+    def __init__(self, recorder, name, path, lock, preroll=()):
         self.recorder = recorder
         self.name, self.path = name, path
+        self._file_lock = lock          # the writer's lock on the file, released when it is finished
         self._preroll = list(preroll)
         self._after_seq = self._preroll[-1].seq if self._preroll else 0
         self.started = self._preroll[0].timestamp if self._preroll else time.time()
         self._started_monotonic = time.monotonic()
-        self.queue = queue.Queue(recorder.queue_frames)
+        self.queue = queue.Queue()      # bounded by _room(), in bytes and in pictures
         self.frames = self.dropped = 0
         self.cpu_seconds = 0.0
         self.reason = self.error = None
@@ -178,7 +184,6 @@ class _Recording:
         self._stop = threading.Event()
         self._reason_lock = threading.Lock()
         self._file = None
-        self._catalogued = False
         self._feeder = threading.Thread(target=self._feed, name="recorder-feeder", daemon=True)
         self._writer = threading.Thread(target=self._write_all, name="recorder-writer", daemon=True)
 
@@ -223,16 +228,20 @@ class _Recording:
                     continue            # "no signal" frames (the video holds the last picture), pre-roll
                 # The capture time on the monotonic clock: the Pi's wall clock may jump when NTP syncs.
                 age = min(max(time.time() - frame.timestamp, 0.0), 1.0)
-                try:
+                if self.queue.qsize() >= self._room(frame.image):
+                    self.dropped += 1   # this thread alone puts, so the queue cannot outgrow _room
+                else:
                     self.queue.put_nowait((time.monotonic() - age, frame.image))
-                except queue.Full:
-                    self.dropped += 1
             self.request_stop("camera_stopped", "the camera stopped")
         except Exception as error:      # the thread's top level
             log.exception("recording %s: the feeder failed", self.name)
             self.request_stop("camera_error", f"{type(error).__name__}: {error}")
         finally:
             frames.close()              # releases the camera
+
+    def _room(self, image):
+        """How many pictures like ``image`` the queue may hold: queue_bytes' worth, at most queue_frames."""
+        return max(1, min(self.recorder.queue_frames, self.recorder.queue_bytes // image.nbytes))
 
     # -- the writer thread: queue -> H.264 MP4 -----------------------------------------------
     def _write_all(self):
@@ -299,21 +308,21 @@ class _Recording:
         self.frames += 1
         self.cpu_seconds += time.thread_time() - started
         if self.frames == 1:            # the file exists now, with its first fragment on the way
-            self._catalogued = self._catalogue("add", self.name, "video", created=self.started,
-                                               **self._picture_fields())
+            self._catalogue("put", self.name, "video", created=self.started, **self._picture_fields())
 
     # -- finishing ---------------------------------------------------------------------------
     def _finish(self):
         self.request_stop("stopped")            # a no-op unless something asked for the stop before
-        fragmented = self._close_file() if self._file is not None else False
-        frames, duration, size = self._saved()
-        if not frames:
-            self._discard()
-        elif self._catalogued:
-            self._catalogue("update", self.name, size=size, duration=round(duration, 3))
-        else:
-            self._catalogued = self._catalogue("add", self.name, "video", created=self.started, size=size,
-                                               duration=round(duration, 3), **self._picture_fields())
+        try:
+            fragmented = self._close_file() if self._file is not None else False
+            frames, duration, size = self._saved()
+            if not frames:
+                self._discard()
+            else:       # add or replace: whatever listed the name meanwhile, the entry is this file
+                self._catalogue("put", self.name, "video", created=self.started, size=size,
+                                duration=round(duration, 3), **self._picture_fields())
+        finally:
+            os.close(self._file_lock)
         self.result = {"file": self.name if frames else None, "duration": round(duration, 3), "size": size,
                        "frames": frames, "dropped": self.dropped, "reason": self.reason, "error": self.error,
                        "encoder": self._file.encoder if self._file else None, "fragmented": fragmented,
@@ -368,8 +377,7 @@ class _Recording:
         """No frame was saved: the file goes, and the catalogue must not list it."""
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
-        if self._catalogued:
-            self._catalogue("remove", self.name)
+        self._catalogue("remove", self.name, missing_ok=True)
 
     def _picture_fields(self):
         return {"width": self._file.width, "height": self._file.height, "camera": self.recorder.camera_name}

@@ -11,10 +11,11 @@ import logging
 import os
 import platform
 import struct
-import tempfile
 from pathlib import Path
 
 import av
+
+from media_files import create_temporary, lock_for_writing
 
 log = logging.getLogger(__name__)
 
@@ -166,12 +167,12 @@ def rewrite_with_index_in_front(path):
     it short. A regular MP4 states it in the index, and with the index in front a browser can show
     the length and seek before it has loaded the whole file.
     """
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".partial-", suffix=".mp4")
-    os.close(descriptor)
+    descriptor, temporary = create_temporary(path.parent, suffix=".mp4")
+    lock_for_writing(descriptor)            # start-up cleaning leaves a locked temporary alone
     try:
         copied = 0
         with av.open(str(path)) as source, \
-                av.open(temporary, "w", format="mp4", options=INDEX_IN_FRONT) as target:
+                av.open(str(temporary), "w", format="mp4", options=INDEX_IN_FRONT) as target:
             source_stream = source.streams.video[0]
             target_stream = target.add_stream_from_template(source_stream)
             for packet in source.demux(source_stream):
@@ -183,13 +184,14 @@ def rewrite_with_index_in_front(path):
         frames, _ = probe(temporary)
         if frames != copied:
             raise VideoFileError(f"the rewritten file has {frames} frames instead of {copied}")
-        with open(temporary, "rb+") as handle:
-            os.fsync(handle.fileno())
+        os.fsync(descriptor)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+    finally:
+        os.close(descriptor)
 
 
 def mp4_boxes(path):
@@ -235,16 +237,23 @@ def repair(path):
 
 def recover_interrupted(media_dir):
     """After a crash: delete the empty files reserved for recordings that never got a frame, and
-    repair the ones left fragmented. Answers {name: (frames, duration)} for the repaired ones."""
+    repair the ones left fragmented. A file another process is recording (it holds the writer's
+    lock) is left alone. Answers {name: (frames, duration)} for the repaired ones."""
     repaired = {}
-    for path in sorted(Path(media_dir).glob("*.mp4")):
+    for path in sorted(Path(media_dir).iterdir()):
+        if path.suffix.lower() != ".mp4" or path.name.startswith(".") or not path.is_file():
+            continue
         try:
-            if path.stat().st_size == 0:
-                path.unlink()
-                log.info("removed %s: a recording that never got its first frame", path.name)
-            elif repair(path):
-                repaired[path.name] = probe(path)
-                log.info("repaired %s: a recording interrupted by a crash", path.name)
+            with open(path, "rb") as handle:
+                if not lock_for_writing(handle.fileno(), wait=False):
+                    log.info("left %s alone: it is being recorded", path.name)
+                    continue
+                if path.stat().st_size == 0:
+                    path.unlink()
+                    log.info("removed %s: a recording that never got its first frame", path.name)
+                elif repair(path):
+                    repaired[path.name] = probe(path)
+                    log.info("repaired %s: a recording interrupted by a crash", path.name)
         except (OSError, av.error.FFmpegError, ValueError, VideoFileError) as error:
             log.warning("could not check or repair %s: %s", path.name, error)
     return repaired

@@ -1,5 +1,6 @@
 """The catalogue's command line: through click's runner, under flask, and in a real subprocess."""
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -11,6 +12,7 @@ from click.testing import CliRunner
 import database_manager
 from database_manager import media_cli
 from media_catalogue import MediaCatalogue
+from media_files import create_locked
 from test_media_catalogue import put
 
 ROOT = Path(database_manager.__file__).resolve().parent
@@ -239,6 +241,19 @@ def test_the_command_line_does_not_import_flask():
 def test_errors_are_one_line(run, media_dir, args, words):
     put(media_dir, "a.jpg")
     assert_one_line_error(run(*args), *words)
+
+
+def test_the_file_being_recorded_is_neither_added_nor_deleted(run, media_dir):
+    descriptor = create_locked(media_dir / "live.mp4")           # as the server's recorder holds it
+    try:
+        assert_one_line_error(run("add", "live.mp4"), "live.mp4 is being recorded")
+        with MediaCatalogue(media_dir / "media.db", media_dir) as catalogue:
+            catalogue.put("live.mp4", "video", created=1e9)
+        assert_one_line_error(run("remove", "live.mp4", "--delete-file"), "stop the recording first")
+        assert run("prune", "--days", "1").output.strip() == "Nothing to prune."
+        assert (media_dir / "live.mp4").exists()
+    finally:
+        os.close(descriptor)
 
 
 def test_adding_twice_is_one_line(run, media_dir):

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 import media_catalogue
-from media_catalogue import (CatalogueError, DuplicateMedia, InvalidValue, MediaCatalogue, MissingFile,
+from media_catalogue import (CatalogueError, DuplicateMedia, FileInUse, InvalidValue, MediaCatalogue, MissingFile,
                              UnknownEvent, UnknownMedia)
-from media_files import MediaNameError
+from media_files import MediaNameError, create_locked
 
 BAD_NAMES = ["../escape.jpg", "a/b.jpg", "/etc/passwd", "..", "x\x00.jpg", "a\\b.jpg", "", "   ", "noextension",
              "notes.txt"]
@@ -496,3 +496,62 @@ def test_the_library_imports_neither_flask_nor_click():
     code = "import sys, media_catalogue; sys.exit(bool({'flask', 'click'} & set(sys.modules)))"
     root = Path(media_catalogue.__file__).resolve().parent
     assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0
+
+
+# -- the file being recorded (it holds the writer's lock) and the writer's own put -------------------
+
+
+@pytest.fixture
+def recording(media_dir):
+    """live.mp4 as a recorder holds it: locked, a few bytes written, catalogued at its first frame."""
+    descriptor = create_locked(media_dir / "live.mp4")
+    os.write(descriptor, b"first fragment")
+    yield media_dir / "live.mp4"
+    os.close(descriptor)
+
+
+def test_the_file_being_recorded_is_not_added_scanned_deleted_or_pruned(catalogue, media_dir, recording):
+    reserved = create_locked(media_dir / "reserved.mp4")        # a recording without its first frame yet
+    try:
+        with pytest.raises(FileInUse, match="live.mp4 is being recorded"):
+            catalogue.add("live.mp4")
+        assert catalogue.scan()["added"] == []
+        catalogue.put("live.mp4", "video", created=1e9)
+        with pytest.raises(FileInUse, match="stop the recording first"):
+            catalogue.remove("live.mp4", delete_file=True)
+        assert catalogue.prune(max_age_days=1, max_total_bytes=0) == []
+        assert recording.exists() and [entry["filename"] for entry in catalogue.entries()] == ["live.mp4"]
+        assert catalogue.remove("live.mp4")["filename"] == "live.mp4" and recording.exists()   # the row only
+    finally:
+        os.close(reserved)
+
+
+def test_pruning_around_the_recording_still_counts_its_size(catalogue, media_dir, recording):
+    put(media_dir, "old.jpg", b"x" * 100, mtime=1e9)
+    catalogue.add("old.jpg")
+    catalogue.put("live.mp4", "video", created=1e9 - 1)            # the oldest, but being recorded
+    assert [entry["filename"] for entry in catalogue.prune(max_total_bytes=50)] == ["old.jpg"]
+    assert recording.exists() and not (media_dir / "old.jpg").exists()
+
+
+def test_an_empty_video_is_not_scanned_a_finished_one_is(catalogue, media_dir):
+    put(media_dir, "empty.mp4", b"")
+    put(media_dir, "empty.jpg", b"")
+    assert sorted(entry["filename"] for entry in catalogue.scan()["added"]) == ["empty.jpg"]
+
+
+def test_put_adds_or_replaces_keeping_the_id(catalogue, media_dir):
+    put(media_dir, "clip.mp4", b"12345")
+    first = catalogue.put("clip.mp4", "video", created=1e9, width=64, height=48, camera="usb")
+    assert (first["size"], first["width"], first["duration"]) == (5, 64, None)
+    put(media_dir, "clip.mp4", b"1234567890")
+    second = catalogue.put("clip.mp4", "video", created=1e9, duration=2.5)
+    assert second["id"] == first["id"] and (second["size"], second["duration"], second["width"]) == (10, 2.5, None)
+    with pytest.raises(MissingFile):
+        catalogue.put("absent.mp4")
+
+
+def test_remove_with_missing_ok_forgets_nothing_quietly(catalogue):
+    assert catalogue.remove("never-listed.mp4", missing_ok=True) is None
+    with pytest.raises(UnknownMedia):
+        catalogue.remove("never-listed.mp4")

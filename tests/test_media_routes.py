@@ -1,4 +1,7 @@
 """The catalogue pages and API, media files with range requests, recording routes."""
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -6,6 +9,8 @@ import av
 import pytest
 
 from app import create_app, stop_services
+from conftest import ROOT, wait_for
+from recorder import Recorder
 
 
 @pytest.fixture
@@ -184,3 +189,121 @@ def test_media_and_watch_routes_take_json_like_the_others(client, control):
     assert response.status_code == 400 and "at most 65025" in response.get_json()["error"]
     response = client.post("/database/remove", headers=control, json=["not", "an", "object"])
     assert response.status_code == 400 and "JSON object" in response.get_json()["error"]
+
+
+# -- names checked with their extension; the catalogue always matches the folder ---------------------
+
+
+def media_files(media_dir):
+    return sorted(path.name for path in media_dir.iterdir() if not path.name.startswith("media.db"))
+
+
+@pytest.mark.parametrize("name, words", [("x.", "ends in '.'"), ("a" * 125, "at most 128"),
+                                         ("日" * 100, "at most 255 bytes")])
+def test_names_too_long_with_their_extension_are_a_400_and_leave_no_file(client, control, media_dir,
+                                                                          name, words):
+    for route, data in (("/snapshot", {"filename": name}), ("/manual_video", {"payload": "snapshot", "filename": name}),
+                        ("/video_capture", {"action": "start", "filename": name})):
+        response = client.post(route, headers=control, data=data)
+        assert response.status_code == 400 and words in response.get_json()["error"], route
+    assert media_files(media_dir) == [] and client.get("/get_database").get_json() == []
+    assert client.get("/status").get_json()["recording"]["recording"] is False
+
+
+def test_a_snapshot_replaces_a_stale_entry_whose_file_was_deleted_outside(client, control, media_dir):
+    snapshot(client, control, "again")
+    old = client.get("/get_database").get_json()[0]
+    (media_dir / "again.jpg").unlink()                # behind the server's back
+    assert snapshot(client, control, "again") == "again.jpg"
+    entries = client.get("/get_database").get_json()
+    assert [entry["filename"] for entry in entries] == ["again.jpg"] and entries[0]["id"] == old["id"]
+    assert entries[0]["size"] == (media_dir / "again.jpg").stat().st_size
+
+
+@pytest.fixture
+def app_with_fake_camera(settings, fake_camera):
+    application = create_app(settings, camera=fake_camera)
+    yield application
+    stop_services(application)
+
+
+def test_the_file_being_recorded_is_not_catalogued_by_anyone_but_its_recorder(app_with_fake_camera, fake_source,
+                                                                              media_dir):
+    fake_source.fail_open = "unplugged"               # the name is reserved, no frame comes
+    client, catalogue = app_with_fake_camera.test_client(), app_with_fake_camera.extensions["catalogue"]
+    control = {"X-Control-Token": app_with_fake_camera.config["CONTROL_TOKEN"]}
+    assert client.post("/video_capture", headers=control, data={"action": "start", "filename": "clip"}).status_code == 200
+    response = client.post("/database/add", headers=control, data={"filename": "clip.mp4"})
+    assert response.status_code == 409 and "being recorded" in response.get_json()["error"]
+    assert catalogue.scan()["added"] == []
+    assert client.post("/video_capture", headers=control, data={"action": "stop"}).status_code == 200
+    assert not (media_dir / "clip.mp4").exists() and client.get("/get_database").get_json() == []
+
+
+@pytest.mark.parametrize("forget", [
+    lambda client, control: client.post("/database/remove", headers=control, data={"filename": "kept.mp4"}),
+    lambda client, control: client.post("/database/new", headers=control, data={"confirm": "yes"}),
+])
+def test_a_recording_forgotten_while_it_runs_is_listed_again_at_its_end(app_with_fake_camera, media_dir, forget):
+    client, recorder = app_with_fake_camera.test_client(), app_with_fake_camera.extensions["recorder"]
+    control = {"X-Control-Token": app_with_fake_camera.config["CONTROL_TOKEN"]}
+    client.post("/video_capture", headers=control, data={"action": "start", "filename": "kept"})
+    assert wait_for(lambda: app_with_fake_camera.extensions["catalogue"].get("kept.mp4") is not None)
+    assert forget(client, control).status_code == 200
+    assert wait_for(lambda: recorder.status()["frames"] >= 20)
+    result = client.post("/video_capture", headers=control, data={"action": "stop"}).get_json()
+    [entry] = client.get("/get_database").get_json()
+    assert entry["filename"] == "kept.mp4" and entry["size"] == result["size"] == (media_dir / "kept.mp4").stat().st_size
+    assert entry["duration"] == result["duration"] > 0
+
+
+@pytest.mark.parametrize("name", ["media.db", "media.db-wal", "media.db-shm", ".partial-0123abcd.mp4",
+                                  ".hidden.jpg", "notes.txt"])
+def test_only_pictures_and_videos_are_served_from_the_media_folder(client, media_dir, name):
+    if not name.startswith("media.db"):     # the catalogue's files are there already, and in use
+        (media_dir / name).write_bytes(b"SQLite format 3\x00 or anything else")
+    assert (media_dir / name).exists()
+    response = client.get(f"/media/{name}")
+    assert response.status_code == 404 and b"SQLite" not in response.data
+
+
+def test_start_up_cleans_leftovers_and_a_file_it_cannot_list_does_not_stop_it(settings, media_dir, caplog):
+    media_dir.mkdir(parents=True, exist_ok=True)
+    write_fragmented_mp4(media_dir / "rx..mp4")         # a name older versions accepted
+    (media_dir / ".partial-0123abcd.mp4").write_bytes(b"cut short by a kill during the rewrite")
+    os.utime(media_dir / ".partial-0123abcd.mp4", (time.time() - 3600, time.time() - 3600))
+    application = create_app(settings)
+    try:
+        assert application.test_client().get("/get_database").get_json() == []
+        assert media_files(media_dir) == ["rx..mp4"]    # repaired, kept for a person to rename
+        assert "rx..mp4 is not listed" in caplog.text
+    finally:
+        stop_services(application)
+
+
+# -- flask media: the command line beside a running server ------------------------------------------------
+
+
+def test_flask_media_during_a_recording_leaves_the_recording_and_the_devices_alone(tmp_path, fake_camera):
+    media_dir = tmp_path / "media"
+    config = tmp_path / "config.txt"
+    config.write_text(f"[SETTINGS]\nmedia_dir = {media_dir}\nlog_file = {tmp_path / 'flask.log'}\n"
+                      f"camera = demo\nkeep_days = 0.0001\n")
+    recorder = Recorder(fake_camera, media_dir, min_free_mb=0)
+    try:
+        recorder.start("live")
+        assert wait_for(lambda: recorder.status()["frames"] >= 20)
+        (media_dir / "left-by-a-crash.mp4").write_bytes(b"")      # start-up repair would delete it
+        (media_dir / "old.jpg").write_bytes(b"\xff\xd8\xff\xd9")
+        os.utime(media_dir / "old.jpg", (1e9, 1e9))                # retention (keep_days) would delete it
+        done = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "media", "list"], cwd=ROOT,
+                              env={**os.environ, "CONFIG_FILE": str(config)}, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, done.stderr
+        written = recorder.status()["frames"]
+        assert wait_for(lambda: recorder.status()["frames"] >= written + 20)
+        result = recorder.stop()
+    finally:
+        recorder.close()
+    assert result["frames"] >= written + 20         # nothing cut off or replaced under the writer
+    assert (media_dir / "left-by-a-crash.mp4").exists() and (media_dir / "old.jpg").exists()

@@ -2,6 +2,7 @@
 import os
 import re
 import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from app import create_app, stop_services
 from camera_base import Camera
 from camera_demo import DemoSource
 from conftest import ROOT, FakeSource, in_ci, wait_for
-from media_files import MediaExists, MediaNameError
+from media_files import MediaExists, MediaNameError, being_written
 from recorder import InsufficientSpace, NotRecording, Recorder, RecordingBusy, RecordingError
 from video_file import EncoderQuality, VideoFileWriter, repair
 
@@ -65,23 +66,20 @@ def decode(path):
 
 
 class FakeCatalogue:
-    """Records calls, and like the real catalogue refuses to add a file that is not there."""
+    """Records calls, and like the real catalogue refuses to list a file that is not there."""
 
     def __init__(self, media_dir):
         self.media_dir, self.calls, self.entries = media_dir, [], {}
 
-    def add(self, filename, kind, **fields):
+    def put(self, filename, kind, **fields):
         assert (self.media_dir / filename).is_file(), "catalogued a file that is not there"
-        self.calls.append("add")
+        self.calls.append("put")
         self.entries[filename] = dict(fields, kind=kind)
 
-    def update(self, filename, **fields):
-        self.calls.append("update")
-        self.entries[filename].update(fields)
-
-    def remove(self, filename):
+    def remove(self, filename, missing_ok=False):
         self.calls.append("remove")
-        del self.entries[filename]
+        if filename in self.entries or not missing_ok:
+            del self.entries[filename]
 
 
 class NoiseSource(FakeSource):
@@ -173,12 +171,20 @@ def test_grayscale_and_half_resolution_mid_recording_keep_one_valid_size(make_re
     assert abs(last[..., 0] - last[..., 1]).mean() < 6             # gray at the end
 
 
-def test_a_stalled_writer_drops_frames_and_memory_stays_flat(media_dir, monkeypatch):
-    camera = Camera(FakeSource(320, 240, interval=0.01), kind="fake", width=320, height=240)
+@pytest.fixture
+def stalled_disk(monkeypatch):
+    """Every write waits (as on a stalled SD card) until the test sets the event it answers."""
     release = threading.Event()
     real_write = VideoFileWriter.write
     monkeypatch.setattr(VideoFileWriter, "write",
                         lambda self, image, captured: release.wait(30) and real_write(self, image, captured))
+    yield release
+    release.set()
+
+
+def test_a_stalled_writer_drops_frames_and_memory_stays_flat(media_dir, stalled_disk):
+    camera = Camera(FakeSource(320, 240, interval=0.01), kind="fake", width=320, height=240)
+    release = stalled_disk
     recorder = Recorder(camera, media_dir, min_free_mb=0, queue_frames=5)
     tracemalloc.start()
     try:
@@ -241,7 +247,8 @@ def test_one_recording_at_a_time(make_recorder):
 
 
 @pytest.mark.parametrize("name", ["../escape.mp4", "sub/clip.mp4", "/tmp/clip.mp4", "nul\x00.mp4",
-                                  "clip.avi", "", "   ", "bad\udcff.mp4", "x" * 200 + ".mp4"])
+                                  "clip.avi", "", "   ", "bad\udcff.mp4", "x" * 200 + ".mp4", "rx.",
+                                  "a" * 125, "日" * 100])
 def test_bad_names_are_refused_and_leave_nothing(make_recorder, name):
     recorder = make_recorder()
     with pytest.raises(MediaNameError):
@@ -340,7 +347,7 @@ def test_a_full_disk_stops_the_recording_cleanly_and_the_file_plays(small_disk):
     path = small_disk / "filled.mp4"
     frames, facts = decode(path)          # trimmed to whole fragments: every frame decodes
     assert facts["codec"] == "h264" and len(frames) > 0
-    assert catalogue.calls == ["add", "update"]
+    assert catalogue.calls == ["put", "put"]
     assert catalogue.entries["filled.mp4"]["size"] == path.stat().st_size
 
 
@@ -370,7 +377,7 @@ def test_the_catalogue_gets_the_file_once_it_exists_and_its_size_at_the_end(make
     recorder = make_recorder(catalogue=catalogue, camera_name="bench camera")
     result = record(recorder, 20, "listed")
     entry = catalogue.entries["listed.mp4"]
-    assert catalogue.calls == ["add", "update"] and entry["kind"] == "video"
+    assert catalogue.calls == ["put", "put"] and entry["kind"] == "video"
     assert (entry["width"], entry["height"], entry["camera"]) == (64, 48, "bench camera")
     assert entry["size"] == (media_dir / "listed.mp4").stat().st_size == result["size"]
     assert entry["duration"] == result["duration"] > 0
@@ -384,7 +391,7 @@ def test_a_recording_without_a_picture_leaves_no_file_and_no_entry(make_recorder
     assert (media_dir / "empty.mp4").exists()    # the name is reserved at once
     result = recorder.stop()
     assert result["file"] is None and result["frames"] == 0
-    assert not (media_dir / "empty.mp4").exists() and catalogue.calls == []
+    assert not (media_dir / "empty.mp4").exists() and catalogue.entries == {}
 
 
 def test_the_pre_roll_comes_first_then_the_live_frames(make_recorder, fake_camera, media_dir):
@@ -448,3 +455,41 @@ def test_close_finishes_the_recording_and_a_stopped_camera_ends_one(make_recorde
     fake_camera.stop()
     assert wait_for(lambda: not other.status()["recording"])
     assert other.status()["last_reason"] == "camera_stopped"
+
+
+def test_a_stalled_disk_keeps_the_queue_within_its_byte_budget(media_dir, stalled_disk):
+    camera = Camera(FakeSource(640, 480, interval=0.01), kind="fake", width=640, height=480)
+    release = stalled_disk
+    recorder = Recorder(camera, media_dir, min_free_mb=0)         # the default queue limits
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        recorder.start("stalled")
+        assert wait_for(lambda: recorder.status()["dropped"] >= 60)
+        grown = tracemalloc.get_traced_memory()[0] - before
+        queued = recorder.status()["queued"]
+        release.set()
+        recorder.stop()
+    finally:
+        tracemalloc.stop()
+        release.set()
+        recorder.close()
+        camera.stop()
+    assert 1 <= queued and queued * 640 * 480 * 3 <= recorder_module.QUEUE_BYTES
+    assert grown < 20 * MB                # the issue's memory budget, with the disk stalled
+
+
+def test_the_recording_holds_the_writer_s_lock_and_its_file_gets_the_usual_mode(make_recorder, media_dir):
+    recorder = make_recorder()
+    old = os.umask(0o022)
+    try:
+        recorder.start("locked")
+        assert being_written(media_dir / "locked.mp4")
+        assert wait_for(lambda: recorder.status()["frames"] >= 10)
+        assert being_written(media_dir / "locked.mp4")
+        recorder.stop()
+    finally:
+        os.umask(old)
+    assert not being_written(media_dir / "locked.mp4")
+    assert stat.S_IMODE((media_dir / "locked.mp4").stat().st_mode) == 0o644
+    assert sorted(path.name for path in media_dir.iterdir()) == ["locked.mp4"]

@@ -1,4 +1,7 @@
-"""MP4 files: the choice of H.264 encoder and the quality settings it is given."""
+"""MP4 files: the choice of H.264 encoder and the quality settings it is given, crash repair."""
+import os
+import stat
+
 import av
 import numpy as np
 import pytest
@@ -6,6 +9,8 @@ import pytest
 import video_file
 from video_file import (EncoderQuality, VideoFileError, VideoFileWriter, _configure, default_encoders, pick_encoder,
                         recover_interrupted)
+from test_media_files import LockedByAnotherProcess
+from test_media_routes import write_fragmented_mp4
 
 
 def textured_pictures(count, noise):
@@ -77,3 +82,32 @@ def test_a_recording_that_cannot_be_repaired_does_not_stop_the_start_up(tmp_path
     monkeypatch.setattr(video_file, "repair", repair)
     assert recover_interrupted(tmp_path) == {}
     assert sorted(path.name for path in tmp_path.iterdir()) == ["broken.mp4", "mismatch.mp4"]   # kept for a person to look at
+
+
+def test_start_up_repair_leaves_a_file_another_process_is_recording_alone(tmp_path):
+    write_fragmented_mp4(tmp_path / "live.mp4")
+    (tmp_path / "reserved.mp4").write_bytes(b"")
+    before = (tmp_path / "live.mp4").read_bytes()
+    with LockedByAnotherProcess(tmp_path / "live.mp4"), LockedByAnotherProcess(tmp_path / "reserved.mp4"):
+        assert recover_interrupted(tmp_path) == {}
+        assert (tmp_path / "live.mp4").read_bytes() == before and (tmp_path / "reserved.mp4").exists()
+    assert set(recover_interrupted(tmp_path)) == {"live.mp4"}       # once the recording is over
+    assert not (tmp_path / "reserved.mp4").exists()
+
+
+def test_start_up_repair_finds_recordings_whatever_the_case_of_mp4(tmp_path):
+    write_fragmented_mp4(tmp_path / "upper.MP4")
+    (tmp_path / "empty.Mp4").write_bytes(b"")
+    assert set(recover_interrupted(tmp_path)) == {"upper.MP4"}
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["upper.MP4"]
+
+
+def test_a_rewritten_recording_gets_the_usual_mode_not_0600(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_fragmented_mp4(tmp_path / "crashed.mp4")
+        assert set(recover_interrupted(tmp_path)) == {"crashed.mp4"}
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "crashed.mp4").stat().st_mode) == 0o644
+    assert [path.name for path in tmp_path.iterdir()] == ["crashed.mp4"]      # no temporary left

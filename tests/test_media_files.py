@@ -1,0 +1,88 @@
+"""Media file names, new files' modes, the writer's lock and the clean-up of leftover temporaries."""
+import os
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+from media_files import (MediaNameError, being_written, check_media_name, create_locked, remove_leftover_temporaries,
+                         write_new_file)
+
+HOLD_LOCK = """
+import fcntl, os, sys
+descriptor = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.flock(descriptor, fcntl.LOCK_EX)
+print("locked", flush=True)
+sys.stdin.readline()
+"""
+
+
+class LockedByAnotherProcess:
+    """A child process holding the writer's lock on ``path``, as a recording server would."""
+
+    def __init__(self, path):
+        self.child = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path)], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, text=True)
+        assert self.child.stdout.readline() == "locked\n"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.child.communicate("done\n", timeout=10)
+
+
+@pytest.mark.parametrize("name, final", [("porch", "porch.jpg"), ("a" * 124, "a" * 124 + ".jpg"),
+                                         ("a" * 124 + ".jpg", "a" * 124 + ".jpg"), ("日" * 83, "日" * 83 + ".jpg"),
+                                         ("Porch.JPEG", "Porch.JPEG")])
+def test_names_are_checked_with_their_extension(name, final):
+    assert check_media_name(name, (".jpg", ".jpeg")) == final
+
+
+@pytest.mark.parametrize("name, words", [
+    ("x.", "ends in '.'"), ("x.jpg.", "ends in '.'"),
+    ("a" * 125, "at most 128 are allowed, the extension included"),
+    ("a" * 125 + ".jpg", "at most 128"),
+    ("日" * 100, "at most 255 bytes"),          # 104 characters, 304 bytes
+    ("日" * 84, "at most 255 bytes"),           # 256 bytes with the extension
+])
+def test_a_final_name_too_long_or_ending_in_a_dot_is_refused(name, words):
+    with pytest.raises(MediaNameError, match=words):
+        check_media_name(name, (".jpg",))
+
+
+def test_new_files_get_the_usual_mode_not_0600(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = write_new_file(tmp_path, "mode.jpg", b"\xff\xd8\xff\xd9")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_the_writer_s_lock_is_seen_until_it_is_released(tmp_path):
+    path = tmp_path / "recording.mp4"
+    descriptor = create_locked(path)
+    assert being_written(path)                  # also from this process, through another open file
+    assert being_written(path)                  # testing did not take the lock away
+    os.close(descriptor)
+    assert not being_written(path) and not being_written(tmp_path / "absent.mp4")
+    with LockedByAnotherProcess(path):
+        assert being_written(path)
+
+
+def test_leftover_temporaries_are_removed_unless_young_or_locked(tmp_path):
+    old = time.time() - 3600
+    for name in (".partial-a1b2.mp4", ".partial-removed-c3d4", ".partial-locked.mp4", ".partial-young.mp4"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "kept.mp4").write_bytes(b"x")
+    for name in (".partial-a1b2.mp4", ".partial-removed-c3d4", ".partial-locked.mp4", "kept.mp4"):
+        os.utime(tmp_path / name, (old, old))
+    with LockedByAnotherProcess(tmp_path / ".partial-locked.mp4"):
+        removed = remove_leftover_temporaries(tmp_path)
+    assert sorted(removed) == [".partial-a1b2.mp4", ".partial-removed-c3d4"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".partial-locked.mp4", ".partial-young.mp4",
+                                                                 "kept.mp4"]
+
