@@ -5,6 +5,7 @@ The catalogue itself is media_catalogue.MediaCatalogue; here its errors become o
 import functools
 import json
 import logging
+import math
 import os
 import sqlite3
 import sys
@@ -113,6 +114,19 @@ def _table(entries):
                      for row in [header, *rows])
 
 
+class _Amount(click.FloatRange):
+    """A number of 0 or more that is finite: 'inf' and 'nan' are refused too."""
+
+    def __init__(self):
+        super().__init__(min=0)
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
 class _OneLineGroup(click.Group):
     """Usage errors in one line too: click would print the usage and a hint above them."""
 
@@ -218,14 +232,15 @@ def scan(remove_missing):
 
 
 @media_cli.command()
-@click.option("--days", type=click.FloatRange(min=0), help="Remove entries older than N days.")
-@click.option("--max-gb", type=click.FloatRange(min=0), help="Remove the oldest until the files fit in X GB.")
+@click.option("--days", type=_Amount(), help="Remove entries older than N days.")
+@click.option("--max-gb", type=_Amount(), help="Remove the oldest until the files fit in X GB.")
 @click.option("--dry-run", is_flag=True, help="Only show what would be removed.")
 @_friendly_errors
 def prune(days, max_gb, dry_run):
     """Delete the oldest media, files and entries, by age and by total size.
 
     Without --days and --max-gb, keep_days and max_media_gb from config.txt apply. 1 GB = 1024^3 bytes.
+    The file being recorded is kept.
     """
     if days is None and max_gb is None:
         chosen = _settings()

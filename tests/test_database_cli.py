@@ -236,6 +236,10 @@ def test_the_command_line_does_not_import_flask():
     (["list", "--bogus"], ["--bogus"]),
     (["frobnicate"], ["No such command"]),
     (["prune", "--days", "-1"], ["--days"]),
+    (["prune", "--max-gb", "inf"], ["--max-gb", "'inf' is not a finite number"]),
+    (["prune", "--max-gb", "nan"], ["--max-gb", "'nan' is not a finite number"]),
+    (["prune", "--days", "inf"], ["--days", "not a finite number"]),
+    (["prune", "--days", "nan"], ["--days", "not a finite number"]),
     (["prune"], ["--days", "--max-gb"]),
 ])
 def test_errors_are_one_line(run, media_dir, args, words):
