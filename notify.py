@@ -7,7 +7,8 @@ dropped and counted. notify() takes the dict of an events.EventChange (``{"type"
 MQTT topics, under ``topic_prefix`` (default ``camera_server``):
   ``<prefix>/status``  ``online`` / ``offline``, retained; the broker sends ``offline`` (the last
                        will) when the connection is lost
-  ``<prefix>/motion``  ``ON`` while an event lasts, ``OFF`` when it ends, retained
+  ``<prefix>/motion``  ``ON`` while an event lasts, ``OFF`` when it ends, retained; published again
+                       at each connect, so an ``ON`` left by a crash does not outlive it
   ``<prefix>/event``   the event as JSON, not retained
 and, unless discovery_prefix is empty, a retained Home Assistant discovery config that makes the
 motion topic a binary_sensor (device class motion).
@@ -219,6 +220,8 @@ class MqttNotifier(QueuedNotifier):
         self.device_name = device_name
         self.node_id = re.sub(r"[^A-Za-z0-9_-]", "_", self.prefix)
         self.connected = threading.Event()
+        self._motion_state = "OFF"          # what <prefix>/motion says; set again at each connect
+        self._motion_lock = threading.Lock()
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                    client_id=client_id or f"{self.node_id}-{uuid.uuid4().hex[:8]}")
         if username:
@@ -241,6 +244,8 @@ class MqttNotifier(QueuedNotifier):
             client.publish(f"{self.discovery_prefix}/binary_sensor/{self.node_id}/motion/config",
                            json.dumps(self._discovery_config()), qos=1, retain=True)
         client.publish(self.status_topic, "online", qos=1, retain=True)
+        with self._motion_lock:             # replaces an ON retained from a run that crashed mid-event
+            client.publish(self.motion_topic, self._motion_state, qos=1, retain=True)
         self.connected.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
@@ -258,9 +263,10 @@ class MqttNotifier(QueuedNotifier):
     def _deliver(self, message):
         """Hand the messages to paho; while the broker is away paho keeps them (bounded) and sends later."""
         from paho.mqtt.client import MQTT_ERR_NO_CONN, MQTT_ERR_SUCCESS
-        state = "OFF" if message.get("type") == "ended" else "ON"
-        results = [self._client.publish(self.motion_topic, state, qos=1, retain=True),
-                   self._client.publish(self.event_topic, json.dumps(message), qos=1)]
+        with self._motion_lock:
+            self._motion_state = "OFF" if message.get("type") == "ended" else "ON"
+            results = [self._client.publish(self.motion_topic, self._motion_state, qos=1, retain=True)]
+        results.append(self._client.publish(self.event_topic, json.dumps(message), qos=1))
         failures = [result.rc for result in results if result.rc not in (MQTT_ERR_SUCCESS, MQTT_ERR_NO_CONN)]
         if failures:
             log.warning("MQTT: event %s dropped for %s:%d: %s", message.get("id"), self.host, self.port,

@@ -263,8 +263,20 @@ class SceneWatch:
             self._stop_clip()
 
 
+def close_interrupted_events(catalogue):
+    """Give an end to the events a crash or kill left open (their start: the last time known)."""
+    interrupted = [event for event in catalogue.events() if event["end"] is None]
+    for event in interrupted:
+        catalogue.update_event(event["id"], end=event["start"])
+    if interrupted:
+        log.warning("closed %d events left open by the last run: %s", len(interrupted),
+                    ", ".join(str(event["id"]) for event in interrupted))
+    return len(interrupted)
+
+
 def create_scene_watch(settings, camera, catalogue, media_dir, recorder):
     """The SceneWatch the settings describe; ValueError (or DetectorError) names a bad setting."""
+    close_interrupted_events(catalogue)
     masks = parse_masks(settings.motion_mask) if settings.motion_mask else []
     if settings.motion_mask_file:
         masks.append(load_mask_file(settings.motion_mask_file))

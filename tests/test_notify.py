@@ -346,6 +346,28 @@ def test_mqtt_last_will_says_offline_when_the_connection_breaks(broker, notifier
     assert watcher.wait_for("camera_server/status", "offline")
 
 
+def test_a_restart_after_a_crash_mid_event_turns_the_retained_motion_off(broker, notifiers, subscribers):
+    crashed = MqttNotifier("127.0.0.1", broker)
+    assert crashed.connected.wait(WAIT)
+    crashed.notify(EVENT)
+    assert wait_for(lambda: crashed.sent == 1)
+    watcher = Subscriber(broker)
+    subscribers.append(watcher)
+    assert watcher.wait_for("camera_server/motion", "ON")     # retained
+    crashed._client.loop_stop()               # killed mid-event: no "ended", no DISCONNECT
+    crashed._client.socket().shutdown(socket.SHUT_RDWR)
+    assert watcher.wait_for("camera_server/status", "offline")
+    restarted = MqttNotifier("127.0.0.1", broker)
+    notifiers.append(restarted)
+    assert watcher.wait_for("camera_server/status", "online")
+    assert watcher.wait_for("camera_server/motion", "OFF")
+    late = Subscriber(broker, topics=("camera_server/motion",))
+    subscribers.append(late)
+    assert late.wait_for("camera_server/motion", "OFF")
+    assert late.payloads("camera_server/motion") == ["OFF"]
+    crashed.close(timeout=1)                  # its thread; the broker has dropped it already
+
+
 def test_broker_down_never_blocks_and_events_arrive_when_it_comes_up(tmp_path, notifiers, subscribers):
     port = free_port()
     notifier = MqttNotifier("127.0.0.1", port)

@@ -13,6 +13,7 @@ import scenes
 from app import create_app, main_app, stop_services
 from camera_base import Camera, Source
 from events import EncodedFrame
+from media_catalogue import MediaCatalogue
 from recorder import Recorder
 from camera_demo import DemoSource
 from conftest import wait_for
@@ -107,6 +108,21 @@ def test_boxes_are_drawn_on_the_stream_while_something_moves(settings, control_f
         watch = application.extensions["watch"]
         assert wait_for(lambda: watch.status()["motion"]["boxes"])
         assert application.test_client().get("/status").get_json()["motion"]["motion"] is True
+    finally:
+        stop_services(application)
+
+
+def test_start_up_closes_the_events_a_crash_left_open(settings):
+    media = Path(settings.media_dir)
+    media.mkdir(parents=True)
+    with MediaCatalogue(media / "media.db", media) as catalogue:
+        finished = catalogue.add_event(1700000000.0, "motion", end=1700000009.0)
+        interrupted = catalogue.add_event(1700000100.0, "object", labels=["person"])
+    application = create_app(settings)
+    try:
+        events = {event["id"]: event for event in application.test_client().get("/events").get_json()}
+        assert events[interrupted]["end"] == 1700000100.0
+        assert events[finished]["end"] == 1700000009.0
     finally:
         stop_services(application)
 
