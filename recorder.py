@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 MB = 1024 * 1024
 DISK_CHECK_INTERVAL = 1.0       # seconds between free-space checks (and fsyncs) while recording
 FEEDER_JOIN_TIMEOUT = 2.0
-QUEUE_BYTES = 12 * MB           # pictures waiting for the writer: 13 at 640x480, 2 at 1920x1080
+QUEUE_BYTES = 32 * MB           # pictures waiting for the writer: 36 at 640x480 (1.2 s), 5 at 1920x1080
 ERROR_REASONS = ("disk_full", "write_error")
 
 

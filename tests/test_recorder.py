@@ -476,7 +476,7 @@ def test_a_stalled_disk_keeps_the_queue_within_its_byte_budget(media_dir, stalle
         recorder.close()
         camera.stop()
     assert 1 <= queued and queued * 640 * 480 * 3 <= recorder_module.QUEUE_BYTES
-    assert grown < 20 * MB                # the memory budget, with the disk stalled
+    assert grown < recorder_module.QUEUE_BYTES + 8 * MB   # however long the disk stalls, the queue is the bound
 
 
 def test_the_recording_holds_the_writer_s_lock_and_its_file_gets_the_usual_mode(make_recorder, media_dir):
