@@ -253,7 +253,7 @@ def _register_routes(app):
     @app.get("/video_feed")
     def video_feed():
         camera, limit = _camera(), current_app.config["SETTINGS"].max_viewers
-        if camera.consumers >= limit:
+        if camera.viewers >= limit:
             abort(503, description=f"this camera already has {limit} viewers (max_viewers); try again later")
         return Response(_mjpeg(camera), mimetype="multipart/x-mixed-replace; boundary=frame",
                         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
@@ -347,7 +347,7 @@ def _power(action):
 def _mjpeg(camera):
     """The multipart body: each part is prebuilt by the camera, so viewers cost no encoding."""
     yield b"--frame\r\n"
-    for frame in camera.frames():
+    for frame in camera.frames(viewer=True):
         yield frame.part
 
 

@@ -139,6 +139,7 @@ class Camera:
         self._stop = threading.Event()
         self._thread = None
         self._consumers = 0
+        self._viewers = 0         # the consumers that are people watching the stream
         self._idle_since = time.monotonic()
         self._seq = 0
         self._grayscale = False
@@ -151,25 +152,27 @@ class Camera:
 
     # -- consumers -------------------------------------------------------------------------
     @contextlib.contextmanager
-    def consumer(self):
-        """Hold the camera open while the block runs (a viewer, a snapshot, later a recording)."""
-        self.acquire()
+    def consumer(self, viewer=False):
+        """Hold the camera open while the block runs (a viewer, a snapshot, a recording, the watch)."""
+        self.acquire(viewer)
         try:
             yield self
         finally:
-            self.release()
+            self.release(viewer)
 
-    def acquire(self):
+    def acquire(self, viewer=False):
         with self._lock:
             self._consumers += 1
+            self._viewers += viewer
             if self._thread is None and not self._stop.is_set():
                 self._thread = threading.Thread(target=self._run, name=f"camera-{self.kind}", daemon=True)
                 self._state = "starting"
                 self._thread.start()
 
-    def release(self):
+    def release(self, viewer=False):
         with self._lock:
             self._consumers -= 1
+            self._viewers -= viewer
             if self._consumers == 0:
                 self._idle_since = time.monotonic()
 
@@ -177,13 +180,18 @@ class Camera:
     def consumers(self):
         return self._consumers
 
-    def frames(self, timeout=5.0, until=None):
+    @property
+    def viewers(self):
+        return self._viewers
+
+    def frames(self, timeout=5.0, until=None, viewer=False):
         """Yield each newer frame while the caller consumes; a slow caller skips frames.
 
         The loop ends when the camera stops or the ``until`` event is set, checked at least
-        every ``timeout`` seconds even while a hung device delivers nothing.
+        every ``timeout`` seconds even while a hung device delivers nothing. ``viewer`` counts
+        the caller as a person watching (``viewers`` in the status, and ``max_viewers``).
         """
-        with self.consumer():
+        with self.consumer(viewer):
             latest = self.hub.latest
             # After an idle stop the newest frame is old: wait for a fresh one instead.
             seq = latest.seq if latest is not None and self._state != "streaming" else 0
@@ -295,7 +303,8 @@ class Camera:
             "state": self._state,
             "fps": round(self._frame_rate.value, 2) if self._state == "streaming" else 0.0,
             "resolution": [shape[1], shape[0]] if shape else [self.width, self.height],
-            "viewers": self._consumers,
+            "viewers": self._viewers,
+            "consumers": self._consumers,
             "grayscale": self._grayscale,
             "half_resolution": self._half_resolution,
             "focus": self.source.focus_state(),

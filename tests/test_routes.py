@@ -264,6 +264,23 @@ def test_no_light_configured_leaves_the_page_without_light_controls(client):
     assert client.get("/get_controller_data").status_code == 503
 
 
+def test_only_stream_viewers_count_as_viewers_and_against_max_viewers(settings):
+    application = create_app(settings.replace(max_viewers=1))
+    client = application.test_client()
+    camera = application.extensions["camera"]
+    with camera.consumer():                          # a recording or the watch holds the camera
+        viewer = client.get("/video_feed", buffered=False)
+        try:
+            assert viewer.status_code == 200
+            chunks = iter(viewer.response)
+            next(chunks), next(chunks)
+            status = client.get("/status").get_json()["camera"]
+            assert (status["viewers"], status["consumers"]) == (1, 2)
+        finally:
+            viewer.close()
+    stop_services(application)
+
+
 def test_viewers_past_max_viewers_get_a_503_and_the_rest_keeps_answering(settings):
     application = create_app(settings.replace(max_viewers=1))
     client = application.test_client()
