@@ -22,6 +22,8 @@ from scene_monitor import SceneMonitor
 log = logging.getLogger(__name__)
 
 NOTIFY_DRAIN_S = 5.0       # at shutdown, how long the notifiers may go on delivering what is queued
+NO_FRAME_TICK_S = 0.5      # without a frame for this long (a hung device) time still passes for events
+DETECTIONS_SHOWN_S = 1.0   # detection boxes stay on the stream until replaced or this old
 
 
 class SceneWatch:
@@ -41,12 +43,14 @@ class SceneWatch:
         self._thread = None
         self._monitoring = self._watching_motion = False
         self._baseline_jpeg = None
-        self._detections = ()            # the newest detections, handed over by the worker
+        self._detections_lock = threading.Lock()
+        self._new_detections = []        # handed over by the worker, not yet given to the tracker
+        self._shown_detections = (0.0, ())   # the newest result and its frame time, for the overlay
         self._boxes = ()                 # what the overlay draws: (box, label) pairs
         self._open_events = {}           # tracker event id -> its catalogue id, snapshot and clip
         self._clip = None                # the event clip being recorded, and when to stop it
         self._clip_stop_at = None
-        self._was_dark = False
+        self._relearn_background = True  # at the start and after "no signal": the scene may differ
         self.changes_saved = 0
         self.last_change = None
 
@@ -88,7 +92,7 @@ class SceneWatch:
     def start_motion(self):
         with self._lock:
             if not self._watching_motion:
-                self.motion.reset()
+                self._relearn_background = True     # the watch thread resets the motion detector
                 if self.show_boxes:
                     self.camera.add_overlay(self._draw_boxes)
             self._watching_motion = True
@@ -99,6 +103,8 @@ class SceneWatch:
         with self._lock:
             self._watching_motion = False
             self._boxes = ()
+        with self._detections_lock:
+            self._shown_detections = (0.0, ())
         self.camera.remove_overlay(self._draw_boxes)
         return self.status()["motion"]
 
@@ -137,29 +143,46 @@ class SceneWatch:
 
     def _active(self):
         with self._lock:
-            if self._stop.is_set() or not (self._monitoring or self._watching_motion):
-                self._thread = None
-                return False
-            return True
+            return not self._stop.is_set() and (self._monitoring or self._watching_motion)
 
     def _run(self):
-        frames = self.camera.frames()
         try:
-            while self._active():
-                frame = next(frames, None)
-                if frame is None:
-                    break                   # the camera was stopped for good
+            for frame in self._frames():
                 try:
-                    self._analyse(frame)
+                    if frame is None:
+                        self._time_passes(time.time())   # a hung device: no frame, but the clock runs
+                    else:
+                        self._analyse(frame)
                 except Exception:       # the thread's top level: report and go on with the next frame
                     log.exception("scene watch: analysing a frame failed")
         finally:
-            frames.close()
             self._finish_events(time.time())
+            with self._lock:
+                self._thread = None
+                if self._monitoring or self._watching_motion:
+                    self._ensure_thread()   # switched on again while this thread was leaving
+
+    def _frames(self):
+        """Each newer frame while the watch is on; None after NO_FRAME_TICK_S without one.
+
+        Like camera.frames(), but a device that hangs (no frame, not even "no signal") still lets
+        the watch end an event after its quiet time, and a stop is noticed within the tick.
+        """
+        with self.camera.consumer():
+            latest = self.camera.hub.latest
+            # After an idle stop the newest frame is old: wait for a fresh one instead.
+            seq = latest.seq if latest is not None and self.camera.state != "streaming" else 0
+            while self._active():
+                frame = self.camera.hub.wait_newer(seq, NO_FRAME_TICK_S)
+                if frame is not None:
+                    seq = frame.seq
+                yield frame
 
     def _analyse(self, frame):
         if not frame.live:
-            self._was_dark = True       # "no signal" is not a change of the scene
+            self._relearn_background = True        # the picture that comes back may differ
+            self._boxes = ()
+            self._time_passes(frame.timestamp)     # "no signal" is no motion and not a change of the scene
             return
         if self._monitoring:
             change = self.monitor.check(frame.image, frame.timestamp)
@@ -171,24 +194,41 @@ class SceneWatch:
             self._finish_events(frame.timestamp)
 
     def _watch_motion(self, frame):
-        if self._was_dark:
-            self.motion.reset()         # the picture came back: learn the background anew
-            self._was_dark = False
+        if self._relearn_background:
+            self._relearn_background = False
+            self.motion.reset()
         if self.preroll is not None:
             self.preroll.add(frame)
         result = self.motion.process(frame.image, frame.timestamp)
         if result.motion and self._worker is not None:
             self._worker.submit(frame)
-        detections, self._detections = self._detections, ()
+        with self._detections_lock:
+            detections, self._new_detections = self._new_detections, []
+            shown_at, shown = self._shown_detections
+        if frame.timestamp - shown_at > DETECTIONS_SHOWN_S:
+            shown = ()
         self._boxes = tuple((box, None) for box in result.boxes) + tuple(
-            (detection.box, f"{detection.label} {detection.confidence:.0%}") for detection in detections)
-        for change in self.tracker.update(frame.timestamp, result, detections):
+            (detection.box, f"{detection.label} {detection.confidence:.0%}") for detection in shown)
+        self._track(frame.timestamp, frame, result, detections)
+
+    def _time_passes(self, timestamp):
+        """No picture to look at (no signal, or no frame at all): for the events that is no motion."""
+        if self._watching_motion:
+            self._track(timestamp, None)
+
+    def _track(self, timestamp, frame, motion=None, detections=()):
+        for change in self.tracker.update(timestamp, motion, detections):
             self._on_event(change, frame)
-        if self._clip_stop_at is not None and frame.timestamp >= self._clip_stop_at:
+        if self._clip_stop_at is not None and timestamp >= self._clip_stop_at:
             self._stop_clip()
 
     def _on_detections(self, frame, detections):
-        self._detections = tuple(detections)     # picked up by the watch thread's next frame
+        """The worker's result: drawn until a newer one or DETECTIONS_SHOWN_S, given to the tracker once."""
+        detections = tuple(detections)
+        timestamp = getattr(frame, "timestamp", None) or time.time()
+        with self._detections_lock:
+            self._new_detections.extend(detections)
+            self._shown_detections = (timestamp, detections)
 
     def _draw_boxes(self, image):
         boxes = self._boxes

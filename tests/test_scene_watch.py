@@ -1,22 +1,28 @@
 """Scene watch through the real pipeline: a camera playing synthetic scenes, the watch thread,
 the catalogue, the recorder and a webhook. Each scene gives exactly the expected events."""
 import http.server
+import itertools
 import json
 import threading
 import time
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
+import simplejpeg
 
+import object_detection
+import scene_watch
 import scenes
 from app import create_app, main_app, stop_services
-from camera_base import Camera, Source
+from camera_base import Camera, CameraError, Source
 from events import EncodedFrame
 from media_catalogue import MediaCatalogue
+from object_detection import Detection
 from recorder import Recorder
 from camera_demo import DemoSource
-from conftest import wait_for
+from conftest import read_one_part, wait_for
 
 
 class ScenePlayback(Source):
@@ -29,8 +35,15 @@ class ScenePlayback(Source):
         self.images = [image for _, image in scene.frames()]
         self.index = 0
         self.finished = threading.Event()
+        self.unplugged = False               # read() fails: the camera shows "no signal"
+        self.hang = threading.Event()        # set: read() waits for `unhang`, delivering nothing
+        self.unhang = threading.Event()
 
     def read(self):
+        if self.unplugged:
+            raise CameraError("the camera was unplugged")
+        if self.hang.is_set():
+            self.unhang.wait(30)
         image = self.images[min(self.index, len(self.images) - 1)]
         self.index += 1
         if self.index >= len(self.images):
@@ -101,14 +114,63 @@ def test_a_flickering_corner_under_a_mask_gives_no_event(settings, control_for):
         stop_services(unmasked)
 
 
+def green_pixels(jpeg, region=None):
+    """How many pixels of a JPEG are the boxes' green (the room and the person are grey)."""
+    image = simplejpeg.decode_jpeg(jpeg, colorspace="BGR").astype(np.int16)
+    if region is not None:
+        x, y, width, height = region
+        image = image[y:y + height, x:x + width]
+    blue, green, red = image[..., 0], image[..., 1], image[..., 2]
+    return int(np.count_nonzero((green > 160) & (green - red > 80) & (green - blue > 80)))
+
+
+def streamed_jpeg(application):
+    return read_one_part(application.test_client())[1]
+
+
 def test_boxes_are_drawn_on_the_stream_while_something_moves(settings, control_for):
     application, source = watch_app(settings, scenes.ObjectEntering(seconds=30, enter_at=1, leave_at=29))
     try:
+        assert green_pixels(streamed_jpeg(application)) == 0
         application.test_client().post("/motion/start", headers=control_for(application))
         watch = application.extensions["watch"]
         assert wait_for(lambda: watch.status()["motion"]["boxes"])
         assert application.test_client().get("/status").get_json()["motion"]["motion"] is True
+        assert wait_for(lambda: green_pixels(streamed_jpeg(application)) > 50)
     finally:
+        stop_services(application)
+
+
+def test_an_event_ends_while_the_camera_has_no_signal(settings, control_for):
+    application, source = watch_app(settings, scenes.ObjectEntering(seconds=30, enter_at=0.5, leave_at=29))
+    watch, camera = application.extensions["watch"], application.extensions["camera"]
+    try:
+        application.test_client().post("/motion/start", headers=control_for(application))
+        assert wait_for(lambda: watch.status()["motion"]["event"] is not None)
+        source.unplugged = True                 # mid-event: from now on only "no signal" frames
+        assert wait_for(lambda: watch.status()["motion"]["event"] is None)
+        assert camera.state == "no_signal"
+        (event,) = application.test_client().get("/events").get_json()
+        assert event["end"] is not None and event["end"] >= event["start"]
+    finally:
+        stop_services(application)
+
+
+def test_an_event_ends_while_the_device_hangs_and_close_does_not_wait_for_it(settings, control_for):
+    application, source = watch_app(settings, scenes.ObjectEntering(seconds=30, enter_at=0.5, leave_at=29))
+    watch = application.extensions["watch"]
+    try:
+        application.test_client().post("/motion/start", headers=control_for(application))
+        assert wait_for(lambda: watch.status()["motion"]["event"] is not None)
+        source.hang.set()                       # mid-event: no frame at all, not even "no signal"
+        assert wait_for(lambda: watch.status()["motion"]["event"] is None)
+        (event,) = application.test_client().get("/events").get_json()
+        assert event["end"] is not None
+        thread = watch._thread
+        watch.close()
+        assert not thread.is_alive()            # it noticed the stop without a frame
+    finally:
+        source.unhang.set()
         stop_services(application)
 
 
@@ -124,6 +186,81 @@ def test_start_up_closes_the_events_a_crash_left_open(settings):
         assert events[interrupted]["end"] == 1700000100.0
         assert events[finished]["end"] == 1700000009.0
     finally:
+        stop_services(application)
+
+
+class FakeDetector:
+    """Finds a "cat" at a fixed place in every picture it is given; `gate` cleared: the second and
+    later runs wait for it, so the first result stays the newest."""
+
+    box = (16, 16, 80, 50)          # in the top left, where nothing moves in the scenes
+
+    def __init__(self, **options):
+        self.runs = 0
+        self.gate = threading.Event()
+        self.gate.set()
+        FakeDetector.made = self
+
+    def detect(self, image):
+        self.runs += 1
+        if self.runs > 1:
+            self.gate.wait(30)
+        return [Detection("cat", 0.9, self.box)]
+
+
+@pytest.fixture
+def fake_detector(monkeypatch):
+    monkeypatch.setitem(object_detection.DETECTORS, "hog", FakeDetector)
+    return lambda application: FakeDetector.made
+
+
+def test_detection_runs_only_with_motion_and_makes_object_events_with_labels(settings, control_for,
+                                                                             fake_detector):
+    Webhook.received = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Webhook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/hook"
+    still, source = watch_app(settings, scenes.EmptyRoom(), detector="hog", webhook_url=url)
+    try:
+        assert events_after_playback(still, source, control_for(still)) == []
+        assert fake_detector(still).runs == 0           # no motion, no detection
+    finally:
+        stop_services(still)
+    walking, source = watch_app(settings.replace(media_dir=settings.media_dir + "-2"), scenes.ObjectEntering(),
+                                detector="hog", webhook_url=url)
+    try:
+        (event,) = events_after_playback(walking, source, control_for(walking))
+        assert fake_detector(walking).runs > 0
+        assert event["kind"] == "object" and event["labels"] == ["cat"]
+        assert wait_for(lambda: [message["type"] for message in Webhook.received][-1:] == ["ended"])
+        assert Webhook.received[-1]["kind"] == "object" and Webhook.received[-1]["labels"] == ["cat"]
+    finally:
+        stop_services(walking)
+        server.shutdown()
+
+
+def test_detection_boxes_stay_on_the_stream_until_replaced_or_old(settings, control_for, fake_detector,
+                                                                  monkeypatch):
+    monkeypatch.setattr(scene_watch, "DETECTIONS_SHOWN_S", 3600.0)
+    application, source = watch_app(settings, scenes.ObjectEntering(seconds=30, enter_at=0.5, leave_at=29),
+                                    detector="hog")
+    watch = application.extensions["watch"]
+    try:
+        application.test_client().post("/motion/start", headers=control_for(application))
+        assert wait_for(lambda: FakeDetector.made.runs >= 2)   # one result; the next run waits at the gate
+        FakeDetector.made.gate.clear()
+        assert wait_for(lambda: watch.tracker.current is not None and "cat" in watch.tracker.current.labels)
+        x, y, width, height = FakeDetector.box
+        edge = (x - 2, y - 2, width + 4, 6)                     # the box's top edge
+        assert wait_for(lambda: green_pixels(streamed_jpeg(application), edge) > width)
+        frames = application.extensions["camera"].frames()
+        for frame in itertools.islice(frames, 5):      # on every frame, not one per detector run
+            assert green_pixels(frame.jpeg, edge) > width
+        frames.close()
+        monkeypatch.setattr(scene_watch, "DETECTIONS_SHOWN_S", 0.2)
+        assert wait_for(lambda: green_pixels(streamed_jpeg(application), edge) == 0)   # too old now
+    finally:
+        FakeDetector.made.gate.set()
         stop_services(application)
 
 
