@@ -260,8 +260,8 @@ class SceneWatch:
             if change.change == "ended":
                 fields["end"] = event.end
                 del self._open_events[event.id]
-                if self._clip is not None:
-                    self._clip_stop_at = change.timestamp + self.postroll_s
+                if self._clip is not None:     # noticed event_quiet_s after the end: maybe past it
+                    self._clip_stop_at = event.end + self.postroll_s
             self.catalogue.update_event(stored["event_id"], **fields)
         message = {**change.to_dict(), **stored}
         log.info("event %s: %s %s", change.change, event.kind, ", ".join(sorted(event.labels)))

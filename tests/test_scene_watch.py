@@ -17,7 +17,7 @@ import scene_watch
 import scenes
 from app import create_app, main_app, stop_services
 from camera_base import Camera, CameraError, Source
-from events import EncodedFrame
+from events import ENDED, EncodedFrame, Event, EventChange, EventTracker
 from media_catalogue import MediaCatalogue
 from object_detection import Detection
 from recorder import Recorder
@@ -344,6 +344,21 @@ def test_events_are_recorded_with_a_pre_roll(settings, control_for):
         assert entry["kind"] == "video" and entry["created"] < events[0]["start"]   # the pre-roll came first
     finally:
         stop_services(application)
+
+
+def test_the_clip_stops_postroll_s_after_the_event_ended_not_after_the_end_was_noticed(tmp_path):
+    class Catalogue:
+        def update_event(self, event_id, **fields):
+            pass
+
+    watch = scene_watch.SceneWatch(None, Catalogue(), tmp_path, monitor=None, motion=None,
+                                   tracker=EventTracker(quiet_s=5.0), postroll_s=2.0)
+    watch._open_events[1] = {"event_id": 7, "snapshot": None, "clip": "event.mp4"}
+    watch._clip = "event.mp4"
+    last_motion = 103.0
+    noticed = last_motion + 5.0               # the quiet time later
+    watch._on_event(EventChange(ENDED, Event(1, "motion", 100.0, last_motion, last_motion), noticed), frame=None)
+    assert watch._clip_stop_at == last_motion + 2.0
 
 
 def test_recorder_writes_the_pre_roll_first(tmp_path, fake_camera):
