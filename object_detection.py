@@ -127,24 +127,51 @@ def cascade_directories():
     return directories
 
 
+def shipped_cascades():
+    """The short names of the cascades this OpenCV ships (fullbody for haarcascade_fullbody.xml)."""
+    names = set()
+    for directory in cascade_directories():
+        if os.path.isdir(directory):
+            names.update(re.sub(r"^haarcascade_|\.xml$", "", name) for name in os.listdir(directory)
+                         if name.startswith("haarcascade_") and name.endswith(".xml"))
+    return sorted(names)
+
+
 def find_cascade(name):
-    """The path of a cascade: name itself when it is a path, else looked up in cascade_directories()."""
+    """The path of a cascade: name itself when it is a path, else a file (or a short name such as
+    fullbody for haarcascade_fullbody.xml) looked up in cascade_directories()."""
     if os.path.dirname(name):
         return _readable_file(name, "Haar cascade file")
+    file_name = name if name.endswith(".xml") else f"haarcascade_{name}.xml"
     for directory in cascade_directories():
-        path = os.path.join(directory, name)
+        path = os.path.join(directory, file_name)
         if os.path.isfile(path):
             return path
+    shipped = shipped_cascades()
+    choices = f"use one of {', '.join(shipped)}, or" if shipped else "this OpenCV does not ship it:"
     raise DetectorError(f"the Haar cascade {name!r} is not in {', '.join(cascade_directories())}; "
-                        f"this OpenCV ({cv2.__version__}) does not ship it: give the path of the .xml file")
+                        f"{choices} give the path of an .xml file (OpenCV {cv2.__version__})")
+
+
+# What OpenCV's shipped cascades find, by a pattern of their names; other cascades: their name.
+CASCADE_LABELS = ((r"frontalcatface", "cat face"), (r"face", "face"), (r"eye", "eye"), (r"fullbody", "person"),
+                  (r"upperbody", "upper body"), (r"lowerbody", "lower body"), (r"smile", "smile"),
+                  (r"plate", "licence plate"))
+
+
+def cascade_label(cascade):
+    """The label of a cascade's detections: face for haarcascade_frontalface_default.xml."""
+    stem = re.sub(r"^(haar|lbp)cascade_|\.xml$", "", os.path.basename(str(cascade)))
+    return next((label for pattern, label in CASCADE_LABELS if re.search(pattern, stem)),
+                stem.replace("_", " ") or "object")
 
 
 class HaarDetector:
-    """A Haar (or LBP) cascade, by default OpenCV's frontal face cascade."""
+    """A Haar (or LBP) cascade, by default OpenCV's frontal face cascade; the label follows the cascade."""
 
     name = "haar"
 
-    def __init__(self, cascade=DEFAULT_CASCADE, label="face", scale_factor=1.1, min_neighbors=5, min_size=30):
+    def __init__(self, cascade=DEFAULT_CASCADE, label=None, scale_factor=1.1, min_neighbors=5, min_size=30):
         cascade_class = _opencv_class("CascadeClassifier")
         if cascade_class is None:
             raise _missing_from_opencv("haar", "CascadeClassifier")
@@ -155,7 +182,7 @@ class HaarDetector:
             raise DetectorError(f"the Haar cascade {path!r} cannot be loaded: {error}") from error
         if self._cascade.empty():
             raise DetectorError(f"the Haar cascade {path!r} cannot be loaded: not a cascade XML file")
-        self.label = label
+        self.label = label or cascade_label(cascade)
         self.scale_factor, self.min_neighbors = float(scale_factor), int(min_neighbors)
         self.min_size = (int(min_size), int(min_size))
 

@@ -314,19 +314,31 @@ def close_interrupted_events(catalogue):
     return len(interrupted)
 
 
+def detector_options(settings):
+    """The chosen detector's options from the detector_* settings; ValueError for a setting it does
+    not use (detector_confidence has a default, so haar, whose detections have none, ignores it)."""
+    given = {"detector_model": settings.detector_model, "detector_config": settings.detector_config,
+             "detector_labels": settings.detector_labels}
+    used = {"hog": {}, "haar": {"detector_model": "cascade"},
+            "dnn": {"detector_model": "model", "detector_config": "config", "detector_labels": "labels"}}
+    options = used[settings.detector]
+    unused = [key for key, value in given.items() if value and key not in options]
+    if unused:
+        raise ValueError(f"{', '.join(unused)} is not used by the {settings.detector} detector: leave it empty "
+                         f"(hog takes detector_confidence; haar detector_model, a cascade; dnn all of them)")
+    chosen = {option: given[key] for key, option in options.items() if given[key]}
+    if settings.detector != "haar":
+        chosen["min_confidence"] = settings.detector_confidence
+    return chosen
+
+
 def create_scene_watch(settings, camera, catalogue, media_dir, recorder):
     """The SceneWatch the settings describe; ValueError (or DetectorError) names a bad setting."""
     close_interrupted_events(catalogue)
     masks = parse_masks(settings.motion_mask) if settings.motion_mask else []
     if settings.motion_mask_file:
         masks.append(load_mask_file(settings.motion_mask_file))
-    detector = None
-    if settings.detector:
-        options = {"dnn": {"model": settings.detector_model or None, "config": settings.detector_config or None,
-                           "labels": settings.detector_labels or None,
-                           "min_confidence": settings.detector_confidence}}.get(settings.detector, {})
-        detector = create_detector(settings.detector, **{key: value for key, value in options.items()
-                                                         if value is not None})
+    detector = create_detector(settings.detector, **detector_options(settings)) if settings.detector else None
     notifiers = []
     if settings.webhook_url:
         notifiers.append(WebhookNotifier(settings.webhook_url))

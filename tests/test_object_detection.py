@@ -201,14 +201,39 @@ def test_hog_missing_from_this_opencv_is_a_clear_error(monkeypatch):
         create_detector("hog")
 
 
+def draw_pedestrian(image, center_x, feet_y, height, shade=(40, 40, 40)):
+    """A walker seen from the front in the proportions of HOG's training windows (96 of 128 px):
+    head, neck, shoulders, arms along the body, two legs; in place."""
+    unit = height / 96
+
+    def points(*corners):
+        return np.array([[int(center_x + x * unit), int(feet_y - (96 - y) * unit)] for x, y in corners], np.int32)
+
+    cv2.ellipse(image, (int(center_x), int(feet_y - 88 * unit)), (int(6 * unit), int(8 * unit)), 0, 0, 360,
+                shade, -1, cv2.LINE_AA)
+    for part in (points((-3, 14), (3, 14), (3, 18), (-3, 18)),                    # neck
+                 points((-13, 18), (13, 18), (11, 52), (-11, 52)),                # body
+                 points((-13, 18), (-17, 20), (-18, 54), (-14, 55), (-12, 24)),   # arms
+                 points((13, 18), (17, 20), (18, 54), (14, 55), (12, 24)),
+                 points((-11, 52), (0, 52), (-2, 96), (-10, 96)),                 # legs
+                 points((0, 52), (11, 52), (10, 96), (2, 96))):
+        cv2.fillPoly(image, [part], shade, cv2.LINE_AA)
+    return image
+
+
 @pytest.mark.skipif(not hasattr(cv2, "HOGDescriptor"),
                     reason=f"OpenCV {cv2.__version__} has no HOGDescriptor (moved to opencv-contrib in 5.x)")
-def test_real_hog_runs_on_a_street_like_picture():
+def test_real_hog_finds_the_person_in_a_room_and_nothing_in_the_empty_room():
     import scenes
-    image = scenes.room(640, 480)
-    scenes.draw_person(image, 320, 440, 300)
-    detections = create_detector("hog", min_confidence=0.0).detect(image)
-    assert all(detection.label == "person" and len(detection.box) == 4 for detection in detections)
+    empty = scenes.room(640, 480)
+    walker = draw_pedestrian(empty.copy(), 320, 450, 128)
+    assert create_detector("hog").detect(empty) == []
+    (found,) = create_detector("hog").detect(walker)
+    x, y, width, height = found.box
+    assert found.label == "person" and found.confidence >= 0.5
+    assert x < 320 < x + width and y < 450 - 64 < y + height        # around the walker's middle
+    assert 100 <= height <= 250                                     # a person's size, not the room's
+    assert create_detector("hog", min_confidence=0.95).detect(walker) == []   # detector_confidence applies
 
 
 class FakeCascade:
@@ -249,14 +274,35 @@ def test_haar_missing_from_this_opencv_is_a_clear_error(monkeypatch):
         create_detector("haar")
 
 
-def test_default_cascade_is_found_when_this_opencv_ships_it():
-    """Reports, rather than hides, whether the wheel in use has the cascade files."""
-    try:
-        path = find_cascade(object_detection.DEFAULT_CASCADE)
-    except DetectorError as error:
-        assert "does not ship it" in str(error)
-    else:
-        assert Path(path).is_file()
+@pytest.mark.skipif(not object_detection.shipped_cascades(),
+                    reason=f"OpenCV {cv2.__version__} ships no Haar cascades here (OpenCV 5 moved them to contrib)")
+@pytest.mark.parametrize("cascade, label", [(object_detection.DEFAULT_CASCADE, "face"), ("fullbody", "person"),
+                                            ("haarcascade_frontalcatface.xml", "cat face"), ("upperbody", "upper body")])
+def test_shipped_cascades_load_by_name_with_their_label(cascade, label):
+    if not hasattr(cv2, "CascadeClassifier"):
+        pytest.skip(f"OpenCV {cv2.__version__} has no CascadeClassifier")
+    assert Path(find_cascade(cascade)).is_file()
+    detector = create_detector("haar", cascade=cascade)
+    assert detector.label == label
+    assert detector.detect(np.full((120, 160, 3), 128, np.uint8)) == []    # runs; a grey picture has no face
+
+
+def test_an_unknown_cascade_lists_the_shipped_ones(monkeypatch, tmp_path):
+    monkeypatch.setattr(cv2, "CascadeClassifier", FakeCascade, raising=False)
+    (tmp_path / "haarcascade_fullbody.xml").write_bytes(b"<cascade>")
+    (tmp_path / "haarcascade_smile.xml").write_bytes(b"<cascade>")
+    monkeypatch.setattr(object_detection, "cascade_directories", lambda: [str(tmp_path)])
+    assert create_detector("haar", cascade="smile").label == "smile"
+    with pytest.raises(DetectorError, match="'dog' is not in .*use one of fullbody, smile, or give the path"):
+        create_detector("haar", cascade="dog")
+
+
+@pytest.mark.parametrize("cascade, label", [("haarcascade_frontalface_alt2.xml", "face"),
+                                            ("haarcascade_russian_plate_number.xml", "licence plate"),
+                                            ("lbpcascade_frontalface.xml", "face"),
+                                            ("/models/my_dog_detector.xml", "my dog detector")])
+def test_cascade_labels_follow_the_cascade_name(cascade, label):
+    assert object_detection.cascade_label(cascade) == label
 
 
 def test_the_table_has_the_three_detectors():

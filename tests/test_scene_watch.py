@@ -195,7 +195,8 @@ class FakeDetector:
 
     box = (16, 16, 80, 50)          # in the top left, where nothing moves in the scenes
 
-    def __init__(self, **options):
+    def __init__(self, min_confidence=0.5):
+        self.min_confidence = min_confidence
         self.runs = 0
         self.gate = threading.Event()
         self.gate.set()
@@ -429,6 +430,8 @@ def test_events_refuses_a_limit_that_is_not_plain_digits(client, limit):
     ("motion_mask_file = /nonexistent/mask.png\n", "mask.png"),
     ("detector = yolo\n", "detector = 'yolo'"),
     ("detector = dnn\ndetector_model = /nonexistent/model.onnx\n", "model.onnx"),
+    ("detector = hog\ndetector_model = model.onnx\n", "detector_model is not used by the hog detector"),
+    ("detector = haar\ndetector_labels = labels.txt\n", "detector_labels is not used by the haar detector"),
     ("webhook_url = ftp://example\n", "ftp://example"),
 ])
 def test_bad_watch_settings_stop_start_up_with_a_clear_message(tmp_path, monkeypatch, capsys, config, words):
@@ -439,3 +442,15 @@ def test_bad_watch_settings_stop_start_up_with_a_clear_message(tmp_path, monkeyp
     with pytest.raises(SystemExit):
         main_app()
     assert words in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("detector, extra, options", [
+    ("hog", {}, {"min_confidence": 0.95}),
+    ("haar", {"detector_model": "fullbody"}, {"cascade": "fullbody"}),
+    ("haar", {}, {}),
+    ("dnn", {"detector_model": "m.onnx", "detector_labels": "l.txt"},
+     {"model": "m.onnx", "labels": "l.txt", "min_confidence": 0.95}),
+])
+def test_each_detector_gets_the_settings_it_uses(settings, detector, extra, options):
+    chosen = settings.replace(detector=detector, detector_confidence=0.95, **extra)
+    assert scene_watch.detector_options(chosen) == options
