@@ -15,6 +15,7 @@ import cv2
 log = logging.getLogger(__name__)
 
 MAX_SCORE = 255.0 ** 2
+MIN_THRESHOLD = 0.01        # the same lowest value as config.txt's monitor_threshold and the watch page
 MAX_COOLDOWN_S = 3600.0
 
 
@@ -29,13 +30,13 @@ class ChangeResult:
 
 
 def validate_threshold(threshold):
-    """The threshold as a float; ValueError unless 0 < threshold <= 65025."""
+    """The threshold as a float; ValueError unless 0.01 <= threshold <= 65025."""
     try:
         value = float(threshold)
     except (TypeError, ValueError):
         raise ValueError(f"the change threshold must be a number, not {threshold!r}") from None
-    if not 0.0 < value <= MAX_SCORE:
-        raise ValueError(f"the change threshold must be above 0 and at most {MAX_SCORE:.0f} "
+    if not MIN_THRESHOLD <= value <= MAX_SCORE:
+        raise ValueError(f"the change threshold must be at least {MIN_THRESHOLD:g} and at most {MAX_SCORE:.0f} "
                          f"(mean squared difference per pixel), not {threshold!r}")
     return value
 

@@ -17,7 +17,7 @@ from motion import MotionDetector, draw_boxes, load_mask_file, parse_masks
 from notify import MqttNotifier, WebhookNotifier
 from object_detection import DetectionWorker, create_detector
 from recorder import NotRecording, RecordingError
-from scene_monitor import SceneMonitor
+from scene_monitor import SceneMonitor, validate_threshold
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +67,13 @@ class SceneWatch:
         return self._baseline_jpeg
 
     def start_monitor(self, threshold=None):
-        if threshold is not None:
-            self.monitor.threshold = threshold       # ValueError when out of range
+        """Start comparing; ValueError for a bad threshold, CameraError without a baseline (and then
+        the threshold stays as it was)."""
+        threshold = None if threshold is None else validate_threshold(threshold)
         if not self.monitor.has_baseline:
             self.take_baseline()
+        if threshold is not None:
+            self.monitor.threshold = threshold
         with self._lock:
             self._monitoring = True
             self._ensure_thread()

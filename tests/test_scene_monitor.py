@@ -72,9 +72,9 @@ def test_compare_before_a_baseline_says_what_to_do():
         SceneMonitor().compare(scenes.room())
 
 
-@pytest.mark.parametrize("threshold", [0, -1, 65026, float("nan")])
+@pytest.mark.parametrize("threshold", [0, 0.001, -1, 65026, float("nan")])
 def test_thresholds_out_of_range_are_refused_with_the_range(threshold):
-    with pytest.raises(ValueError, match="above 0 and at most 65025"):
+    with pytest.raises(ValueError, match="at least 0.01 and at most 65025"):
         SceneMonitor(threshold=threshold)
 
 
@@ -84,7 +84,7 @@ def test_thresholds_that_are_not_numbers_are_refused(threshold):
         SceneMonitor(threshold=threshold)
 
 
-@pytest.mark.parametrize("threshold", [0.001, 300, "300", 65025])
+@pytest.mark.parametrize("threshold", [0.01, 300, "300", 65025])
 def test_thresholds_in_range_are_taken(threshold):
     assert validate_threshold(threshold) == float(threshold)
 

@@ -402,12 +402,24 @@ def test_monitor_saves_changes_with_a_cooldown_and_delete_keeps_the_baseline(set
 
 @pytest.mark.parametrize("route, data, words", [
     ("/monitor/start", {"threshold": "huge"}, "threshold must be a number"),
-    ("/monitor/start", {"threshold": "0"}, "above 0"),
+    ("/monitor/start", {"threshold": "0"}, "at least 0.01"),
+    ("/monitor/start", {"threshold": "0.001"}, "at least 0.01"),
     ("/monitor/start", {"threshold": "70000"}, "at most 65025"),
 ])
 def test_monitor_thresholds_are_checked(client, control, route, data, words):
     response = client.post(route, headers=control, data=data)
     assert response.status_code == 400 and words in response.get_json()["error"]
+
+
+def test_monitor_start_without_a_picture_is_a_503_and_keeps_the_threshold(client, control, app, monkeypatch):
+    def no_picture(timeout=5.0):
+        raise CameraError("the camera was unplugged")
+
+    monkeypatch.setattr(app.extensions["camera"], "current_frame", no_picture)
+    response = client.post("/monitor/start", headers=control, data={"threshold": "40"})
+    assert response.status_code == 503 and "unplugged" in response.get_json()["error"]
+    monitor = client.get("/status").get_json()["monitor"]
+    assert monitor["threshold"] == 300 and monitor["on"] is False
 
 
 def test_watch_routes_need_the_token_and_events_checks_its_limit(client):
