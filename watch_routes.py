@@ -7,6 +7,9 @@ from request_fields import field
 from scene_monitor import validate_threshold
 
 
+SHOWS_PER_PAGE = 200        # /shows lists the newest changes; ?limit= shows more
+
+
 def _watch():
     return current_app.extensions["watch"]
 
@@ -80,7 +83,9 @@ def create_watch_blueprint():
 
     @blueprint.get("/shows")
     def shows():
-        return render_template("shows.html", entries=current_app.extensions["catalogue"].entries(kind="change"))
+        limit = _whole_number("limit", SHOWS_PER_PAGE, 10000)
+        entries = current_app.extensions["catalogue"].entries(kind="change", limit=limit + 1)
+        return render_template("shows.html", entries=entries[:limit], limit=limit, more=len(entries) > limit)
 
     @blueprint.post("/delete")
     @auth.require_control

@@ -422,6 +422,21 @@ def test_monitor_start_without_a_picture_is_a_503_and_keeps_the_threshold(client
     assert monitor["threshold"] == 300 and monitor["on"] is False
 
 
+def test_shows_lists_the_newest_changes_and_offers_more(app, client, monkeypatch):
+    import watch_routes
+    monkeypatch.setattr(watch_routes, "SHOWS_PER_PAGE", 3)
+    media = Path(app.config["MEDIA_DIR"])
+    for number in range(5):
+        (media / f"change-{number}.jpg").write_bytes(b"\xff\xd8")
+        app.extensions["catalogue"].add(f"change-{number}.jpg", "change", created=1700000000.0 + number)
+    page = client.get("/shows").get_data(as_text=True)
+    assert [f"change-{number}.jpg" in page for number in range(5)] == [False, False, True, True, True]
+    assert "Show more" in page and "limit=6" in page
+    page = client.get("/shows?limit=5").get_data(as_text=True)
+    assert all(f"change-{number}.jpg" in page for number in range(5)) and "Show more" not in page
+    assert client.get("/shows?limit=0").status_code == 400
+
+
 def test_watch_routes_need_the_token_and_events_checks_its_limit(client):
     for route in ("/monitor/baseline", "/monitor/start", "/monitor/stop", "/motion/start", "/motion/stop", "/delete"):
         assert client.post(route).status_code == 403
