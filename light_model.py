@@ -3,6 +3,7 @@
 trinket.Led (the serial board) and led_neopixel.NeopixelLed (GPIO) build on LightControls.
 """
 
+import itertools
 import re
 import string
 from dataclasses import dataclass
@@ -127,6 +128,8 @@ class LightControls:
         self._brightness = 128
         self._on = False
         self._change_listeners = []
+        self._versions = itertools.count(1)
+        self._version = 0
 
     def add_change_listener(self, callback):
         """callback() runs after each change the page shows: the light, the connection, a heart rate.
@@ -136,7 +139,13 @@ class LightControls:
         """
         self._change_listeners.append(callback)
 
+    @property
+    def version(self):
+        """Goes up with each change the page shows, so a client can tell older data from newer."""
+        return self._version
+
     def _notify_change(self):
+        self._version = next(self._versions)
         for callback in self._change_listeners:
             callback()
 

@@ -25,8 +25,10 @@ _STATES = {"on": True, "true": True, "1": True, "off": False, "false": False, "0
 
 def controller_data(led):
     """The JSON the page polls or streams: light state, heart rate, connection."""
+    version = led.version  # read first: what follows is at least this new
     heart_rate = led.heart_rate
     return {
+        "version": version,
         "type": led.kind,
         "connected": led.connected,
         "on": led.is_on,

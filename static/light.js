@@ -19,6 +19,7 @@
   const POLL_MS = 2000;
   const samples = new Map();  // server time of a heart rate -> {at: local seconds, bpm}
   let dragging = false;
+  let shownVersion = -1;  // the server's version of the state on screen
 
   // Sends the newest value only, one request at a time, so a dragged slider never queues up.
   function latestOnly(send) {
@@ -32,7 +33,7 @@
         while (pending !== null) {
           const next = pending;
           pending = null;
-          showState(await send(next));
+          showAnswer(await send(next));
         }
       } catch (error) {
         showNote(error.message);
@@ -47,7 +48,14 @@
     note.hidden = !text;
   }
 
+  // A control's answer can arrive after a newer event from the stream: then it is not shown.
+  function showAnswer(data) {
+    if (data.version >= shownVersion) showState(data);
+  }
+
+  // The stream's events and the polls are always current (also after a server restart).
   function showState(data) {
+    shownVersion = data.version;
     power.setAttribute("aria-pressed", data.on ? "true" : "false");
     power.textContent = data.on ? "Light on" : "Light off";
     if (!dragging) {
@@ -130,7 +138,7 @@
 
   power.addEventListener("click", () => {
     const on = power.getAttribute("aria-pressed") !== "true";
-    post("/light", { state: on ? "on" : "off" }).then(showState, (e) => showNote(e.message));
+    post("/light", { state: on ? "on" : "off" }).then(showAnswer, (e) => showNote(e.message));
   });
   for (const input of [brightness, color, white]) {
     input.addEventListener("pointerdown", () => { dragging = true; });

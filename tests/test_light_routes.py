@@ -160,6 +160,20 @@ def test_controller_data_has_the_light_and_the_heart_rate(client, led, emulator)
     assert data["heart_rate"] == 66 and 0 <= data["heart_rate_age_s"] < 60
 
 
+def test_controller_data_has_a_version_that_goes_up_with_each_change(client, led, emulator):
+    """The page drops a control's answer that is older than a streamed event it already shows."""
+    def version():
+        return client.get("/get_controller_data").get_json()["version"]
+
+    before = version()
+    assert version() == before  # reading changes nothing
+    after_power = client.post("/light", data={"state": "on"}, headers=TOKEN).get_json()["version"]
+    assert after_power > before
+    emulator.send_line("70")
+    assert led.wait_for_heart_rate(0, WAIT) == 1
+    assert version() > after_power
+
+
 def test_heart_rate_history_has_the_last_minute(client, led, emulator):
     for sequence, bpm in enumerate((70, 71, 72), start=1):
         emulator.send_line(str(bpm))
