@@ -1,4 +1,5 @@
-// The live page: controls POST with the page's control token (common.js); the status refreshes every 2 s.
+// The live page: controls POST with the page's control token (common.js); the status, the scene watch
+// line and the events (watch.js) refresh every 2 s.
 "use strict";
 
 const message = document.getElementById("message");
@@ -34,6 +35,19 @@ document.getElementById("snapshot-form").addEventListener("submit", (event) => {
 
 const recordButton = document.getElementById("record");
 
+function noticeRecordingEnd(recording) {
+  // The recording this page showed ended without its button: by itself (disk, length, camera) or elsewhere.
+  if (recording.recording || !recordButton.classList.contains("recording")) return;
+  if (recording.last_reason && recording.last_reason !== "stopped") {
+    const note = document.getElementById("record-note");
+    note.textContent = `Recording ${recording.last_file} stopped: ${recording.last_error || recording.last_reason}`;
+    note.hidden = false;
+  } else if (recording.last_file) {
+    say(`Saved ${recording.last_file}`);
+  }
+  refreshMedia();
+}
+
 function showRecording(recording) {
   recordButton.classList.toggle("recording", recording.recording);
   recordButton.textContent = recording.recording ? "Stop recording" : "Record";
@@ -52,6 +66,7 @@ document.getElementById("record-form").addEventListener("submit", (event) => {
     } else {
       const name = document.getElementById("record-name").value.trim();
       const body = await post("/video_capture", name ? { action: "start", filename: name } : { action: "start" });
+      document.getElementById("record-note").hidden = true;
       showRecording({ recording: true, elapsed_s: 0 });
       say(`Recording ${body.file}`);
     }
@@ -137,7 +152,12 @@ async function refreshStatus() {
   try {
     const status = await (await fetch("/status")).json();
     const camera = status.camera;
-    if (status.recording) showRecording(status.recording);
+    if (status.recording) {
+      noticeRecordingEnd(status.recording);
+      showRecording(status.recording);
+    }
+    showWatchSummary(status);
+    await refreshEvents(5);    // as many as the live page shows
     const state = document.getElementById("state");
     state.textContent = camera.state;
     state.className = `badge ${camera.state}`;

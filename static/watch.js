@@ -1,4 +1,5 @@
-// The scene watch page and /shows: baseline, monitor, motion, delete the captured changes.
+// The scene watch on the live page, /watch and /shows: baseline, monitor, motion, delete the captured
+// changes; the watch state and the event list follow /status and /events without reloading.
 "use strict";
 
 function bind(id, action) {
@@ -23,6 +24,49 @@ function showWatch(status) {
   motion.textContent = status.motion.on ? "Stop motion detection" : "Start motion detection";
   document.getElementById("motion-state").textContent = status.motion.motion ? "yes" : "no";
   document.getElementById("motion-score").textContent = status.motion.score === null ? "-" : status.motion.score;
+}
+
+function showWatchSummary(status) {
+  for (const [id, on] of [["watch-monitor", status.monitor.on], ["watch-motion", status.motion.on]]) {
+    const element = document.getElementById(id);
+    if (element) element.textContent = on ? "on" : "off";
+  }
+  const event = document.getElementById("watch-event");
+  if (event) event.hidden = !status.motion.event;
+}
+
+function mediaLink(name, text) {
+  return Object.assign(document.createElement("a"),
+    { href: `/media/${encodeURIComponent(name)}`, target: "_blank", textContent: text });
+}
+
+function eventRow(event) {
+  const row = document.createElement("tr");
+  row.dataset.event = event.id;
+  const peak = event.peak_score === null ? "" : `${(100 * event.peak_score).toFixed(1)} %`;
+  for (const content of [formatTime(event.start), event.end ? formatTime(event.end) : "going on", event.kind,
+                         event.labels.join(", "), peak, event.snapshot ? mediaLink(event.snapshot, "picture") : "",
+                         event.clip ? mediaLink(event.clip, "video") : ""]) {
+    row.insertCell().append(content);
+  }
+  return row;
+}
+
+let shownEvents = null;      // the /events answer on the page, so an unchanged list is not redrawn
+
+async function refreshEvents(limit) {
+  const rows = document.getElementById("event-rows");
+  if (!rows) return;
+  const answer = await (await fetch(`/events?limit=${limit}`)).text();
+  if (answer === shownEvents) return;
+  shownEvents = answer;
+  const events = JSON.parse(answer);
+  rows.replaceChildren(...events.map(eventRow));
+  if (!events.length) {
+    const row = rows.insertRow();
+    row.className = "empty";
+    Object.assign(row.insertCell(), { colSpan: 7, textContent: "No events yet" });
+  }
 }
 
 function showBaseline() {
@@ -60,7 +104,10 @@ bind("delete-changes", async () => {
 });
 
 async function refreshWatch() {
-  showWatch(await (await fetch("/status")).json());
+  const status = await (await fetch("/status")).json();
+  showWatch(status);
+  showWatchSummary(status);
+  await refreshEvents(50);     // as many as the /watch page shows
 }
 
 if (document.getElementById("monitor-toggle")) {
