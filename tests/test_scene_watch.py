@@ -460,6 +460,9 @@ def test_events_refuses_a_limit_that_is_not_plain_digits(client, limit):
     ("detector = hog\ndetector_model = model.onnx\n", "detector_model is not used by the hog detector"),
     ("detector = haar\ndetector_labels = labels.txt\n", "detector_labels is not used by the haar detector"),
     ("webhook_url = ftp://example\n", "ftp://example"),
+    ("monitor_threshold = 0\n", "monitor_threshold = '0' is out of range; use a value from 0.01"),
+    ("event_quiet_s = 0\n", "event_quiet_s = '0' is out of range"),
+    ("detector_confidence = 1.5\n", "detector_confidence = '1.5' is out of range"),
 ])
 def test_bad_watch_settings_stop_start_up_with_a_clear_message(tmp_path, monkeypatch, capsys, config, words):
     path = tmp_path / "config.txt"
