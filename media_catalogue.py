@@ -80,10 +80,12 @@ def media_name(name):
 
 
 def guess_kind(name):
-    """'picture' or 'video' from the extension, None when it is neither."""
+    """'picture' or 'video' from the extension, None when it is neither; the scene watch's
+    'change_...' and 'motion_...' pictures keep their kind when a catalogue is rebuilt."""
     suffix = os.path.splitext(name)[1].lower()
     if suffix in PICTURE_EXTENSIONS:
-        return "picture"
+        prefix = name.split("_", 1)[0]
+        return prefix if prefix in ("change", "motion") else "picture"
     if suffix in VIDEO_EXTENSIONS:
         return "video"
     return None

@@ -555,3 +555,11 @@ def test_remove_with_missing_ok_forgets_nothing_quietly(catalogue):
     assert catalogue.remove("never-listed.mp4", missing_ok=True) is None
     with pytest.raises(UnknownMedia):
         catalogue.remove("never-listed.mp4")
+
+
+def test_a_rebuilt_catalogue_keeps_the_scene_watch_s_kinds(catalogue, media_dir):
+    for name in ("change_2026-11-21_10-00-00.jpg", "motion_2026-11-21_10-00-01.jpg", "snapshot_x.jpg"):
+        put(media_dir, name)
+    catalogue.scan()
+    assert [catalogue.get(name)["kind"] for name in ("change_2026-11-21_10-00-00.jpg",
+            "motion_2026-11-21_10-00-01.jpg", "snapshot_x.jpg")] == ["change", "motion", "picture"]
