@@ -29,8 +29,6 @@ KINDS = ("picture", "video", "change", "motion")
 PICTURE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm")
 MEDIA_EXTENSIONS = PICTURE_EXTENSIONS + VIDEO_EXTENSIONS
-MEDIA_COLUMNS = ("id", "filename", "kind", "created", "size", "duration", "width", "height", "camera", "note")
-EVENT_COLUMNS = ("id", "start", "end", "kind", "peak_score", "labels", "snapshot", "clip")
 TRASH_PREFIX = TEMPORARY_PREFIX + "removed-"     # hidden: scans and listings skip it
 
 

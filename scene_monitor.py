@@ -96,20 +96,6 @@ class SceneMonitor:
         self._threshold = validate_threshold(value)
 
     @property
-    def cooldown_s(self):
-        return self._cooldown_s
-
-    @cooldown_s.setter
-    def cooldown_s(self, value):
-        self._cooldown_s = validate_cooldown(value)
-
-    @property
-    def baseline(self):
-        """A copy of the baseline image, or None."""
-        with self._lock:
-            return None if self._baseline is None else self._baseline.copy()
-
-    @property
     def has_baseline(self):
         return self._baseline is not None
 

@@ -275,11 +275,6 @@ class Led(LightControls):
             samples = list(self._history)
         return [HeartRate(bpm, wall, now - mono) for mono, wall, bpm in samples if now - mono <= window]
 
-    @property
-    def heart_rate_sequence(self):
-        """Counts the heart rates received; goes up by one with each."""
-        return self._heart_sequence
-
     def wait_for_heart_rate(self, after_sequence, timeout):
         """Block until a heart rate newer than after_sequence arrives (or timeout); return the newest sequence."""
         with self._heart:
