@@ -162,14 +162,14 @@ def media_cli(ctx, db_path, media_dir):
 
 
 @media_cli.command()
-@click.option("--yes", is_flag=True, help="Wipe without asking.")
+@click.option("--yes", is_flag=True, help="Forget every entry and event without asking.")
 @_friendly_errors
 def new(yes):
-    """Forget every entry (asks first); the files stay."""
+    """Forget every entry and every event (asks first); the files stay."""
     catalogue = _open_catalogue(create_media_dir=True)
     count, events = len(catalogue.entries()), len(catalogue.events())
     if (count or events) and not yes:
-        click.confirm(f"Forget all {count} entries and {events} events in {catalogue.db_path}? "
+        click.confirm(f"Forget all {count} entries and all {events} events in {catalogue.db_path}? "
                       f"The files stay", abort=True)
     catalogue.new()
     click.echo(f"The catalogue {catalogue.db_path} is empty now.")
@@ -232,22 +232,23 @@ def scan(remove_missing):
 
 
 @media_cli.command()
-@click.option("--days", type=_Amount(), help="Remove entries older than N days.")
-@click.option("--max-gb", type=_Amount(), help="Remove the oldest until the files fit in X GB.")
+@click.option("--days", type=_Amount(), help="Remove entries older than N days (0: no age limit).")
+@click.option("--max-gb", type=_Amount(), help="Remove the oldest until the files fit in X GB (0: no size limit).")
 @click.option("--dry-run", is_flag=True, help="Only show what would be removed.")
 @_friendly_errors
 def prune(days, max_gb, dry_run):
     """Delete the oldest media, files and entries, by age and by total size.
 
-    Without --days and --max-gb, keep_days and max_media_gb from config.txt apply. 1 GB = 1024^3 bytes.
-    The file being recorded is kept.
+    Without --days and --max-gb, keep_days and max_media_gb from config.txt apply. 0 means no limit,
+    as in config.txt. 1 GB = 1024^3 bytes. The file being recorded is kept.
     """
     if days is None and max_gb is None:
         chosen = _settings()
-        days, max_gb = getattr(chosen, "keep_days", 0) or None, getattr(chosen, "max_media_gb", 0) or None
-        if days is None and max_gb is None:
-            raise click.ClickException("give --days N and/or --max-gb X (or set keep_days or max_media_gb "
-                                   "in config.txt)")
+        days, max_gb = getattr(chosen, "keep_days", 0), getattr(chosen, "max_media_gb", 0)
+    days, max_gb = days or None, max_gb or None       # 0: no limit
+    if days is None and max_gb is None:
+        raise click.ClickException("no limit to prune by: give --days N and/or --max-gb X above 0 (0 means no "
+                                   "limit), or set keep_days or max_media_gb in config.txt")
     max_bytes = None if max_gb is None else int(max_gb * 1024 ** 3)
     removed = _open_catalogue().prune(max_age_days=days, max_total_bytes=max_bytes, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"

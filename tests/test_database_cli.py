@@ -152,15 +152,36 @@ def test_prune_takes_its_limits_from_config(run, media_dir, tmp_path, monkeypatc
     assert result.exit_code == 0 and "would remove  old.jpg" in result.output
 
 
+@pytest.mark.parametrize("args", [["--days", "0"], ["--max-gb", "0"], ["--days", "0", "--max-gb", "0"]])
+def test_prune_zero_means_no_limit_as_in_config(run, media_dir, args):
+    put(media_dir, "old.jpg", mtime=1_000_000_000)
+    run("add", "old.jpg")
+    assert_one_line_error(run("prune", *args), "no limit to prune by", "0 means no limit")
+    assert [entry["filename"] for entry in entries(media_dir)] == ["old.jpg"] and (media_dir / "old.jpg").exists()
+
+
+def test_prune_with_days_zero_applies_only_the_size_limit(run, media_dir):
+    for index, mtime in enumerate([1_000, 2_000]):
+        put(media_dir, f"clip{index}.mp4", b"x" * 1000, mtime=1_000_000_000 + mtime)
+        run("add", f"clip{index}.mp4")
+    result = run("prune", "--days", "0", "--max-gb", str(1500 / 1024 ** 3))
+    assert result.exit_code == 0
+    assert [entry["filename"] for entry in entries(media_dir)] == ["clip1.mp4"]
+
+
 def test_new_asks_first(run, media_dir):
     put(media_dir, "a.jpg")
     run("add", "a.jpg")
+    with MediaCatalogue(media_dir / "media.db", media_dir) as catalogue:
+        catalogue.add_event(1e9, "motion", end=1e9 + 5)
     declined = run("new", input="n\n")
-    assert declined.exit_code != 0 and "Forget all 1 entries" in declined.output
+    assert declined.exit_code != 0 and "Forget all 1 entries and all 1 events" in declined.output
     assert len(entries(media_dir)) == 1
     accepted = run("new", input="y\n")
     assert accepted.exit_code == 0 and "is empty now" in accepted.output
     assert entries(media_dir) == [] and (media_dir / "a.jpg").exists()
+    with MediaCatalogue(media_dir / "media.db", media_dir) as catalogue:
+        assert catalogue.events() == []
 
 
 def test_new_with_yes_does_not_ask_and_creates_the_folder(tmp_path, monkeypatch):
