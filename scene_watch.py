@@ -18,12 +18,23 @@ from notify import MqttNotifier, WebhookNotifier
 from object_detection import DetectionWorker, create_detector
 from recorder import NotRecording, RecordingError
 from scene_monitor import SceneMonitor, validate_threshold
+from settings import Settings
 
 log = logging.getLogger(__name__)
 
 NOTIFY_DRAIN_S = 5.0       # at shutdown, how long the notifiers may go on delivering what is queued
 NO_FRAME_TICK_S = 0.5      # without a frame for this long (a hung device) time still passes for events
 DETECTIONS_SHOWN_S = 1.0   # detection boxes stay on the stream until replaced or this old
+
+# The detector_* settings each detector takes, and the option of create_detector() each becomes.
+_DETECTOR_SETTINGS = {
+    "": {},
+    "hog": {"detector_confidence": "min_confidence"},
+    "haar": {"detector_model": "cascade"},
+    "dnn": {"detector_model": "model", "detector_config": "config", "detector_labels": "labels",
+            "detector_confidence": "min_confidence"},
+}
+_DETECTOR_KEYS = ("detector_model", "detector_config", "detector_labels", "detector_confidence")
 
 
 class SceneWatch:
@@ -318,21 +329,18 @@ def close_interrupted_events(catalogue):
 
 
 def detector_options(settings):
-    """The chosen detector's options from the detector_* settings; ValueError for a setting it does
-    not use (detector_confidence has a default, so haar, whose detections have none, ignores it)."""
-    given = {"detector_model": settings.detector_model, "detector_config": settings.detector_config,
-             "detector_labels": settings.detector_labels}
-    used = {"hog": {}, "haar": {"detector_model": "cascade"},
-            "dnn": {"detector_model": "model", "detector_config": "config", "detector_labels": "labels"}}
-    options = used[settings.detector]
-    unused = [key for key, value in given.items() if value and key not in options]
+    """The chosen detector's options from the detector_* settings; ValueError names a setting it does
+    not use. A setting left at its default (empty; 0.5 for detector_confidence) counts as not set."""
+    used = _DETECTOR_SETTINGS[settings.detector]
+    unused = [key for key in _DETECTOR_KEYS if key not in used and getattr(settings, key) != getattr(Settings, key)]
+    names, verb = ", ".join(unused), "is" if len(unused) == 1 else "are"
+    if unused and not settings.detector:
+        raise ValueError(f"{names} {verb} set but detector is empty: set detector (hog, haar or dnn) "
+                         f"or leave {names} empty")
     if unused:
-        raise ValueError(f"{', '.join(unused)} is not used by the {settings.detector} detector: leave it empty "
+        raise ValueError(f"{names} {verb} not used by the {settings.detector} detector: leave it empty "
                          f"(hog takes detector_confidence; haar detector_model, a cascade; dnn all of them)")
-    chosen = {option: given[key] for key, option in options.items() if given[key]}
-    if settings.detector != "haar":
-        chosen["min_confidence"] = settings.detector_confidence
-    return chosen
+    return {option: getattr(settings, key) for key, option in used.items() if getattr(settings, key) != ""}
 
 
 def create_scene_watch(settings, camera, catalogue, media_dir, recorder):
@@ -341,7 +349,8 @@ def create_scene_watch(settings, camera, catalogue, media_dir, recorder):
     masks = parse_masks(settings.motion_mask) if settings.motion_mask else []
     if settings.motion_mask_file:
         masks.append(load_mask_file(settings.motion_mask_file))
-    detector = create_detector(settings.detector, **detector_options(settings)) if settings.detector else None
+    options = detector_options(settings)      # also refuses detector_* settings without a detector
+    detector = create_detector(settings.detector, **options) if settings.detector else None
     notifiers = []
     if settings.webhook_url:
         notifiers.append(WebhookNotifier(settings.webhook_url))

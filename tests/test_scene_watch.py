@@ -462,6 +462,11 @@ def test_events_refuses_a_limit_that_is_not_plain_digits(client, limit):
     ("detector = dnn\ndetector_model = /nonexistent/model.onnx\n", "model.onnx"),
     ("detector = hog\ndetector_model = model.onnx\n", "detector_model is not used by the hog detector"),
     ("detector = haar\ndetector_labels = labels.txt\n", "detector_labels is not used by the haar detector"),
+    ("detector = haar\ndetector_confidence = 0.9\n", "detector_confidence is not used by the haar detector"),
+    ("detector_model = /nonexistent/model.onnx\n", "detector_model is set but detector is empty"),
+    ("detector_config = model.pbtxt\ndetector_labels = labels.txt\n",
+     "detector_config, detector_labels are set but detector is empty"),
+    ("detector =\ndetector_confidence = 0.7\n", "detector_confidence is set but detector is empty"),
     ("webhook_url = ftp://example\n", "ftp://example"),
     ("monitor_threshold = 0\n", "monitor_threshold = '0' is out of range; use a value from 0.01"),
     ("event_quiet_s = 0\n", "event_quiet_s = '0' is out of range"),
@@ -478,12 +483,14 @@ def test_bad_watch_settings_stop_start_up_with_a_clear_message(tmp_path, monkeyp
 
 
 @pytest.mark.parametrize("detector, extra, options", [
-    ("hog", {}, {"min_confidence": 0.95}),
+    ("hog", {"detector_confidence": 0.95}, {"min_confidence": 0.95}),
+    ("hog", {}, {"min_confidence": 0.5}),
     ("haar", {"detector_model": "fullbody"}, {"cascade": "fullbody"}),
-    ("haar", {}, {}),
-    ("dnn", {"detector_model": "m.onnx", "detector_labels": "l.txt"},
+    ("haar", {"detector_confidence": 0.5}, {}),     # the default (as in config.txt.example) is no setting
+    ("dnn", {"detector_model": "m.onnx", "detector_labels": "l.txt", "detector_confidence": 0.95},
      {"model": "m.onnx", "labels": "l.txt", "min_confidence": 0.95}),
+    ("", {}, {}),
 ])
 def test_each_detector_gets_the_settings_it_uses(settings, detector, extra, options):
-    chosen = settings.replace(detector=detector, detector_confidence=0.95, **extra)
+    chosen = settings.replace(detector=detector, **extra)
     assert scene_watch.detector_options(chosen) == options
