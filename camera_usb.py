@@ -9,13 +9,13 @@ import logging
 import os
 import re
 import threading
-import urllib.parse
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from camera_base import CameraError, FocusNotSupported, Source
+from url_secrets import redact, url_secrets
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,6 @@ FOCUS_RANGE = (0, 1023)
 FOCUS_STEP = 10
 NETWORK_TIMEOUT_MS = 5000
 _URL = re.compile(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp)://", re.IGNORECASE)
-SECRET_PARAMETERS = {"password", "passwd", "pass", "pwd", "token", "secret"}
 
 
 def describe_source(spec):
@@ -36,25 +35,6 @@ def describe_source(spec):
     if spec.startswith("/dev/"):
         return "device", spec
     return "file", spec
-
-
-def url_secrets(url):
-    """What in ``url`` gives a password away, each with what to show instead.
-
-    The password of the user info (``rtsp://admin:***@host/``) and the values of query parameters
-    that IP cameras use for one (``?pwd=***``).
-    """
-    parts = urllib.parse.urlsplit(url)
-    secrets = {}
-    user_info, at, _ = parts.netloc.rpartition("@")
-    user, colon, password = user_info.partition(":")
-    if at and colon and password:
-        secrets[f"{user}:{password}@"] = f"{user}:***@"
-    for pair in re.split("[&;]", parts.query):
-        name, equals, value = pair.partition("=")
-        if equals and value and name.lower() in SECRET_PARAMETERS:
-            secrets[pair] = f"{name}=***"
-    return secrets
 
 
 class OpenCVSource(Source):
@@ -128,9 +108,7 @@ class OpenCVSource(Source):
             capture.release()
 
     def redact(self, text):
-        for secret, shown in self._secrets.items():
-            text = text.replace(secret, shown)
-        return text
+        return redact(text, self._secrets)
 
     # -- focus -------------------------------------------------------------------------------
     @property

@@ -13,6 +13,7 @@ MQTT topics, under ``topic_prefix`` (default ``camera_server``):
 and, unless discovery_prefix is empty, a retained Home Assistant discovery config that makes the
 motion topic a binary_sensor (device class motion).
 """
+import base64
 import collections
 import ipaddress
 import json
@@ -24,6 +25,8 @@ import urllib.parse
 import urllib.request
 import uuid
 
+from url_secrets import redact, redact_url, url_secrets
+
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 100
@@ -31,16 +34,29 @@ _HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}
 
 
 def validate_url(url):
-    """An http(s) URL with a host; ValueError otherwise."""
+    """An http(s) URL with a host; ValueError otherwise (its message shows the URL without secrets)."""
     text = str(url or "").strip()
-    parsed = urllib.parse.urlsplit(text)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ValueError(f"the webhook URL must look like http://host/path or https://host/path, not {url!r}")
     try:
+        parsed = urllib.parse.urlsplit(text)
         parsed.port
     except ValueError:
-        raise ValueError(f"the webhook URL {url!r} has a bad port") from None
+        raise ValueError(f"the webhook URL {redact_url(text)!r} has a bad host or port") from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"the webhook URL must look like http://host/path or https://host/path, "
+                         f"not {redact_url(text)!r}")
     return text
+
+
+def basic_auth(url):
+    """``url`` without its user info, and the HTTP Basic ``Authorization`` value that carries it instead
+    (urllib does not send the user info of a URL); None without user info."""
+    parts = urllib.parse.urlsplit(url)
+    user_info, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return url, None
+    user, _, password = user_info.partition(":")
+    credentials = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}".encode()
+    return urllib.parse.urlunsplit(parts._replace(netloc=host)), "Basic " + base64.b64encode(credentials).decode()
 
 
 def validate_host(host):
@@ -167,10 +183,17 @@ class QueuedNotifier:
 
 
 class WebhookNotifier(QueuedNotifier):
-    """POSTs each event as JSON; retries network errors and 5xx answers with growing waits."""
+    """POSTs each event as JSON; retries network errors and 5xx answers with growing waits.
+
+    ``user:password@`` in the URL is sent as HTTP Basic auth (to that host only, never after a redirect);
+    the log shows the URL with its password and secret query values as ``***``.
+    """
 
     def __init__(self, url, timeout_s=5.0, retries=3, backoff_s=1.0, queue_size=QUEUE_SIZE, headers=None):
         self.url = validate_url(url)
+        self.shown_url = redact_url(self.url)
+        self._secrets = url_secrets(self.url)
+        self._target, self._authorization = basic_auth(self.url)
         self.timeout_s = _number("webhook timeout", timeout_s, 0.001, 300)
         self.retries = int(_number("webhook retries", retries, 0, 20))
         self.backoff_s = _number("webhook backoff", backoff_s, 0, 600)
@@ -182,24 +205,27 @@ class WebhookNotifier(QueuedNotifier):
         for attempt in range(self.retries + 1):
             if attempt:
                 if self._stop.wait(self.backoff_s * 2 ** (attempt - 1)):
-                    log.error("webhook %s: event %s not delivered: closed before the retry %d", self.url,
+                    log.error("webhook %s: event %s not delivered: closed before the retry %d", self.shown_url,
                               message.get("id"), attempt)
                     return False
             try:
-                request = urllib.request.Request(self.url, data=body, headers=self.headers, method="POST")
+                request = urllib.request.Request(self._target, data=body, headers=self.headers, method="POST")
+                if self._authorization:
+                    request.add_unredirected_header("Authorization", self._authorization)
                 with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                     response.read(65536)
                 return True
             except urllib.error.HTTPError as error:
                 if error.code < 500 and error.code not in (408, 429):
-                    log.error("webhook %s refused the event: HTTP %d %s (not retried)", self.url, error.code,
+                    log.error("webhook %s refused the event: HTTP %d %s (not retried)", self.shown_url, error.code,
                               error.reason)
                     return False
                 reason = f"HTTP {error.code} {error.reason}"
             except (urllib.error.URLError, OSError, ValueError) as error:
-                reason = str(getattr(error, "reason", error))
-            log.warning("webhook %s: attempt %d of %d failed: %s", self.url, attempt + 1, self.retries + 1, reason)
-        log.error("webhook %s: event %s not delivered after %d attempts", self.url, message.get("id"),
+                reason = redact(str(getattr(error, "reason", error)), self._secrets)
+            log.warning("webhook %s: attempt %d of %d failed: %s", self.shown_url, attempt + 1, self.retries + 1,
+                        reason)
+        log.error("webhook %s: event %s not delivered after %d attempts", self.shown_url, message.get("id"),
                   self.retries + 1)
         return False
 

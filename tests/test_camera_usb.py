@@ -170,6 +170,14 @@ def test_an_opencv_error_that_echoes_the_stream_url_is_redacted(fake_capture, dr
     assert all("hunter2" not in reason and "s3cret" not in reason for reason in drawn_reasons)
 
 
+@pytest.mark.parametrize("name", ["password", "passwd", "pass", "pwd", "token", "access_token", "secret", "key",
+                                  "apikey", "api_key", "API_KEY", "auth", "Auth", "sig", "signature", "Token"])
+def test_every_usual_secret_parameter_of_a_stream_url_is_hidden(name):
+    source = OpenCVSource(f"http://cam.local/video?channel=2&{name}=Hidden9&subtype=0")
+    assert source.name == f"url http://cam.local/video?channel=2&{name}=***&subtype=0"
+    assert "Hidden9" not in source.redact(f"cannot open http://cam.local/video?channel=2&{name}=Hidden9")
+
+
 def test_v4l2_focus_controls(fake_capture):
     camera = Camera(OpenCVSource("0", focus=True), kind="liquidlens", idle_timeout=0.2)
     try:

@@ -1,4 +1,5 @@
 """notify.py: the webhook against a local HTTP server; MQTT against a real mosquitto on a free port."""
+import base64
 import http.server
 import json
 import os
@@ -105,6 +106,28 @@ def test_webhook_posts_the_event_as_json(receiver, notifiers):
     assert path == "/hook"
     assert headers["Content-Type"] == "application/json"
     assert json.loads(body) == EVENT
+
+
+def test_webhook_user_info_is_sent_as_basic_auth(receiver, notifiers):
+    port = receiver.url.split(":")[2].split("/")[0]
+    notifier = webhook(notifiers, f"http://node%2Dred:p%40ss:word@127.0.0.1:{port}/hook?token=t0k")
+    notifier.notify(EVENT)
+    assert wait_for(lambda: notifier.sent == 1)
+    ((path, headers, _),) = receiver.requests
+    assert path == "/hook?token=t0k"
+    assert headers["Authorization"] == "Basic " + base64.b64encode(b"node-red:p@ss:word").decode()
+
+
+def test_webhook_secrets_never_reach_the_log(notifiers, caplog):
+    url = f"http://user:hunter2@127.0.0.1:{free_port()}/hook?Token=s3cr3t&api_key=K3y&room=hall"
+    notifier = webhook(notifiers, url, retries=1)
+    notifier.notify(EVENT)
+    assert wait_for(lambda: notifier.failed == 1)
+    assert "webhook http://user:***@127.0.0.1:" in caplog.text and "Token=***&api_key=***&room=hall" in caplog.text
+    assert not any(secret in caplog.text for secret in ("hunter2", "s3cr3t", "K3y"))
+    with pytest.raises(ValueError) as refused:
+        validate_url("ftp://user:hunter2@example.com/?token=s3cr3t")
+    assert "hunter2" not in str(refused.value) and "s3cr3t" not in str(refused.value)
 
 
 def test_webhook_retries_after_a_server_error(receiver, notifiers):
