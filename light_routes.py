@@ -19,6 +19,10 @@ from request_fields import field
 
 
 HISTORY_SECONDS = 60
+# Each event stream holds a connection (and under gthread a thread) for as long as it is open: a few
+# dozen leave the page, /status and the controls their room (gunicorn keeps 64 threads or 100
+# connections beside max_viewers). The live page polls instead.
+MAX_STREAMS = 16
 _WHOLE_NUMBER = re.compile(r"[0-9]{1,6}")
 _STATES = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
 
@@ -103,17 +107,42 @@ class _ChangeFeed:
         return tick.seq if tick is not None else sequence
 
 
+class _StreamCount:
+    """Counts the open event streams, up to a limit."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self._open = 0
+        self._lock = threading.Lock()
+
+    def open(self):
+        """A function that closes the stream it counts (once), or None when `limit` are open."""
+        with self._lock:
+            if self._open >= self.limit:
+                return None
+            self._open += 1
+        closed = threading.Event()
+
+        def close():
+            with self._lock:
+                if not closed.is_set():
+                    closed.set()
+                    self._open -= 1
+        return close
+
+
 def _sse(payload):
     return f"data: {json.dumps(payload)}\n\n"
 
 
-def create_light_blueprint(get_led, *, keepalive_seconds=15.0):
+def create_light_blueprint(get_led, *, keepalive_seconds=15.0, max_streams=MAX_STREAMS):
     """The light routes; get_led() returns the Led (or NeopixelLed), or None when no light."""
     from auth import require_control  # resolved here so the app (and tests) decide what auth is
 
     blueprint = Blueprint("light", __name__)
     feeds = {}  # id(led) -> (led, _ChangeFeed)
     feeds_lock = threading.Lock()
+    streams = _StreamCount(max_streams)
 
     def feed_for(led):
         with feeds_lock:
@@ -166,9 +195,13 @@ def create_light_blueprint(get_led, *, keepalive_seconds=15.0):
     @blueprint.get("/heart_rate_stream")
     def heart_rate_stream():
         """Server-sent events: the controller data at each change (light, connection, heart rate)
-        and at every keepalive."""
+        and at every keepalive; at most max_streams at once."""
         led = current_led()
         feed = feed_for(led)
+        close = streams.open()
+        if close is None:
+            abort(503, description=f"{max_streams} clients already follow /heart_rate_stream (the most at once); "
+                                   "poll /get_controller_data instead, or try again later")
 
         def events():
             sequence = feed.sequence
@@ -177,7 +210,9 @@ def create_light_blueprint(get_led, *, keepalive_seconds=15.0):
                 sequence = feed.wait(sequence, keepalive_seconds)
                 yield _sse(controller_data(led))
 
-        return Response(events(), mimetype="text/event-stream",
-                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        response = Response(events(), mimetype="text/event-stream",
+                            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        response.call_on_close(close)      # also when the client left before the first event
+        return response
 
     return blueprint

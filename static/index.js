@@ -142,11 +142,28 @@ for (const button of document.querySelectorAll(".power")) {
   }));
 }
 
-// The stream reconnects by itself when the connection drops (server restart, network).
+// The stream reconnects by itself when the connection drops (server restart, network). A hidden
+// tab lets go of it: browsers open at most 6 connections per server, and each stream holds one.
 const stream = document.getElementById("stream");
+
+function connectStream() {
+  if (!document.hidden) stream.src = `/video_feed?connect=${Date.now()}`;
+}
+
 stream.addEventListener("error", () => {
-  setTimeout(() => { stream.src = `/video_feed?reconnect=${Date.now()}`; }, 2000);
+  if (!document.hidden) setTimeout(connectStream, 2000);
 });
+
+function followVisibility() {
+  if (document.hidden) {
+    stream.src = "";
+  } else if (!stream.src.includes("/video_feed")) {
+    connectStream();
+  }
+}
+
+document.addEventListener("visibilitychange", followVisibility);
+followVisibility();           // a page opened in a background tab waits until it is shown
 
 async function refreshStatus() {
   try {

@@ -1,6 +1,7 @@
 // Light controls and the live heart rate (templates/_light_controls.html).
-// Changes go through common.js's post() (form-encoded, with the page's control token); the heart
-// rate arrives by server-sent events (/heart_rate_stream), or by polling where EventSource is missing.
+// Changes go through common.js's post() (form-encoded, with the page's control token); the state and
+// the heart rate come from polling /get_controller_data every second, not from /heart_rate_stream:
+// browsers open at most 6 connections per server, and the page's stream already holds one.
 (() => {
   "use strict";
   const root = document.getElementById("light-controls");
@@ -16,10 +17,13 @@
   const heartRateRange = document.getElementById("heart-rate-range");
   const line = document.getElementById("heart-rate-line");
   const WINDOW_S = 60;
-  const POLL_MS = 2000;
+  const POLL_MS = 1000;
   const samples = new Map();  // server time of a heart rate -> {at: local seconds, bpm}
+  const notes = { board: "", control: "" };  // the board's connection, the last control's error
   let dragging = false;
   let shownVersion = -1;  // the server's version of the state on screen
+  let clock = 0;          // counts requests sent and answers shown, to tell which came first
+  let shownAt = 0;        // when the answer on screen arrived, on that count
 
   // Sends the newest value only, one request at a time, so a dragged slider never queues up.
   function latestOnly(send) {
@@ -33,27 +37,43 @@
         while (pending !== null) {
           const next = pending;
           pending = null;
-          showAnswer(await send(next));
+          await control(() => send(next));
         }
-      } catch (error) {
-        showNote(error.message);
       } finally {
         busy = false;
       }
     };
   }
 
-  function showNote(text) {
-    note.textContent = text || "";
+  function showNotes() {
+    const text = [notes.board, notes.control].filter(Boolean).join("; ");
+    note.textContent = text;
     note.hidden = !text;
   }
 
-  // A control's answer can arrive after a newer event from the stream: then it is not shown.
-  function showAnswer(data) {
-    if (data.version >= shownVersion) showState(data);
+  // Answers (polls and controls) can arrive out of order: one is shown unless it is older than the
+  // state on screen. A lower version is older, except from a request sent after that state arrived:
+  // then the server restarted and counts from 0 again.
+  async function fetchState(request) {
+    const sentAt = ++clock;
+    const data = await request();
+    if (data.version >= shownVersion || sentAt > shownAt) {
+      shownAt = ++clock;
+      showState(data);
+    }
   }
 
-  // The stream's events and the polls are always current (also after a server restart).
+  // A control's error stays on screen until the next control answers.
+  async function control(request) {
+    try {
+      await fetchState(request);
+      notes.control = "";
+    } catch (error) {
+      notes.control = error.message;
+    }
+    showNotes();
+  }
+
   function showState(data) {
     shownVersion = data.version;
     power.setAttribute("aria-pressed", data.on ? "true" : "false");
@@ -63,7 +83,8 @@
       color.value = "#" + data.color.slice(0, 6).toLowerCase();
       white.value = parseInt(data.color.slice(6, 8) || "00", 16);
     }
-    showNote(data.connected ? "" : `Light board not connected${data.error ? ": " + data.error : ""}`);
+    notes.board = data.connected ? "" : `Light board not connected${data.error ? ": " + data.error : ""}`;
+    showNotes();
     showHeartRate(data);
   }
 
@@ -117,14 +138,15 @@
     for (const s of history.samples) addSample(s.t, s.age_s, s.bpm);
   }
 
-  function listen() {
-    if (!window.EventSource) {
-      setInterval(() => getJson("/get_controller_data").then(showState, (e) => showNote(e.message)), POLL_MS);
-      return;
+  // One poll at a time, the next a second after the answer, so a slow server gets no pile of them.
+  async function poll() {
+    try {
+      if (!document.hidden) await fetchState(() => getJson("/get_controller_data"));
+    } catch (error) {
+      notes.board = `No answer from the server (${error.message}); retrying…`;
+      showNotes();
     }
-    const events = new EventSource("/heart_rate_stream");
-    events.onmessage = (event) => showState(JSON.parse(event.data));
-    events.onerror = () => showNote("Lost the connection to the server; retrying…");
+    setTimeout(poll, POLL_MS);
   }
 
   const sendBrightness = latestOnly((value) => post("/set_brightness", { value }));
@@ -138,7 +160,7 @@
 
   power.addEventListener("click", () => {
     const on = power.getAttribute("aria-pressed") !== "true";
-    post("/light", { state: on ? "on" : "off" }).then(showAnswer, (e) => showNote(e.message));
+    control(() => post("/light", { state: on ? "on" : "off" }));
   });
   for (const input of [brightness, color, white]) {
     input.addEventListener("pointerdown", () => { dragging = true; });
@@ -148,8 +170,6 @@
   color.addEventListener("input", () => sendColor(chosenColor()));
   white.addEventListener("input", () => sendColor(chosenColor()));
 
-  Promise.all([loadHistory(), getJson("/get_controller_data").then(showState)])
-    .catch((error) => showNote(error.message))
-    .finally(listen);
+  loadHistory().catch((error) => { notes.board = error.message; showNotes(); }).finally(poll);
   setInterval(drawChart, 1000);  // keeps the chart sliding while no new value comes
 })();

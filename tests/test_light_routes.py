@@ -55,11 +55,11 @@ def json_error(error):
     return response
 
 
-def make_client(get_led, keepalive_seconds=15.0):
+def make_client(get_led, keepalive_seconds=15.0, **options):
     app = Flask(__name__)
     app.config.update(CONTROL_TOKEN="t", USERKEY="")
     app.register_error_handler(HTTPException, json_error)
-    app.register_blueprint(create_light_blueprint(get_led, keepalive_seconds=keepalive_seconds))
+    app.register_blueprint(create_light_blueprint(get_led, keepalive_seconds=keepalive_seconds, **options))
     return app.test_client()
 
 
@@ -286,6 +286,24 @@ def test_heart_rate_stream_tells_at_once_when_the_board_goes_and_comes_back(tmp_
             second.stop()
 
 
+def test_heart_rate_stream_refuses_clients_past_its_limit_until_one_leaves(led):
+    client = make_client(lambda: led, keepalive_seconds=3600, max_streams=2)
+    first, second = (client.get("/heart_rate_stream", buffered=False) for _ in range(2))
+    try:
+        assert read_event(iter(first.response))["version"] >= 0
+        refused = client.get("/heart_rate_stream", buffered=False)      # (a stream would never end)
+        assert refused.status_code == 503
+        assert "poll /get_controller_data" in refused.get_json()["error"]
+        assert client.get("/get_controller_data").status_code == 200
+        second.close()                      # never read: it counts until closed all the same
+        third = client.get("/heart_rate_stream", buffered=False)
+        assert third.status_code == 200
+        third.close()
+    finally:
+        first.close()
+        second.close()
+
+
 def test_no_light_configured_is_503_everywhere():
     client = make_client(lambda: None)
     for method, path, data in (("post", "/light", {"state": "on"}), ("post", "/set_brightness", {"value": "1"}),
@@ -339,8 +357,7 @@ def live_page(led):
     app = Flask(__name__, template_folder=str(root / "templates"), static_folder=str(root / "static"))
     app.config.update(CONTROL_TOKEN="t", USERKEY="")
     app.register_error_handler(HTTPException, json_error)
-    # a long keepalive: the stream's events come from changes, and a keepalive would clear a note
-    app.register_blueprint(create_light_blueprint(lambda: led, keepalive_seconds=60))
+    app.register_blueprint(create_light_blueprint(lambda: led))
     app.add_url_rule("/", "index", lambda: render_template_string(PAGE, token=request.args.get("token", "t")))
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -365,7 +382,7 @@ def test_the_page_turns_the_light_on_sets_it_and_shows_the_heart_rate(live_page,
     page.eval_on_selector("#light-brightness", "el => { el.value = '40'; el.dispatchEvent(new Event('input')); }")
     page.eval_on_selector("#light-color", "el => { el.value = '#ff0000'; el.dispatchEvent(new Event('input')); }")
     assert emulator.wait_for(lambda s: s.pixel == (255, 0, 0, 0) and s.message.brightness == 40, WAIT)
-    emulator.send_line("77")  # arrives through the event stream, no reload
+    emulator.send_line("77")  # arrives through the page's poll, no reload
     page.wait_for_function("document.querySelector('#heart-rate').textContent === '77'")
     assert page.get_attribute("#heart-rate-line", "points") != ""
 

@@ -1,0 +1,60 @@
+"""Several live pages open at once in one chromium (which opens at most 6 connections per server):
+each holds one long connection, the MJPEG stream, and lets go of it while hidden, so every page
+still loads, answers and shows the heart rate (the light is on the board emulator)."""
+import socket
+
+import pytest
+
+from conftest import chromium_path, wait_for
+from server_process import start_server, status, stop_server
+
+PAGES = 5                   # 5 streams leave one of chromium's 6 connections for everything else
+STATUS_ANSWERS = """async () => {
+  const response = await fetch('/status', { signal: AbortSignal.timeout(5000) });
+  return response.ok;
+}"""
+HEART_RATE_SHOWN = "/^[0-9]+$/.test(document.querySelector('#heart-rate').textContent)"
+STREAM_SHOWN = "document.getElementById('stream').naturalWidth > 0"
+
+
+def set_hidden(page, hidden):
+    """What switching to another tab does to a page: visibilityState and a visibilitychange event."""
+    page.evaluate("""hidden => {
+      Object.defineProperty(document, 'hidden', { value: hidden, configurable: true });
+      Object.defineProperty(document, 'visibilityState', { value: hidden ? 'hidden' : 'visible', configurable: true });
+      document.dispatchEvent(new Event('visibilitychange'));
+    }""", hidden)
+
+
+@pytest.fixture
+def server(tmp_path):
+    chromium_path()                       # skips (or fails under CI) before starting a server for nothing
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = start_server(tmp_path, port, light="true", tty="emulator")
+    yield port
+    stop_server(process)
+
+
+def test_five_live_pages_at_once_all_answer_and_show_the_heart_rate(server, browser_page):
+    tabs = browser_page.context.browser.new_context()     # one profile: its pages share connections like tabs
+    pages = [tabs.new_page() for _ in range(PAGES)]
+    for page in pages:
+        page.set_default_timeout(10000)
+        page.goto(f"http://127.0.0.1:{server}/")
+        page.wait_for_function(STREAM_SHOWN)
+    for page in pages:
+        page.wait_for_function(HEART_RATE_SHOWN)
+        assert page.evaluate(STATUS_ANSWERS) is True
+    assert wait_for(lambda: status(server)["camera"]["viewers"] == PAGES)
+
+    for page in pages[1:]:
+        set_hidden(page, True)
+    assert wait_for(lambda: status(server)["camera"]["viewers"] == 1)   # hidden pages let go of the stream
+    assert pages[0].evaluate(STATUS_ANSWERS) is True
+
+    set_hidden(pages[1], False)
+    pages[1].wait_for_function("document.getElementById('stream').src.includes('/video_feed')")
+    assert wait_for(lambda: status(server)["camera"]["viewers"] == 2)
+    pages[1].wait_for_function(HEART_RATE_SHOWN)
