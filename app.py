@@ -20,11 +20,12 @@ from request_fields import field
 from camera_base import CameraError, FocusNotSupported
 from cameras import create_camera
 from database_manager import media_cli
+from frame_hub import call_blocking
 from light_routes import create_light_blueprint
 from media_catalogue import CatalogueError, MediaCatalogue
 from media_files import (MediaExists, MediaNameError, check_media_name, remove_leftover_temporaries,
                          timestamped_name, write_new_file, write_unique_file)
-from media_routes import create_media_blueprint
+from media_routes import create_media_blueprint, request_catalogue
 from object_detection import DetectorError
 from recorder import Recorder
 from retention import RetentionTimer
@@ -190,30 +191,35 @@ def _number(name, kind, low, high):
 
 def take_snapshot(filename=None):
     """Save the current frame's JPEG in the media folder; answer the file it wrote."""
-    media_dir = current_app.config["MEDIA_DIR"]
     try:
         name = check_media_name(filename, SNAPSHOT_EXTENSIONS) if filename else None
         frame = _camera().current_frame()
-        if name:
-            path = write_new_file(media_dir, name, frame.jpeg)
-        else:
-            path = write_unique_file(media_dir, timestamped_name("snapshot", ".jpg", frame.timestamp), frame.jpeg)
+        # The write (with fsync) and the catalogue's write lock can wait: not on the gevent loop.
+        path = call_blocking(_save_snapshot, frame, current_app.config["MEDIA_DIR"], name,
+                             current_app.extensions["catalogue"], current_app.config["SETTINGS"].camera)
     except MediaNameError as error:
         abort(400, description=str(error))
     except MediaExists as error:
         abort(409, description=str(error))
     except CameraError as error:
         abort(503, description=str(error))
+    log.info("snapshot saved as %s", path.name)
+    return jsonify(file=path.name, size=len(frame.jpeg), url=f"/media/{path.name}", timestamp=frame.timestamp)
+
+
+def _save_snapshot(frame, media_dir, name, catalogue, camera_name):
+    """Write the frame's JPEG as ``name`` (or a timestamped name) and catalogue it; answer its path."""
+    if name:
+        path = write_new_file(media_dir, name, frame.jpeg)
+    else:
+        path = write_unique_file(media_dir, timestamped_name("snapshot", ".jpg", frame.timestamp), frame.jpeg)
     height, width = frame.image.shape[:2]
     try:        # put: the file is new, so an entry of its name is stale (its file was deleted outside)
-        current_app.extensions["catalogue"].put(path.name, "picture", created=frame.timestamp, width=width,
-                                                height=height, camera=current_app.config["SETTINGS"].camera)
+        catalogue.put(path.name, "picture", created=frame.timestamp, width=width, height=height, camera=camera_name)
     except BaseException:
         path.unlink(missing_ok=True)        # never a file the catalogue does not list
         raise
-    log.info("snapshot saved as %s", path.name)
-    return jsonify(file=path.name, size=path.stat().st_size, url=f"/media/{path.name}",
-                   timestamp=frame.timestamp)
+    return path
 
 
 # The 'generic' payloads of /manual_video (seed 001 §5f): name -> function(args).
@@ -247,8 +253,8 @@ def _register_routes(app):
                                has_light=current_app.extensions["led"] is not None,
                                recording=current_app.extensions["recorder"].status(),
                                watch=current_app.extensions["watch"].status(),
-                               events=current_app.extensions["catalogue"].events(limit=5),
-                               entries=current_app.extensions["catalogue"].entries(limit=20))
+                               events=request_catalogue().events(limit=5),
+                               entries=request_catalogue().entries(limit=20))
 
     @app.get("/video_feed")
     def video_feed():

@@ -1,8 +1,11 @@
 """Media routes: the catalogue pages and API, the files themselves, and recording.
 
 The catalogue (media_catalogue.MediaCatalogue) and the recorder (recorder.Recorder) live in
-``current_app.extensions``; their exceptions become status codes here and nowhere else.
+``current_app.extensions``; their exceptions become status codes here and nowhere else. Requests
+reach the catalogue through request_catalogue(), off the gevent loop, and list it a page at a time.
 """
+import functools
+
 from flask import Blueprint, abort, current_app, jsonify, render_template, request, send_from_directory
 
 import auth
@@ -27,8 +30,25 @@ _STATUS = {
 }
 
 
-def _catalogue():
-    return current_app.extensions["catalogue"]
+PAGE_SIZE = 100             # entries on one page of /gallery and /database
+MAX_LIMIT = 1000            # the most entries /get_database answers at once
+MAX_OFFSET = 10_000_000     # a deep page reads the rows before it too, in the thread pool
+
+
+class _OffTheLoop:
+    """Calls the methods of the object it wraps through call_blocking."""
+
+    def __init__(self, wrapped):
+        self._wrapped = wrapped
+
+    def __getattr__(self, name):
+        return functools.partial(call_blocking, getattr(self._wrapped, name))
+
+
+def request_catalogue():
+    """The catalogue for a request: each call runs in the gevent hub's thread pool, so a request
+    waiting on the disk or on another process's write lock does not stop the streams."""
+    return _OffTheLoop(current_app.extensions["catalogue"])
 
 
 def _recorder():
@@ -40,6 +60,27 @@ def _flag(name):
     if value not in ("", "true", "false", "on", "off", "yes", "no", "1", "0"):
         abort(400, description=f"{name} must be true or false, not {value!r}")
     return value in ("true", "on", "yes", "1")
+
+
+def _whole_number(name, default, low, high):
+    """A query parameter from low to high in ASCII digits (str.isdigit() also takes '²'); else a 400."""
+    text = request.args.get(name, str(default))
+    if not (text.isascii() and text.isdigit() and len(text) <= len(str(high))) or not low <= int(text) <= high:
+        abort(400, description=f"{name} must be a whole number from {low} to {high}, not {text[:20]!r}")
+    return int(text)
+
+
+def _page():
+    """One page of the catalogue, newest first (?limit=, ?offset=, ?kind=): its entries, whether older
+    ones follow, and the parameters that chose it."""
+    limit = _whole_number("limit", PAGE_SIZE, 1, MAX_LIMIT)
+    offset = _whole_number("offset", 0, 0, MAX_OFFSET)
+    kind = request.args.get("kind") or None
+    if kind not in (None, "picture", "video", "change", "motion"):
+        abort(400, description="kind must be picture, video, change or motion")
+    found = request_catalogue().entries(kind=kind, limit=offset + limit + 1)
+    return dict(entries=found[offset:offset + limit], more=len(found) > offset + limit,
+                limit=limit, offset=offset, kind=kind)
 
 
 def _answer(action, *args, **kwargs):
@@ -57,38 +98,36 @@ def create_media_blueprint():
 
     @blueprint.get("/database")
     def database_page():
-        return render_template("database.html", entries=_catalogue().entries())
+        return render_template("database.html", **_page())
 
     @blueprint.get("/gallery")
     def gallery_page():
-        return render_template("gallery.html", entries=_catalogue().entries())
+        return render_template("gallery.html", **_page())
 
     @blueprint.get("/get_database")
     def get_database():
-        kind = request.args.get("kind") or None
-        if kind not in (None, "picture", "video", "change", "motion"):
-            abort(400, description="kind must be picture, video, change or motion")
-        return jsonify(_catalogue().entries(kind=kind))
+        return jsonify(_page()["entries"])
 
     @blueprint.post("/database/add")
     @auth.require_control
     def database_add():
-        entry = _answer(_catalogue().add, field("filename"), note=field("note", required=False))
+        entry = _answer(request_catalogue().add, field("filename"), note=field("note", required=False))
         return jsonify(entry), 201
 
     @blueprint.post("/database/remove")
     @auth.require_control
     def database_remove():
         filename, delete_file = field("filename"), _flag("delete_file")
-        _answer(_catalogue().remove, filename, delete_file=delete_file)
+        _answer(request_catalogue().remove, filename, delete_file=delete_file)
         return jsonify(removed=filename, file_deleted=delete_file)
 
     @blueprint.post("/database/new")
     @auth.require_control
     def database_new():
         if field("confirm", required=False) != "yes":
-            abort(400, description="a new database forgets every entry (the files stay): send confirm=yes")
-        _catalogue().new()
+            abort(400, description="a new database forgets every entry and every event (the files stay): "
+                                   "send confirm=yes")
+        request_catalogue().new()
         return jsonify(entries=0)
 
     @blueprint.get("/media/<path:name>")

@@ -73,10 +73,12 @@ document.getElementById("record-form").addEventListener("submit", (event) => {
   });
 });
 
+const MEDIA_ROWS = 20;      // as many as the index route renders
+
 async function refreshMedia() {
-  const entries = await (await fetch("/get_database")).json();
+  const entries = await (await fetch(`/get_database?limit=${MEDIA_ROWS}`)).json();
   const rows = document.getElementById("media-rows");
-  rows.replaceChildren(...entries.slice(0, 20).map(mediaRow));
+  rows.replaceChildren(...entries.map(mediaRow));
   if (!entries.length) {
     const row = rows.insertRow();
     row.className = "empty";

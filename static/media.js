@@ -36,7 +36,7 @@ if (removeForm) {
 const newDatabase = document.getElementById("new-database");
 if (newDatabase) {
   newDatabase.addEventListener("click", () => run(async () => {
-    if (!confirm("Start a new database? Every entry is forgotten; the files stay in the media folder.")) return;
+    if (!confirm("Start a new database? Every entry and every event is forgotten; the files stay in the media folder.")) return;
     await post("/database/new", { confirm: "yes" });
     say("New database started");
     reloadSoon();

@@ -1,5 +1,6 @@
 """The catalogue pages and API, media files with range requests, recording routes."""
 import os
+import threading
 import subprocess
 import sys
 import time
@@ -307,3 +308,104 @@ def test_flask_media_during_a_recording_leaves_the_recording_and_the_devices_alo
         recorder.close()
     assert result["frames"] >= written + 20         # nothing cut off or replaced under the writer
     assert (media_dir / "left-by-a-crash.mp4").exists() and (media_dir / "old.jpg").exists()
+
+
+# -- listings a page at a time; requests wait on the catalogue off the gevent loop -----------------------
+
+
+@pytest.fixture
+def many_entries(app, media_dir):
+    """250 catalogued pictures, picture-000.jpg the oldest."""
+    catalogue = app.extensions["catalogue"]
+    for number in range(250):
+        name = f"picture-{number:03}.jpg"
+        (media_dir / name).write_bytes(b"\xff\xd8\xff\xd9")
+        catalogue.put(name, "picture", created=1.7e9 + number)
+    return [f"picture-{number:03}.jpg" for number in reversed(range(250))]      # newest first
+
+
+def listed(client, url):
+    response = client.get(url)
+    assert response.status_code == 200, response.get_json()
+    return [entry["filename"] for entry in response.get_json()]
+
+
+def test_get_database_answers_a_page_newest_first(client, many_entries):
+    assert listed(client, "/get_database") == many_entries[:100]
+    assert listed(client, "/get_database?limit=20") == many_entries[:20]
+    assert listed(client, "/get_database?limit=20&offset=20") == many_entries[20:40]
+    assert listed(client, "/get_database?limit=1000&offset=240") == many_entries[240:]
+    assert listed(client, "/get_database?offset=250") == []
+    assert listed(client, "/get_database?kind=video&limit=5") == []
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=1001", "limit=-1", "limit=1.5", "limit=²", "limit=",
+                                   "limit=1e3", "limit=" + "9" * 5000, "offset=-1", "offset=x", "offset=99999999"])
+def test_get_database_refuses_a_bad_limit_or_offset(client, query):
+    response = client.get(f"/get_database?{query}")
+    assert response.status_code == 400
+    assert "must be a whole number from" in response.get_json()["error"]
+
+
+@pytest.mark.parametrize("route", ["/gallery", "/database"])
+def test_gallery_and_editor_show_a_page_with_older_and_newer_links(client, many_entries, route):
+    first = client.get(route).get_data(as_text=True)
+    assert many_entries[0] in first and many_entries[99] in first and many_entries[100] not in first
+    assert f'href="{route}?offset=100&amp;limit=100"' in first and 'id="newer"' not in first
+    last = client.get(f"{route}?offset=200").get_data(as_text=True)
+    assert many_entries[200] in last and many_entries[-1] in last and many_entries[199] not in last
+    assert 'id="older"' not in last and f'href="{route}?offset=100&amp;limit=100"' in last
+    assert client.get(f"{route}?limit=abc").status_code == 400
+
+
+def test_a_short_listing_has_no_page_links(client, control):
+    snapshot(client, control)
+    assert 'id="pages"' not in client.get("/gallery").get_data(as_text=True)
+
+
+class HeldCatalogue:
+    """Wraps the catalogue: every call waits until the test lets go (as behind another process's write
+    lock), at most a few seconds, so a call made on the event loop fails the test instead of hanging it."""
+
+    def __init__(self, catalogue):
+        self._catalogue = catalogue
+        self.entered = threading.Event()
+        self.let_go = threading.Event()
+
+    def __getattr__(self, name):
+        method = getattr(self._catalogue, name)
+
+        def held(*args, **kwargs):
+            self.entered.set()
+            self.let_go.wait(3)
+            return method(*args, **kwargs)
+        return held
+
+
+@pytest.mark.parametrize("method, route, data", [
+    ("post", "/snapshot", {}), ("get", "/get_database", None), ("get", "/gallery", None),
+    ("get", "/database", None), ("get", "/", None), ("post", "/database/add", {"filename": "outside.jpg"}),
+    ("post", "/database/remove", {"filename": "listed.jpg"}), ("post", "/database/new", {"confirm": "yes"}),
+])
+def test_a_request_waiting_on_the_catalogue_does_not_stop_other_greenlets(app, control, media_dir,
+                                                                           method, route, data):
+    gevent = pytest.importorskip("gevent")
+    for name in ("outside.jpg", "listed.jpg"):
+        (media_dir / name).write_bytes(b"\xff\xd8\xff\xd9")
+    app.extensions["catalogue"].add("listed.jpg")
+    app.extensions["camera"].current_frame()             # the first picture, before the catalogue is held
+    held = app.extensions["catalogue"] = HeldCatalogue(app.extensions["catalogue"])
+    client = app.test_client()
+    request = gevent.spawn(getattr(client, method), route, headers=control, data=data)
+    for _ in range(500):
+        if held.entered.is_set():
+            break
+        gevent.sleep(0.01)
+    assert held.entered.is_set()
+    ticks = []
+    ticker = gevent.spawn(lambda: [ticks.append(gevent.sleep(0.001)) for _ in range(50)])
+    ticker.join(10)
+    assert len(ticks) == 50 and not request.ready()      # the others ran while the request waited
+    held.let_go.set()
+    response = request.get(timeout=10)
+    assert response.status_code in (200, 201), response.get_json()
