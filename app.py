@@ -59,6 +59,7 @@ def create_app(settings=None, camera=None, led=None):
         MAX_CONTENT_LENGTH=64 * 1024,       # controls take a few short fields
     )
     app.register_error_handler(HTTPException, _json_error)
+    auth.init_app(app, settings)
     app.context_processor(lambda: {"control_token": app.config["CONTROL_TOKEN"]})
     app.add_template_filter(_datetime, "datetime")
     app.add_template_filter(_filesize, "filesize")

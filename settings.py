@@ -7,6 +7,7 @@ one message naming the key, the value and what is allowed.
 import configparser
 import dataclasses
 import os
+import re
 from pathlib import Path
 
 CAMERA_TYPES = ("demo", "default", "usb", "opencv", "pi", "picamera", "liquidlens", "kinect")
@@ -33,6 +34,7 @@ class Settings:
     max_viewers: int = 500
     host: str = "0.0.0.0"
     port: int = 5000
+    allowed_hosts: str = ""
     media_dir: str = "media"
     log_file: str = "flask.log"
     max_recording_minutes: float = 60.0
@@ -72,6 +74,7 @@ class Settings:
     tty: str = "/dev/ttyACM0"
     baud: int = 9600
     userkey: str = ""
+    require_login: bool = False
     config_path: str = ""
 
     def replace(self, **changes):
@@ -100,6 +103,19 @@ def _boolean(key, value):
     raise ConfigError(f"{key} = {value!r} is not a yes/no value; use true or false")
 
 
+_HOST_NAME = re.compile(r"[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?\.?")
+
+
+def _host_names(key, value):
+    """Comma-separated host names (no scheme, no port), or * for any; answered lowercased, comma-joined."""
+    names = [name.strip().lower() for name in value.split(",") if name.strip()]
+    for name in names:
+        if name != "*" and not _HOST_NAME.fullmatch(name):
+            raise ConfigError(f"{key}: {name!r} is not a host name; list names without scheme or port, "
+                              "separated by commas (camera.lan, cam.example.org), or * for any")
+    return ",".join(names)
+
+
 def _number(kind, low, high):
     def parse(key, value):
         try:
@@ -124,6 +140,7 @@ _KEYS = {
     "max_viewers": ("SETTINGS", _number(int, 1, 10000)),
     "host": ("SETTINGS", _text),
     "port": ("SETTINGS", _number(int, 1, 65535)),
+    "allowed_hosts": ("SETTINGS", _host_names),
     "media_dir": ("SETTINGS", _text),
     "log_file": ("SETTINGS", _text),
     "max_recording_minutes": ("SETTINGS", _number(float, 0, 24 * 60)),
@@ -163,6 +180,7 @@ _KEYS = {
     "tty": ("SETTINGS", _text),
     "baud": ("SETTINGS", _number(int, 300, 4_000_000)),
     "userkey": ("KEYS", _text),
+    "require_login": ("KEYS", _boolean),
 }
 
 # Environment variables that override the file (seed 002 uses CAMERA=opencv).

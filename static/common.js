@@ -10,6 +10,10 @@ async function post(url, fields = {}, headers = {}) {
     body: new URLSearchParams(fields),
   });
   const body = await response.json().catch(() => ({}));
+  if (response.status === 401 && body.login) {
+    // The login ended (logout elsewhere, or a server restart): log in again, then come back here.
+    window.location.assign(`/login?next=${encodeURIComponent(window.location.pathname + window.location.search)}`);
+  }
   if (!response.ok) {
     throw new Error(body.error || `${url} answered ${response.status}`);
   }
