@@ -12,8 +12,8 @@ import auth
 from frame_hub import call_blocking
 from media_catalogue import DuplicateMedia, FileInUse, MissingFile, UnknownMedia, guess_kind
 from media_files import MediaExists, MediaNameError, media_path
-from request_fields import field
 from recorder import InsufficientSpace, NotRecording, RecordingBusy, RecordingError
+from request_fields import field, query_number
 
 # Exceptions of the models -> HTTP status codes.
 _STATUS = {
@@ -62,19 +62,11 @@ def _flag(name):
     return value in ("true", "on", "yes", "1")
 
 
-def _whole_number(name, default, low, high):
-    """A query parameter from low to high in ASCII digits (str.isdigit() also takes '²'); else a 400."""
-    text = request.args.get(name, str(default))
-    if not (text.isascii() and text.isdigit() and len(text) <= len(str(high))) or not low <= int(text) <= high:
-        abort(400, description=f"{name} must be a whole number from {low} to {high}, not {text[:20]!r}")
-    return int(text)
-
-
 def _page():
     """One page of the catalogue, newest first (?limit=, ?offset=, ?kind=): its entries, whether older
     ones follow, and the parameters that chose it."""
-    limit = _whole_number("limit", PAGE_SIZE, 1, MAX_LIMIT)
-    offset = _whole_number("offset", 0, 0, MAX_OFFSET)
+    limit = query_number("limit", PAGE_SIZE, 1, MAX_LIMIT)
+    offset = query_number("offset", 0, 0, MAX_OFFSET)
     kind = request.args.get("kind") or None
     if kind not in (None, "picture", "video", "change", "motion"):
         abort(400, description="kind must be picture, video, change or motion")

@@ -1,4 +1,4 @@
-"""Reading the parameters of a POST: form fields, or the members of a JSON object body."""
+"""Reading request parameters: a POST's form fields or JSON object members, and whole numbers in the query."""
 from flask import abort, request
 
 
@@ -12,3 +12,14 @@ def field(name, required=True):
     if required and not text:
         abort(400, description=f"missing parameter {name!r}")
     return text or None
+
+
+def query_number(name, default, low, high):
+    """A whole-number query parameter from low to high; a 400 otherwise.
+
+    Only ASCII digits count: str.isdigit() alone also takes '²', which int() then refuses.
+    """
+    text = request.args.get(name, str(default))
+    if not (text.isascii() and text.isdigit() and len(text) <= len(str(high))) or not low <= int(text) <= high:
+        abort(400, description=f"{name} must be a whole number from {low} to {high}, not {text[:20]!r}")
+    return int(text)

@@ -1,9 +1,11 @@
 """Scene watch routes: the scene-change monitor, motion detection, events, and the seed's /shows and /delete."""
-from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
+from flask import Blueprint, Response, abort, current_app, jsonify, render_template
 
 import auth
 from camera_base import CameraError
-from request_fields import field
+from frame_hub import call_blocking
+from media_routes import request_catalogue
+from request_fields import field, query_number
 from scene_monitor import validate_threshold
 
 
@@ -20,14 +22,6 @@ def _threshold():
         return None if text is None else validate_threshold(text)
     except ValueError as error:
         abort(400, description=str(error))
-
-
-def _whole_number(name, default, high):
-    """A query parameter from 1 to high; ASCII digits only (str.isdigit() also accepts '²')."""
-    text = request.args.get(name, str(default))
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= high:
-        abort(400, description=f"{name} must be a whole number from 1 to {high}")
-    return int(text)
 
 
 def create_watch_blueprint():
@@ -74,22 +68,22 @@ def create_watch_blueprint():
 
     @blueprint.get("/events")
     def events():
-        return jsonify(current_app.extensions["catalogue"].events(limit=_whole_number("limit", 100, 1000)))
+        return jsonify(request_catalogue().events(limit=query_number("limit", 100, 1, 1000)))
 
     @blueprint.get("/watch")
     def watch_page():
         return render_template("watch.html", status=_watch().status(),
-                               events=current_app.extensions["catalogue"].events(limit=50))
+                               events=request_catalogue().events(limit=50))
 
     @blueprint.get("/shows")
     def shows():
-        limit = _whole_number("limit", SHOWS_PER_PAGE, 10000)
-        entries = current_app.extensions["catalogue"].entries(kind="change", limit=limit + 1)
+        limit = query_number("limit", SHOWS_PER_PAGE, 1, 10000)
+        entries = request_catalogue().entries(kind="change", limit=limit + 1)
         return render_template("shows.html", entries=entries[:limit], limit=limit, more=len(entries) > limit)
 
     @blueprint.post("/delete")
     @auth.require_control
     def delete_changes():
-        return jsonify(deleted=_watch().delete_changes())
+        return jsonify(deleted=call_blocking(_watch().delete_changes))     # deletes files: off the loop
 
     return blueprint
