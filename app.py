@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 import auth
 import logging_setup
-from request_fields import field
+from request_fields import field, query_number
 from camera_base import CameraError, FocusNotSupported
 from cameras import create_camera
 from database_manager import media_cli
@@ -318,10 +318,7 @@ def _register_routes(app):
     @app.get("/logs")
     @auth.require_userkey
     def logs():
-        text = request.args.get("lines", "200")
-        lines = int(text) if text.isascii() and text.isdigit() else 0     # isdigit alone takes "²"
-        if not 1 <= lines <= 10000:
-            abort(400, description="lines must be a whole number from 1 to 10000")
+        lines = query_number("lines", 200, 1, 10000)
         try:
             with open(current_app.config["LOG_FILE"], encoding="utf-8", errors="replace") as handle:
                 tail = "".join(deque(handle, maxlen=lines))
