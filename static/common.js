@@ -1,14 +1,22 @@
-// Shared by the pages: POST with the page's control token, and a status line.
+// Shared by the pages: POST with the page's control token, GET of JSON, and a status line.
 "use strict";
 
 const controlToken = document.querySelector('meta[name="control-token"]').content;
 
 async function post(url, fields = {}, headers = {}) {
-  const response = await fetch(url, {
+  return answerOf(url, await fetch(url, {
     method: "POST",
     headers: { "X-Control-Token": controlToken, ...headers },
     body: new URLSearchParams(fields),
-  });
+  }));
+}
+
+async function getJSON(url) {
+  return answerOf(url, await fetch(url));
+}
+
+// The JSON of an answer; an Error with the server's message when it refused.
+async function answerOf(url, response) {
   const body = await response.json().catch(() => ({}));
   if (response.status === 401 && body.login) {
     // The login ended (logout elsewhere, or a server restart): log in again, then come back here.

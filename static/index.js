@@ -76,7 +76,7 @@ document.getElementById("record-form").addEventListener("submit", (event) => {
 const MEDIA_ROWS = 20;      // as many as the index route renders
 
 async function refreshMedia() {
-  const entries = await (await fetch(`/get_database?limit=${MEDIA_ROWS}`)).json();
+  const entries = await getJSON(`/get_database?limit=${MEDIA_ROWS}`);
   const rows = document.getElementById("media-rows");
   rows.replaceChildren(...entries.map(mediaRow));
   if (!entries.length) {
@@ -169,7 +169,7 @@ followVisibility();           // a page opened in a background tab waits until i
 
 async function refreshStatus() {
   try {
-    const status = await (await fetch("/status")).json();
+    const status = await getJSON("/status");
     const camera = status.camera;
     if (status.recording) {
       noticeRecordingEnd(status.recording);

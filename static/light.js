@@ -126,22 +126,15 @@
     heartRateRange.textContent = `: ${Math.min(...values)}–${Math.max(...values)} bpm`;
   }
 
-  async function getJson(url) {
-    const response = await fetch(url);
-    const data = await response.json().catch(() => ({}));
-    if (!response.ok) throw new Error(data.error || `${url}: ${response.status}`);
-    return data;
-  }
-
   async function loadHistory() {
-    const history = await getJson("/heart_rate_history");
+    const history = await getJSON("/heart_rate_history");
     for (const s of history.samples) addSample(s.t, s.age_s, s.bpm);
   }
 
   // One poll at a time, the next a second after the answer, so a slow server gets no pile of them.
   async function poll() {
     try {
-      if (!document.hidden) await fetchState(() => getJson("/get_controller_data"));
+      if (!document.hidden) await fetchState(() => getJSON("/get_controller_data"));
     } catch (error) {
       notes.board = `No answer from the server (${error.message}); retrying…`;
       showNotes();

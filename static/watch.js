@@ -104,7 +104,7 @@ bind("delete-changes", async () => {
 });
 
 async function refreshWatch() {
-  const status = await (await fetch("/status")).json();
+  const status = await getJSON("/status");
   showWatch(status);
   showWatchSummary(status);
   await refreshEvents(50);     // as many as the /watch page shows
