@@ -4,7 +4,8 @@ Every request must name this server in its Host (an IP address, localhost, this 
 ``allowed_hosts``), so a web site that rebinds its own name to this address gets a 400 (DNS
 rebinding). A POST a browser marks ``Sec-Fetch-Site: cross-site`` is refused. With ``require_login``
 every route but /login and /static needs a session (a signed cookie whose key is new at each start,
-so a restart logs everybody out) or the userkey.
+so a restart logs everybody out) or the userkey, which players such as VLC send as the password of
+HTTP Basic auth.
 
 Controls (grayscale, focus, snapshot, light...) are POST and need the control token that the live
 page carries (so another web site cannot make a visitor's browser press them) or the userkey (for
@@ -112,6 +113,12 @@ def _given(header, name):
     return request.headers.get(header) or field(name, required=False) or ""
 
 
+def _given_userkey():
+    """The userkey from its header, a field, or HTTP Basic auth's password (VLC, Home Assistant)."""
+    basic = request.authorization if request.authorization and request.authorization.type == "basic" else None
+    return _given(USERKEY_HEADER, "userkey") or (basic.password if basic else "") or ""
+
+
 def _refuse(status, message, headers=None, **members):
     """Stop the request with the usual JSON error, plus headers and members abort() cannot carry."""
     response = jsonify(error=message, status=status, **members)
@@ -135,7 +142,7 @@ def _is_userkey(given):
 
 
 def has_userkey():
-    return _is_userkey(_given(USERKEY_HEADER, "userkey"))
+    return _is_userkey(_given_userkey())
 
 
 def require_userkey(view):
@@ -143,7 +150,7 @@ def require_userkey(view):
     def wrapper(*args, **kwargs):
         if not current_app.config.get("USERKEY"):
             abort(403, description="this route is disabled: set userkey in the [KEYS] section of config.txt")
-        if not _given(USERKEY_HEADER, "userkey"):
+        if not _given_userkey():
             abort(401, description=f"this route needs the userkey: an {USERKEY_HEADER} header, or a "
                                    "userkey form field or JSON member (never in the URL)")
         if not has_userkey():
@@ -187,7 +194,10 @@ def _require_login():
     login = url_for("auth.login_page", next=_local_path(request.full_path.rstrip("?")))
     if request.method in ("GET", "HEAD") and _wants_html():
         return redirect(login)
-    _refuse(401, f"log in first at /login, or send the userkey in an {USERKEY_HEADER} header", login=login)
+    # Stream players that cannot log in through a form (VLC, Home Assistant) answer this challenge.
+    challenge = {"WWW-Authenticate": 'Basic realm="camera"'} if request.endpoint == "video_feed" else None
+    _refuse(401, f"log in first at /login, or send the userkey in an {USERKEY_HEADER} header "
+                 "(or as the password of HTTP Basic auth)", headers=challenge, login=login)
 
 
 def _login_form(target, message="", status=200, headers=None):

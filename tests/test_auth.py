@@ -1,4 +1,5 @@
 """The Host check (DNS rebinding), the cross-site check, the security headers and the optional login."""
+import base64
 import os
 import socket
 import subprocess
@@ -240,6 +241,14 @@ class TestRequireLogin:
 
     def test_the_stream_with_the_userkey_header(self, client):
         client.environ_base["HTTP_X_USER_KEY"] = "sesame"
+        assert read_one_part(client)[1].startswith(b"\xff\xd8")
+
+    def test_stream_players_get_a_basic_auth_challenge_and_may_answer_it_with_the_userkey(self, client):
+        refused = client.get("/video_feed")
+        assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == 'Basic realm="camera"'
+        assert "WWW-Authenticate" not in client.get("/status").headers      # the page's polls get no dialog
+        assert client.get("/status", auth=("viewer", "guess")).status_code == 401
+        client.environ_base["HTTP_AUTHORIZATION"] = "Basic " + base64.b64encode(b"vlc:sesame").decode()
         assert read_one_part(client)[1].startswith(b"\xff\xd8")
 
     def test_wrong_keys_lock_the_client_out_for_a_while(self, client, app):
