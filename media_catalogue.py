@@ -4,11 +4,8 @@
 thread, so the server and the command line (database_manager.py) can use one database at the same
 time; every change is one transaction.
 """
-import datetime
-import functools
 import json
 import logging
-import math
 import os
 import re
 import sqlite3
@@ -19,174 +16,18 @@ import weakref
 from contextlib import contextmanager
 from pathlib import Path
 
-from media_files import TEMPORARY_PREFIX, MediaNameError, being_written, check_media_name, media_path
+from catalogue_fields import (EVENT_FIELDS, MEDIA_FIELDS, CatalogueError, DuplicateMedia, FileInUse, MissingFile,
+                              UnknownEvent, UnknownMedia, check_fields, check_kind, check_number, guess_kind,
+                              media_name, parse_date)
+# The kinds an entry can have, and the error for a bad value, are part of the catalogue's interface too.
+from catalogue_fields import KINDS, InvalidValue  # noqa: F401
+from media_files import TEMPORARY_PREFIX, MediaNameError, being_written, media_path
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 SCHEMA_PATH = HERE / "media_schema.sql"
 DB_NAME = "media.db"
-KINDS = ("picture", "video", "change", "motion")
-PICTURE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm")
-MEDIA_EXTENSIONS = PICTURE_EXTENSIONS + VIDEO_EXTENSIONS
 TRASH_PREFIX = TEMPORARY_PREFIX + "removed-"     # hidden: scans and listings skip it
-
-
-class CatalogueError(Exception):
-    """The catalogue cannot do what was asked; the message says why."""
-
-
-class MissingFile(CatalogueError, FileNotFoundError):
-    """The file is not in the media folder."""
-
-
-class DuplicateMedia(CatalogueError):
-    """The file is already catalogued."""
-
-
-class FileInUse(CatalogueError):
-    """The file is being recorded; it is catalogued, and may be deleted, once the recording ends."""
-
-
-class InvalidValue(CatalogueError, ValueError):
-    """A field or value the catalogue cannot store."""
-
-
-class _NotFound(CatalogueError, KeyError):
-    def __str__(self):                  # KeyError would show the message in quotes
-        return str(self.args[0]) if self.args else ""
-
-
-class UnknownMedia(_NotFound):
-    """No catalogue entry has that file name."""
-
-
-class UnknownEvent(_NotFound):
-    """No event has that id."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Names, kinds and values
-
-
-def media_name(name):
-    """A user-given name checked strictly: a plain file name with a media extension."""
-    checked = check_media_name(name, MEDIA_EXTENSIONS)
-    if checked != name.strip():
-        raise MediaNameError(f"{name!r} needs an extension: {', '.join(MEDIA_EXTENSIONS)}")
-    return checked
-
-
-def guess_kind(name):
-    """'picture' or 'video' from the extension, None when it is neither; the scene watch's
-    'change_...' and 'motion_...' pictures keep their kind when a catalogue is rebuilt."""
-    suffix = os.path.splitext(name)[1].lower()
-    if suffix in PICTURE_EXTENSIONS:
-        prefix = name.split("_", 1)[0]
-        return prefix if prefix in ("change", "motion") else "picture"
-    if suffix in VIDEO_EXTENSIONS:
-        return "video"
-    return None
-
-
-def parse_date(value):
-    """Unix seconds from the ways the original catalogue may have written a date; None if unreadable."""
-    if value is None or isinstance(value, bool):
-        return None
-    text = str(value).strip()
-    try:
-        number = float(text)
-    except ValueError:
-        pass
-    else:
-        if 1e8 <= number < 1e11:        # seconds (1973 to 5138)
-            return number
-        if 1e11 <= number < 1e14:       # milliseconds
-            return number / 1000
-        return None
-    try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        pass
-    for layout in _DATE_LAYOUTS:
-        try:
-            return datetime.datetime.strptime(text, layout).timestamp()
-        except ValueError:
-            continue
-    return None
-
-
-_DATE_LAYOUTS = ("%Y-%m-%d_%H-%M-%S", "%Y-%m-%d %H-%M-%S", "%Y-%m-%d-%H-%M-%S", "%Y/%m/%d %H:%M:%S",
-                 "%Y/%m/%d", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M", "%m/%d/%Y",
-                 "%d.%m.%Y %H:%M:%S", "%d.%m.%Y", "%a %b %d %H:%M:%S %Y", "%Y%m%d_%H%M%S", "%Y%m%d%H%M%S")
-
-
-def _number(key, value, *, whole=False, required=False):
-    if value is None:
-        if required:
-            raise InvalidValue(f"{key} is required")
-        return None
-    kinds = (int,) if whole else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or value < 0:
-        wanted = "a whole number" if whole else "a number"
-        raise InvalidValue(f"{key} must be {wanted} of 0 or more, not {value!r}")
-    return value if whole else float(value)
-
-
-def _text(key, value):
-    if value is not None and not isinstance(value, str):
-        raise InvalidValue(f"{key} must be text, not {value!r}")
-    return value
-
-
-def _kind(key, value):
-    if value not in KINDS:
-        raise InvalidValue(f"{key} must be one of {', '.join(KINDS)}, not {value!r}")
-    return value
-
-
-def _event_kind(key, value):
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidValue(f"{key} must be a non-empty text, not {value!r}")
-    return value.strip()
-
-
-def _labels(key, value):
-    if isinstance(value, (str, bytes)) or not all(isinstance(label, str) for label in value):
-        raise InvalidValue(f"{key} must be a list of texts, not {value!r}")
-    return json.dumps(list(value))
-
-
-def _optional_name(key, value):
-    return None if value is None else media_name(value)
-
-
-_MEDIA_FIELDS = {
-    "kind": _kind,
-    "created": functools.partial(_number, required=True),
-    "size": functools.partial(_number, whole=True),
-    "duration": _number,
-    "width": functools.partial(_number, whole=True),
-    "height": functools.partial(_number, whole=True),
-    "camera": _text,
-    "note": _text,
-}
-_EVENT_FIELDS = {
-    "start": functools.partial(_number, required=True),
-    "end": _number,
-    "kind": _event_kind,
-    "peak_score": _number,
-    "labels": _labels,
-    "snapshot": _optional_name,
-    "clip": _optional_name,
-}
-
-
-def _checked(checks, fields, action):
-    unknown = sorted(set(fields) - set(checks))
-    if unknown:
-        raise InvalidValue(f"{action} cannot set {', '.join(unknown)}; it sets {', '.join(checks)}")
-    return {key: checks[key](key, value) for key, value in fields.items()}
 
 
 def _schema():
@@ -267,7 +108,7 @@ class MediaCatalogue:
     def update(self, filename, /, **fields):
         """Change some of kind, created, size, duration, width, height, camera, note; answer the entry."""
         name = self._lookup_name(filename)
-        changes = _checked(_MEDIA_FIELDS, fields, "update")
+        changes = check_fields(MEDIA_FIELDS, fields, "update")
         with self._transaction() as db:
             entry = self._existing(db, name)
             if changes:
@@ -299,12 +140,12 @@ class MediaCatalogue:
         """The entries as dicts, newest first unless told otherwise."""
         where, parameters = "", []
         if kind is not None:
-            where, parameters = "WHERE kind = ?", [_kind("kind", kind)]
+            where, parameters = "WHERE kind = ?", [check_kind("kind", kind)]
         order = "DESC" if newest_first else "ASC"
         query = f"SELECT * FROM media {where} ORDER BY created {order}, id {order}"
         if limit is not None:
             query += " LIMIT ?"
-            parameters.append(_number("limit", limit, whole=True))
+            parameters.append(check_number("limit", limit, whole=True))
         return [dict(row) for row in self._db().execute(query, parameters)]
 
     def scan(self, remove_missing=False):
@@ -347,8 +188,8 @@ class MediaCatalogue:
         """Delete the oldest entries and their files: older than max_age_days, then until the files fit
         in max_total_bytes. Answers the entries removed (or, with dry_run, that would be). The file being
         recorded is kept, though its size counts."""
-        max_age_days = _number("max_age_days", max_age_days)
-        max_total_bytes = _number("max_total_bytes", max_total_bytes)
+        max_age_days = check_number("max_age_days", max_age_days)
+        max_total_bytes = check_number("max_total_bytes", max_total_bytes)
         if max_age_days is None and max_total_bytes is None:
             return []
         now = time.time() if now is None else now
@@ -388,8 +229,8 @@ class MediaCatalogue:
 
     def add_event(self, start, kind, *, end=None, peak_score=None, labels=(), snapshot=None, clip=None):
         """Record a detector event; answers its id."""
-        fields = _checked(_EVENT_FIELDS, dict(start=start, kind=kind, end=end, peak_score=peak_score,
-                                              labels=labels, snapshot=snapshot, clip=clip), "add_event")
+        fields = check_fields(EVENT_FIELDS, dict(start=start, kind=kind, end=end, peak_score=peak_score,
+                                                 labels=labels, snapshot=snapshot, clip=clip), "add_event")
         with self._transaction() as db:
             columns = ", ".join(f'"{key}"' for key in fields)
             cursor = db.execute(f"INSERT INTO events ({columns}) VALUES (?{', ?' * (len(fields) - 1)})",
@@ -398,7 +239,7 @@ class MediaCatalogue:
 
     def update_event(self, event_id, /, **fields):
         """Change some of an event's fields (end, peak_score, labels, clip...); answers the event."""
-        changes = _checked(_EVENT_FIELDS, fields, "update_event")
+        changes = check_fields(EVENT_FIELDS, fields, "update_event")
         with self._transaction() as db:
             if db.execute("SELECT 1 FROM events WHERE id = ?", (event_id,)).fetchone() is None:
                 raise UnknownEvent(f"there is no event {event_id!r}")
@@ -412,7 +253,7 @@ class MediaCatalogue:
         query, parameters = "SELECT * FROM events ORDER BY start DESC, id DESC", []
         if limit is not None:
             query += " LIMIT ?"
-            parameters.append(_number("limit", limit, whole=True))
+            parameters.append(check_number("limit", limit, whole=True))
         return [_event(row) for row in self._db().execute(query, parameters)]
 
     # -- connections and transactions --------------------------------------------------------
@@ -549,12 +390,12 @@ class MediaCatalogue:
             existing = self._find(db, name)
             if existing is not None and not replace:
                 raise DuplicateMedia(f"{name} is already in the catalogue")
-            fields = _checked(_MEDIA_FIELDS, dict(
+            fields = check_fields(MEDIA_FIELDS, dict(
                 fields, kind=fields.get("kind") or guess_kind(name),
                 created=stat.st_mtime if fields.get("created") is None else fields["created"],
                 size=stat.st_size if fields.get("size") is None else fields["size"]), "add")
             if existing is not None:
-                fields.update({key: None for key in _MEDIA_FIELDS if key not in fields})
+                fields.update({key: None for key in MEDIA_FIELDS if key not in fields})
                 assignments = ", ".join(f"{key} = ?" for key in fields)
                 db.execute(f"UPDATE media SET {assignments} WHERE id = ?", (*fields.values(), existing["id"]))
                 return self._entry(db, existing["id"])

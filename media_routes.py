@@ -9,8 +9,9 @@ import functools
 from flask import Blueprint, abort, current_app, jsonify, render_template, request, send_from_directory
 
 import auth
+from catalogue_fields import guess_kind
 from frame_hub import call_blocking
-from media_catalogue import DuplicateMedia, FileInUse, MissingFile, UnknownMedia, guess_kind
+from media_catalogue import DuplicateMedia, FileInUse, MissingFile, UnknownMedia
 from media_files import MediaExists, MediaNameError, media_path
 from recorder import InsufficientSpace, NotRecording, RecordingBusy, RecordingError
 from request_fields import field, query_number

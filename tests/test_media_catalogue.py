@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import catalogue_fields
 import media_catalogue
 from media_catalogue import (CatalogueError, DuplicateMedia, FileInUse, InvalidValue, MediaCatalogue, MissingFile,
                              UnknownEvent, UnknownMedia)
@@ -191,12 +192,12 @@ def test_original_rows_without_a_name_are_kept_and_repeated_names_merged(db_path
     ("12.04.2019", datetime.datetime(2019, 4, 12)),
 ])
 def test_dates_are_read_leniently(text, expected):
-    assert media_catalogue.parse_date(text) == expected.timestamp()
+    assert catalogue_fields.parse_date(text) == expected.timestamp()
 
 
 @pytest.mark.parametrize("text", [None, "", "yesterday", "2019", "13/45/2019"])
 def test_unreadable_dates_give_none(text):
-    assert media_catalogue.parse_date(text) is None
+    assert catalogue_fields.parse_date(text) is None
 
 
 # -- entries -----------------------------------------------------------------------------------
