@@ -272,10 +272,11 @@ class Camera:
         with self.consumer():
             self._controls.append((control, action, args))
             call_blocking(concurrent.futures.wait, [control], self.control_timeout)
-        if not control.done() and control.cancel():
+        if not control.done():
+            control.cancel()    # a control already running finishes on its own in the producer thread
             raise CameraError(f"the camera did not answer within {self.control_timeout:g} s: "
                               f"{self._last_error or 'its device is busy or hangs'}")
-        return control.result()
+        return control.result()     # done: answers at once, never waits on the calling greenlet
 
     def _run_controls(self):
         """In the producer thread: apply the device controls that came in during the last read."""

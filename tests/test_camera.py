@@ -246,6 +246,34 @@ def test_a_focus_request_to_a_hanging_camera_gives_up(focus_source):
         camera.stop()
 
 
+def test_a_focus_control_that_hangs_in_the_device_gives_up_too(focus_source, monkeypatch):
+    started, let_go, outcome = threading.Event(), threading.Event(), []
+
+    def hanging_set_focus(value):               # the camera thread is stuck inside the control
+        started.set()
+        let_go.wait(30)
+        return {"focus": value}
+
+    def request_focus():
+        try:
+            outcome.append(camera.set_focus(300))
+        except CameraError as error:
+            outcome.append(error)
+
+    monkeypatch.setattr(focus_source, "set_focus", hanging_set_focus)
+    camera = Camera(focus_source, kind="fake", width=64, height=48, idle_timeout=0.2, control_timeout=0.2)
+    try:
+        with camera.consumer():
+            camera.current_frame()
+            threading.Thread(target=request_focus, daemon=True).start()
+            assert started.wait(5)
+            assert wait_for(lambda: outcome)     # answered while the control still hangs
+            assert isinstance(outcome[0], CameraError) and "did not answer" in str(outcome[0])
+    finally:
+        let_go.set()
+        camera.stop()
+
+
 def test_a_frame_is_stamped_when_it_was_read_not_after_encoding(fake_camera, fake_source, monkeypatch):
     read_at, encoded_at = [], []
     real_read, real_encode = fake_source.read, camera_base.encode_jpeg
