@@ -26,6 +26,10 @@ class MediaExists(FileExistsError):
     """A file of that name is already in the media folder."""
 
 
+class WriterLockError(OSError):
+    """The writer's lock cannot be taken (some network file systems have no flock); the message says why."""
+
+
 def check_media_name(name, extensions):
     """Return ``name`` (with the first extension added when it has none) or raise MediaNameError.
 
@@ -146,7 +150,14 @@ def create_locked(path):
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     except FileExistsError:
         raise MediaExists(f"{path.name} already exists in the media folder; choose another name") from None
-    lock_for_writing(descriptor)
+    try:
+        lock_for_writing(descriptor)
+    except OSError as error:            # the empty file must not stay, nor its descriptor
+        os.close(descriptor)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        raise WriterLockError(f"cannot lock {path.name} for writing: {error.strerror or error} (the media "
+                              f"folder's file system must support flock)") from error
     return descriptor
 
 

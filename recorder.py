@@ -20,7 +20,7 @@ from pathlib import Path
 
 import simplejpeg
 
-from media_files import MediaExists, check_media_name, create_locked, media_path, timestamped_name
+from media_files import MediaExists, WriterLockError, check_media_name, create_locked, media_path, timestamped_name
 from video_file import (EncoderQuality, VideoFileWriter, default_encoders, probe, rewrite_with_index_in_front,
                         trim_to_complete_fragments)
 
@@ -156,6 +156,8 @@ class Recorder:
             except MediaExists:
                 if name == candidates[-1]:
                     raise
+            except WriterLockError as error:
+                raise RecordingError(str(error)) from error
 
     def _finished(self, recording):
         with self._lock:
@@ -351,7 +353,8 @@ class _Recording:
             if free_bytes(self.recorder.media_dir) < self.path.stat().st_size + 16 * MB:
                 log.warning("recording %s: kept fragmented, too little free space to rewrite it", self.name)
                 return True
-            rewrite_with_index_in_front(self.path)
+            old_lock, self._file_lock = self._file_lock, rewrite_with_index_in_front(self.path)
+            os.close(old_lock)          # the lock on the replaced file; the new one is locked already
             return False
         except Exception as error:      # the fragmented file stays, and it plays
             log.warning("recording %s: kept fragmented, rewriting failed: %s", self.name, error)

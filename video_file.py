@@ -166,10 +166,13 @@ def rewrite_with_index_in_front(path):
     A fragmented MP4 states no duration: a player has to find it in the fragments, and some report
     it short. A regular MP4 states it in the index, and with the index in front a browser can show
     the length and seek before it has loaded the whole file.
+
+    Answers a descriptor of the new file that holds the writer's lock, taken before it replaced the
+    old one, so the file is never unlocked; the caller closes it when done with the file.
     """
     descriptor, temporary = create_temporary(path.parent, suffix=".mp4")
-    lock_for_writing(descriptor)            # start-up cleaning leaves a locked temporary alone
     try:
+        lock_for_writing(descriptor)        # start-up cleaning leaves a locked temporary alone
         copied = 0
         with av.open(str(path)) as source, \
                 av.open(str(temporary), "w", format="mp4", options=INDEX_IN_FRONT) as target:
@@ -189,9 +192,9 @@ def rewrite_with_index_in_front(path):
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
-        raise
-    finally:
         os.close(descriptor)
+        raise
+    return descriptor
 
 
 def mp4_boxes(path):
@@ -231,7 +234,7 @@ def repair(path):
     if "moof" not in [kind for kind, _, _ in mp4_boxes(path)]:
         return False
     trim_to_complete_fragments(path)
-    rewrite_with_index_in_front(path)
+    os.close(rewrite_with_index_in_front(path))
     return True
 
 

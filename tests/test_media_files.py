@@ -1,4 +1,5 @@
 """Media file names, new files' modes, the writer's lock and the clean-up of leftover temporaries."""
+import errno
 import os
 import stat
 import subprocess
@@ -7,8 +8,9 @@ import time
 
 import pytest
 
-from media_files import (MediaNameError, being_written, check_media_name, create_locked, remove_leftover_temporaries,
-                         write_new_file)
+import media_files
+from media_files import (MediaNameError, WriterLockError, being_written, check_media_name, create_locked,
+                         remove_leftover_temporaries, write_new_file)
 
 HOLD_LOCK = """
 import fcntl, os, sys
@@ -71,6 +73,29 @@ def test_the_writer_s_lock_is_seen_until_it_is_released(tmp_path):
     assert not being_written(path) and not being_written(tmp_path / "absent.mp4")
     with LockedByAnotherProcess(path):
         assert being_written(path)
+
+
+def test_a_file_system_without_locks_leaves_no_empty_file_and_no_open_descriptor(tmp_path, monkeypatch):
+    tried = []
+
+    def no_locks(descriptor, wait=True):      # flock on some network file systems
+        tried.append(descriptor)
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(media_files, "lock_for_writing", no_locks)
+    with pytest.raises(WriterLockError, match="cannot lock recording.mp4 for writing: No locks available"):
+        create_locked(tmp_path / "recording.mp4")
+    assert list(tmp_path.iterdir()) == []
+    (descriptor,) = tried
+    assert str(tmp_path) not in open_file_of(descriptor)      # closed (or reused for another file since)
+
+
+def open_file_of(descriptor):
+    """What an open descriptor of this process refers to ("/x (deleted)" once unlinked); "" when closed."""
+    try:
+        return os.readlink(f"/proc/self/fd/{descriptor}")
+    except FileNotFoundError:
+        return ""
 
 
 def test_leftover_temporaries_are_removed_unless_young_or_locked(tmp_path):

@@ -1,4 +1,5 @@
 """Recording: files that play (also after kill -9 or a full disk), bounded memory, limits, bad input."""
+import errno
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ import av
 import numpy as np
 import pytest
 
+import media_files
 import recorder as recorder_module
 from app import create_app, stop_services
 from camera_base import Camera
@@ -381,6 +383,33 @@ def test_the_catalogue_gets_the_file_once_it_exists_and_its_size_at_the_end(make
     assert (entry["width"], entry["height"], entry["camera"]) == (64, 48, "bench camera")
     assert entry["size"] == (media_dir / "listed.mp4").stat().st_size == result["size"]
     assert entry["duration"] == result["duration"] > 0
+
+
+def test_the_finished_file_stays_locked_until_the_catalogue_has_it(make_recorder, media_dir):
+    class LockCheckingCatalogue(FakeCatalogue):
+        locked = []
+
+        def put(self, filename, kind, **fields):
+            self.locked.append(being_written(self.media_dir / filename))   # else a delete could take it
+            super().put(filename, kind, **fields)
+
+    catalogue = LockCheckingCatalogue(media_dir)
+    result = record(make_recorder(catalogue=catalogue), 20, "finished")
+    assert not result["fragmented"]                     # the file was replaced by its rewrite
+    assert catalogue.locked == [True, True]             # the second put comes after the rewrite
+    assert not being_written(media_dir / "finished.mp4")
+
+
+def test_a_media_folder_without_file_locks_refuses_to_record_and_leaves_no_file(make_recorder, media_dir,
+                                                                                  monkeypatch):
+    def no_locks(descriptor, wait=True):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(media_files, "lock_for_writing", no_locks)
+    recorder = make_recorder()
+    with pytest.raises(RecordingError, match="cannot lock unlocked.mp4 for writing"):
+        recorder.start("unlocked")
+    assert list(media_dir.iterdir()) == [] and not recorder.status()["recording"]
 
 
 def test_a_recording_without_a_picture_leaves_no_file_and_no_entry(make_recorder, fake_source, media_dir):

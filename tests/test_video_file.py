@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 import video_file
-from video_file import (EncoderQuality, VideoFileError, VideoFileWriter, _configure, default_encoders, pick_encoder,
-                        recover_interrupted)
+from media_files import being_written
+from video_file import (EncoderQuality, VideoFileError, VideoFileWriter, _configure, default_encoders, mp4_boxes,
+                        pick_encoder, recover_interrupted, rewrite_with_index_in_front)
 from test_media_files import LockedByAnotherProcess
 from test_media_routes import write_fragmented_mp4
 
@@ -100,6 +101,18 @@ def test_start_up_repair_finds_recordings_whatever_the_case_of_mp4(tmp_path):
     (tmp_path / "empty.Mp4").write_bytes(b"")
     assert set(recover_interrupted(tmp_path)) == {"upper.MP4"}
     assert sorted(path.name for path in tmp_path.iterdir()) == ["upper.MP4"]
+
+
+def test_a_rewritten_file_is_locked_until_the_caller_closes_the_descriptor_it_answers(tmp_path):
+    path = tmp_path / "finished.mp4"
+    write_fragmented_mp4(path)
+    descriptor = rewrite_with_index_in_front(path)
+    try:
+        assert "moof" not in [kind for kind, _, _ in mp4_boxes(path)]      # the new file is in place
+        assert being_written(path)
+    finally:
+        os.close(descriptor)
+    assert not being_written(path)
 
 
 def test_a_rewritten_recording_gets_the_usual_mode_not_0600(tmp_path):
