@@ -66,7 +66,7 @@ def _allowed_hosts(setting):
     hostname = socket.gethostname().lower().rstrip(".")
     short = hostname.split(".")[0]
     names = {"localhost", hostname, hostname + ".local", short, short + ".local"}
-    return frozenset(names | {name for name in setting.split(",") if name})
+    return frozenset(names | {name.strip().lower().rstrip(".") for name in setting.split(",") if name.strip()})
 
 
 def _host_name(host):
@@ -179,6 +179,13 @@ def _wants_html():
     return any(value == "text/html" for value, quality in request.accept_mimetypes if quality > 0)
 
 
+def _from_a_page():
+    """Whether a browser page asks: its Accept names HTML or an image type, or it is index.js's <img>
+    reconnecting (``connect=``). Players (VLC, Home Assistant) send ``*/*`` or no Accept."""
+    accepted = [value for value, quality in request.accept_mimetypes if quality > 0]
+    return "connect" in request.args or any(value == "text/html" or value.startswith("image/") for value in accepted)
+
+
 def _local_path(target):
     """``target`` when it is a path on this server, else /: a login never sends anyone elsewhere."""
     if (not target or not target.startswith("/") or "\\" in target
@@ -194,8 +201,10 @@ def _require_login():
     login = url_for("auth.login_page", next=_local_path(request.full_path.rstrip("?")))
     if request.method in ("GET", "HEAD") and _wants_html():
         return redirect(login)
-    # Stream players that cannot log in through a form (VLC, Home Assistant) answer this challenge.
-    challenge = {"WWW-Authenticate": 'Basic realm="camera"'} if request.endpoint == "video_feed" else None
+    # Stream players that cannot log in through a form (VLC, Home Assistant) answer this challenge; a
+    # page's <img> does not get it, or the browser would open its own login dialog over the page.
+    challenge = ({"WWW-Authenticate": 'Basic realm="camera"'}
+                 if request.endpoint == "video_feed" and not _from_a_page() else None)
     _refuse(401, f"log in first at /login, or send the userkey in an {USERKEY_HEADER} header "
                  "(or as the password of HTTP Basic auth)", headers=challenge, login=login)
 

@@ -1,5 +1,6 @@
 """Who is logged in, and how many wrong keys each client sent: in memory, for one server process."""
 import hmac
+import ipaddress
 import math
 import secrets
 import threading
@@ -7,8 +8,25 @@ import time
 
 
 def keys_match(given, expected):
-    """Constant-time comparison; an empty ``expected`` (no key configured) matches nothing."""
-    return bool(expected) and hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+    """Constant-time comparison; an empty ``expected`` (no key configured) matches nothing.
+
+    ``surrogatepass``: a lone surrogate (JSON's ``"\\ud800"``) is a wrong key, not an error.
+    """
+    return bool(expected) and hmac.compare_digest(given.encode("utf-8", "surrogatepass"),
+                                                  expected.encode("utf-8", "surrogatepass"))
+
+
+def client_key(address):
+    """Whose wrong keys ``address`` counts with: an IPv6 client holds a whole /64, so the /64."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 4:
+        return str(ip)
+    if ip.ipv4_mapped:          # ::ffff:a.b.c.d: an IPv4 client on a dual-stack socket
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.ip_network((ip, 64), strict=False))
 
 
 class LockedOut(Exception):
@@ -24,7 +42,7 @@ class Logins:
 
     Each ``allowed_failures`` wrong keys in a row lock the address out for ``lockout_s``, doubled at
     each further round up to ``max_lockout_s``; a right key, or ``max_lockout_s`` without a wrong
-    one, starts the count again.
+    one after the last lockout ended, starts the count again. IPv6 addresses count per /64.
     """
 
     def __init__(self, allowed_failures=5, lockout_s=30.0, max_lockout_s=900.0, max_entries=10000,
@@ -37,6 +55,7 @@ class Logins:
 
     def check(self, address, given, expected):
         """Whether ``given`` is the key; a wrong one counts; LockedOut while the address waits."""
+        address = client_key(address)
         with self._lock:
             count, locked_until, last = self._failures.get(address, (0, 0.0, 0.0))
             now = self.clock()
@@ -45,7 +64,7 @@ class Logins:
             if keys_match(given, expected):
                 self._failures.pop(address, None)
                 return True
-            if now - last > self.max_lockout_s:
+            if now - max(last, locked_until) > self.max_lockout_s:     # a lockout is not a quiet while
                 count = 0
             count += 1
             if count % self.allowed_failures == 0:

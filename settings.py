@@ -107,13 +107,14 @@ _HOST_NAME = re.compile(r"[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?\.?")
 
 
 def _host_names(key, value):
-    """Comma-separated host names (no scheme, no port), or * for any; answered lowercased, comma-joined."""
+    """Comma-separated host names (no scheme, no port), or * for any; answered lowercased, without a final
+    dot (as the Host check compares them), comma-joined."""
     names = [name.strip().lower() for name in value.split(",") if name.strip()]
     for name in names:
         if name != "*" and not _HOST_NAME.fullmatch(name):
             raise ConfigError(f"{key}: {name!r} is not a host name; list names without scheme or port, "
                               "separated by commas (camera.lan, cam.example.org), or * for any")
-    return ",".join(names)
+    return ",".join(name.rstrip(".") for name in names)
 
 
 def _number(kind, low, high):

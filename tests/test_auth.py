@@ -12,7 +12,7 @@ import pytest
 import auth
 from app import create_app, stop_services
 from conftest import read_one_part, wait_for
-from logins import Logins
+from logins import LockedOut, Logins
 from settings import ConfigError, load_settings
 
 HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
@@ -83,6 +83,20 @@ def test_allowed_hosts_in_config_txt(tmp_path):
         path.write_text(f"[SETTINGS]\nallowed_hosts = {wrong}\n")
         with pytest.raises(ConfigError, match="allowed_hosts"):
             load_settings(path, environ={})
+
+
+def test_an_allowed_host_with_a_final_dot_matches_with_or_without_it(tmp_path, settings):
+    path = tmp_path / "config.txt"
+    path.write_text("[SETTINGS]\ncamera = demo\nallowed_hosts = Camera.LAN., cam.example.org\n")
+    loaded = load_settings(path, environ={})
+    assert loaded.allowed_hosts == "camera.lan,cam.example.org"
+    for listed in (loaded.allowed_hosts, "Camera.LAN."):        # from config.txt, or given in code as it is
+        application = create_app(settings.replace(allowed_hosts=listed))
+        try:
+            for host in ("camera.lan", "camera.lan.", "CAMERA.LAN.:5000"):
+                assert application.test_client().get("/status", headers={"Host": host}).status_code == 200, host
+        finally:
+            stop_services(application)
 
 
 # The cross-site check
@@ -251,6 +265,26 @@ class TestRequireLogin:
         client.environ_base["HTTP_AUTHORIZATION"] = "Basic " + base64.b64encode(b"vlc:sesame").decode()
         assert read_one_part(client)[1].startswith(b"\xff\xd8")
 
+    @pytest.mark.parametrize("request_headers", [
+        {"Accept": "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"},        # Chrome's <img>
+        {"Accept": "image/avif,image/webp,image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5"},  # Firefox's
+        {"Accept": "image/webp,image/avif,video/*;q=0.8,image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5"},
+    ])
+    def test_the_pages_stream_image_gets_no_basic_challenge(self, client, request_headers):
+        """After a restart or a logout the page's <img> reconnects: a challenge would open a browser dialog."""
+        for url in ("/video_feed", "/video_feed?connect=1700000000000"):
+            refused = client.get(url, headers=request_headers)
+            assert refused.status_code == 401 and "WWW-Authenticate" not in refused.headers, url
+        reconnect = client.get("/video_feed?connect=1700000000000", headers={"Accept": "*/*"})
+        assert reconnect.status_code == 401 and "WWW-Authenticate" not in reconnect.headers
+        player = client.get("/video_feed", headers={"Accept": "*/*"})       # VLC, Home Assistant, ffmpeg
+        assert player.headers["WWW-Authenticate"] == 'Basic realm="camera"'
+
+    def test_a_lone_surrogate_in_the_key_is_a_wrong_key(self, client):
+        response = client.post("/login", json={"userkey": "\ud800"})
+        assert response.status_code == 401 and "Wrong key" in response.get_data(as_text=True)
+        assert client.post("/grayscale", json={"userkey": "\ud800", "control_token": "\udfff"}).status_code == 401
+
     def test_wrong_keys_lock_the_client_out_for_a_while(self, client, app):
         clock = app.extensions["logins"].clock = FakeClock()
         for _ in range(5):
@@ -292,6 +326,43 @@ def test_the_count_starts_again_after_a_quiet_while_and_stays_bounded():
     sessions = [logins.start_session() for _ in range(3)]
     assert not logins.has_session(sessions[0]) and logins.has_session(sessions[2])
     assert logins.check("10.0.0.5", "anything", "") is False     # no key configured: nothing matches
+
+
+def test_after_the_longest_lockout_the_next_one_is_as_long():
+    """The lockout itself is not a quiet while: waiting it out does not start the count again."""
+    clock = FakeClock()
+    logins = Logins(allowed_failures=1, lockout_s=10, max_lockout_s=40, clock=clock)
+    lockouts = []
+    for _ in range(5):
+        assert logins.check("10.0.0.1", "guess", "key") is False
+        with pytest.raises(LockedOut) as locked:
+            logins.check("10.0.0.1", "guess", "key")
+        lockouts.append(locked.value.retry_after)
+        clock.now += locked.value.retry_after + 1
+    assert lockouts == [10, 20, 40, 40, 40]
+    clock.now += 41                                     # quiet for max_lockout_s after it ended: forgotten
+    assert logins.check("10.0.0.1", "guess", "key") is False
+    with pytest.raises(LockedOut, match="in 10 s"):
+        logins.check("10.0.0.1", "guess", "key")
+
+
+def test_ipv6_clients_are_counted_per_64_and_ipv4_ones_per_address():
+    logins = Logins(allowed_failures=3, clock=FakeClock())
+    for host in range(1, 4):                            # one client rotating addresses in its /64
+        assert logins.check(f"2001:db8:1:2::{host}", "guess", "key") is False
+    with pytest.raises(LockedOut):
+        logins.check("2001:db8:1:2:aaaa::99", "key", "key")
+    assert logins.check("2001:db8:1:3::1", "key", "key") is True        # the next /64 is someone else
+    for _ in range(3):
+        logins.check("::ffff:192.0.2.1", "guess", "key")  # an IPv4 client on a dual-stack socket
+    with pytest.raises(LockedOut):
+        logins.check("192.0.2.1", "key", "key")
+    assert logins.check("::ffff:192.0.2.2", "key", "key") is True       # not every IPv4 client
+
+
+def test_a_lone_surrogate_in_the_control_token_is_a_wrong_one(client):
+    assert client.post("/grayscale", json={"control_token": "\ud800"}).status_code == 403
+    assert client.get("/logs", json={"userkey": "\ud800"}).status_code == 403
 
 
 def test_wrong_userkeys_on_privileged_routes_count_too(app, client):
