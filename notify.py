@@ -25,7 +25,7 @@ import urllib.parse
 import urllib.request
 import uuid
 
-from url_secrets import redact, redact_url, url_secrets
+from url_secrets import origin_secrets, redact, url_origin
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +34,16 @@ _HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}
 
 
 def validate_url(url):
-    """An http(s) URL with a host; ValueError otherwise (its message shows the URL without secrets)."""
+    """An http(s) URL with a host; ValueError otherwise (its message shows only the URL's scheme and host)."""
     text = str(url or "").strip()
     try:
         parsed = urllib.parse.urlsplit(text)
         parsed.port
     except ValueError:
-        raise ValueError(f"the webhook URL {redact_url(text)!r} has a bad host or port") from None
+        raise ValueError(f"the webhook URL {url_origin(text)!r} has a bad host or port") from None
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ValueError(f"the webhook URL must look like http://host/path or https://host/path, "
-                         f"not {redact_url(text)!r}")
+                         f"not {url_origin(text)!r}")
     return text
 
 
@@ -186,13 +186,13 @@ class WebhookNotifier(QueuedNotifier):
     """POSTs each event as JSON; retries network errors and 5xx answers with growing waits.
 
     ``user:password@`` in the URL is sent as HTTP Basic auth (to that host only, never after a redirect);
-    the log shows the URL with its password and secret query values as ``***``.
+    the log shows the URL's scheme and host only (``https://hooks.slack.com/…``): the path is often the secret.
     """
 
     def __init__(self, url, timeout_s=5.0, retries=3, backoff_s=1.0, queue_size=QUEUE_SIZE, headers=None):
         self.url = validate_url(url)
-        self.shown_url = redact_url(self.url)
-        self._secrets = url_secrets(self.url)
+        self.shown_url = url_origin(self.url)
+        self._secrets = origin_secrets(self.url)
         self._target, self._authorization = basic_auth(self.url)
         self.timeout_s = _number("webhook timeout", timeout_s, 0.001, 300)
         self.retries = int(_number("webhook retries", retries, 0, 20))

@@ -170,6 +170,12 @@ def test_an_opencv_error_that_echoes_the_stream_url_is_redacted(fake_capture, dr
     assert all("hunter2" not in reason and "s3cret" not in reason for reason in drawn_reasons)
 
 
+def test_a_user_name_alone_in_a_stream_url_is_hidden_as_a_token():
+    source = OpenCVSource("https://T0ken9x@cam.local/video?channel=2")
+    assert source.name == "url https://***@cam.local/video?channel=2"
+    assert "T0ken9x" not in source.redact("cannot open https://T0ken9x@cam.local/video?channel=2")
+
+
 @pytest.mark.parametrize("name", ["password", "passwd", "pass", "pwd", "token", "access_token", "secret", "key",
                                   "apikey", "api_key", "API_KEY", "auth", "Auth", "sig", "signature", "Token"])
 def test_every_usual_secret_parameter_of_a_stream_url_is_hidden(name):

@@ -119,15 +119,33 @@ def test_webhook_user_info_is_sent_as_basic_auth(receiver, notifiers):
 
 
 def test_webhook_secrets_never_reach_the_log(notifiers, caplog):
-    url = f"http://user:hunter2@127.0.0.1:{free_port()}/hook?Token=s3cr3t&api_key=K3y&room=hall"
+    port = free_port()
+    url = f"http://user:hunter2@127.0.0.1:{port}/hook?Token=s3cr3t&api_key=K3y&room=hall"
     notifier = webhook(notifiers, url, retries=1)
     notifier.notify(EVENT)
     assert wait_for(lambda: notifier.failed == 1)
-    assert "webhook http://user:***@127.0.0.1:" in caplog.text and "Token=***&api_key=***&room=hall" in caplog.text
+    assert f"webhook http://127.0.0.1:{port}/…: attempt 1 of 2 failed" in caplog.text
     assert not any(secret in caplog.text for secret in ("hunter2", "s3cr3t", "K3y"))
     with pytest.raises(ValueError) as refused:
         validate_url("ftp://user:hunter2@example.com/?token=s3cr3t")
+    assert "'ftp://example.com/…'" in str(refused.value)
     assert "hunter2" not in str(refused.value) and "s3cr3t" not in str(refused.value)
+
+
+@pytest.mark.parametrize("path", ["/services/T0000/B0000/Sl4ckS3cret",      # Slack
+                                  "/api/webhooks/123456/D1scordT0ken",       # Discord
+                                  "/api/webhook/h0me-assistant-1d"])         # Home Assistant
+def test_a_webhook_whose_secret_is_its_path_or_user_name_logs_only_its_host(notifiers, caplog, path):
+    port = free_port()
+    for url in (f"http://127.0.0.1:{port}{path}", f"http://T0kenUser@127.0.0.1:{port}/hook"):
+        notifier = webhook(notifiers, url, retries=0)
+        notifier.notify(EVENT)
+        assert wait_for(lambda: notifier.failed == 1)
+    assert f"webhook http://127.0.0.1:{port}/…" in caplog.text
+    assert path not in caplog.text and path.rsplit("/", 1)[1] not in caplog.text and "T0kenUser" not in caplog.text
+    with pytest.raises(ValueError) as refused:
+        validate_url(f"ftp://hooks.example.com{path}")
+    assert path not in str(refused.value)
 
 
 def test_webhook_retries_after_a_server_error(receiver, notifiers):
