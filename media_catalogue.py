@@ -136,16 +136,17 @@ class MediaCatalogue:
             db.execute("DELETE FROM media WHERE id = ?", (entry["id"],))
         return entry
 
-    def entries(self, kind=None, newest_first=True, limit=None):
-        """The entries as dicts, newest first unless told otherwise."""
+    def entries(self, kind=None, newest_first=True, limit=None, offset=0):
+        """The entries as dicts, newest first unless told otherwise; ``offset`` skips that many first."""
         where, parameters = "", []
         if kind is not None:
             where, parameters = "WHERE kind = ?", [check_kind("kind", kind)]
         order = "DESC" if newest_first else "ASC"
         query = f"SELECT * FROM media {where} ORDER BY created {order}, id {order}"
-        if limit is not None:
-            query += " LIMIT ?"
-            parameters.append(check_number("limit", limit, whole=True))
+        if limit is not None or offset:
+            query += " LIMIT ? OFFSET ?"        # SQLite: LIMIT -1 is no limit
+            parameters += [-1 if limit is None else check_number("limit", limit, whole=True),
+                           check_number("offset", offset, whole=True, required=True)]
         return [dict(row) for row in self._db().execute(query, parameters)]
 
     def scan(self, remove_missing=False):

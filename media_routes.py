@@ -33,7 +33,7 @@ _STATUS = {
 
 PAGE_SIZE = 100             # entries on one page of /gallery and /database
 MAX_LIMIT = 1000            # the most entries /get_database answers at once
-MAX_OFFSET = 10_000_000     # a deep page reads the rows before it too, in the thread pool
+MAX_OFFSET = 10_000_000     # SQLite still steps over the rows before a deep page, in the thread pool
 
 
 class _OffTheLoop:
@@ -71,9 +71,8 @@ def _page():
     kind = request.args.get("kind") or None
     if kind not in (None, "picture", "video", "change", "motion"):
         abort(400, description="kind must be picture, video, change or motion")
-    found = request_catalogue().entries(kind=kind, limit=offset + limit + 1)
-    return dict(entries=found[offset:offset + limit], more=len(found) > offset + limit,
-                limit=limit, offset=offset, kind=kind)
+    found = request_catalogue().entries(kind=kind, limit=limit + 1, offset=offset)
+    return dict(entries=found[:limit], more=len(found) > limit, limit=limit, offset=offset, kind=kind)
 
 
 def _answer(action, *args, **kwargs):

@@ -10,6 +10,7 @@ from scene_monitor import validate_threshold
 
 
 SHOWS_PER_PAGE = 200        # /shows lists the newest changes; ?limit= shows more
+SHOWS_MAX = 10000           # the most ?limit= may ask for
 
 
 def _watch():
@@ -77,9 +78,10 @@ def create_watch_blueprint():
 
     @blueprint.get("/shows")
     def shows():
-        limit = query_number("limit", SHOWS_PER_PAGE, 1, 10000)
+        limit = query_number("limit", SHOWS_PER_PAGE, 1, SHOWS_MAX)
         entries = request_catalogue().entries(kind="change", limit=limit + 1)
-        return render_template("shows.html", entries=entries[:limit], limit=limit, more=len(entries) > limit)
+        return render_template("shows.html", entries=entries[:limit], limit=limit, more=len(entries) > limit,
+                               max_limit=SHOWS_MAX)
 
     @blueprint.post("/delete")
     @auth.require_control

@@ -286,6 +286,17 @@ def test_entries_are_newest_first_and_filter_by_kind(catalogue, media_dir):
         catalogue.entries(kind="sound")
 
 
+def test_entries_skip_an_offset_in_the_query(catalogue, media_dir):
+    for created in range(5):
+        put(media_dir, f"p{created}.jpg")
+        catalogue.add(f"p{created}.jpg", created=created)
+    assert [entry["filename"] for entry in catalogue.entries(limit=2, offset=1)] == ["p3.jpg", "p2.jpg"]
+    assert [entry["filename"] for entry in catalogue.entries(offset=3)] == ["p1.jpg", "p0.jpg"]
+    assert catalogue.entries(limit=2, offset=5) == []
+    with pytest.raises(InvalidValue):
+        catalogue.entries(offset=-1)
+
+
 # -- remove: the row and the file go together ------------------------------------------------------
 
 

@@ -358,6 +358,13 @@ def test_gallery_and_editor_show_a_page_with_older_and_newer_links(client, many_
     assert client.get(f"{route}?limit=abc").status_code == 400
 
 
+@pytest.mark.parametrize("route", ["/gallery", "/database"])
+def test_a_page_past_the_end_links_to_the_newest_not_to_another_empty_one(client, many_entries, route):
+    page = client.get(f"{route}?offset=500").get_data(as_text=True)
+    assert many_entries[0] not in page and 'id="older"' not in page
+    assert f'<a id="newer" href="{route}?limit=100">newest</a>' in page
+
+
 def test_a_short_listing_has_no_page_links(client, control):
     snapshot(client, control)
     assert 'id="pages"' not in client.get("/gallery").get_data(as_text=True)

@@ -440,6 +440,16 @@ def test_shows_lists_the_newest_changes_and_offers_more(app, client, monkeypatch
     assert client.get("/shows?limit=0").status_code == 400
 
 
+def test_shows_at_the_largest_limit_offers_no_more(app, client, monkeypatch):
+    def entries(kind=None, limit=None, **options):       # more changes than the largest limit
+        return [{"filename": f"change-{number}.jpg", "created": 1.7e9, "note": None} for number in range(limit)]
+
+    monkeypatch.setattr(app.extensions["catalogue"], "entries", entries)
+    assert "limit=10000" in client.get("/shows?limit=6000").get_data(as_text=True)
+    page = client.get("/shows?limit=10000").get_data(as_text=True)
+    assert "The newest 10000 changes are shown" in page and "Show more" not in page     # no link to itself
+
+
 def test_watch_routes_need_the_token_and_events_checks_its_limit(client):
     for route in ("/monitor/baseline", "/monitor/start", "/monitor/stop", "/motion/start", "/motion/stop", "/delete"):
         assert client.post(route).status_code == 403
