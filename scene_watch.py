@@ -8,6 +8,7 @@ event is written to the catalogue before anyone is notified, so a failing webhoo
 lose one.
 """
 import logging
+import math
 import threading
 import time
 
@@ -57,6 +58,7 @@ class SceneWatch:
         self._detections_lock = threading.Lock()
         self._new_detections = []        # handed over by the worker, not yet given to the tracker
         self._shown_detections = (0.0, ())   # the newest result and its frame time, for the overlay
+        self._detections_since = math.inf    # results for frames older than this belong to no event
         self._boxes = ()                 # what the overlay draws: (box, label) pairs
         self._open_events = {}           # tracker event id -> its catalogue id, snapshot and clip
         self._clip = None                # the event clip being recorded, and when to stop it
@@ -107,6 +109,7 @@ class SceneWatch:
         with self._lock:
             if not self._watching_motion:
                 self._relearn_background = True     # the watch thread resets the motion detector
+                self._forget_detections(since=time.time())
                 if self.show_boxes:
                     self.camera.add_overlay(self._draw_boxes)
             self._watching_motion = True
@@ -117,10 +120,20 @@ class SceneWatch:
         with self._lock:
             self._watching_motion = False
             self._boxes = ()
-        with self._detections_lock:
-            self._shown_detections = (0.0, ())
+            self._forget_detections(since=math.inf)
         self.camera.remove_overlay(self._draw_boxes)
         return self.status()["motion"]
+
+    def _forget_detections(self, since):
+        """Drop the results not yet used or shown; ignore those for frames older than ``since``.
+
+        The detector may still be busy with a frame from before a stop: its result must not start an
+        event when motion watching is switched on again.
+        """
+        with self._detections_lock:
+            self._new_detections = []
+            self._shown_detections = (0.0, ())
+            self._detections_since = since
 
     def status(self):
         motion = self.motion.last_result
@@ -170,11 +183,15 @@ class SceneWatch:
                 except Exception:       # the thread's top level: report and go on with the next frame
                     log.exception("scene watch: analysing a frame failed")
         finally:
-            self._finish_events(time.time())
-            with self._lock:
-                self._thread = None
-                if self._monitoring or self._watching_motion:
-                    self._ensure_thread()   # switched on again while this thread was leaving
+            try:
+                self._finish_events(time.time())
+            except Exception:           # still the top level: the next start-up closes the event
+                log.exception("scene watch: closing the open event failed")
+            finally:
+                with self._lock:
+                    self._thread = None
+                    if self._monitoring or self._watching_motion:
+                        self._ensure_thread()   # switched on again while this thread was leaving
 
     def _frames(self):
         """Each newer frame while the watch is on; None after NO_FRAME_TICK_S without one.
@@ -241,6 +258,8 @@ class SceneWatch:
         detections = tuple(detections)
         timestamp = getattr(frame, "timestamp", None) or time.time()
         with self._detections_lock:
+            if timestamp < self._detections_since:
+                return                  # a frame from before motion watching was switched on
             self._new_detections.extend(detections)
             self._shown_detections = (timestamp, detections)
 
@@ -310,11 +329,13 @@ class SceneWatch:
             pass                        # stopped already (by the user, a limit, or the disk)
 
     def _finish_events(self, timestamp):
-        """End an open event (motion watching stopped) and its clip."""
-        for change in self.tracker.close(timestamp):
-            self._on_event(change, frame=None)
-        if self._clip is not None:
-            self._stop_clip()
+        """End an open event (motion watching stopped) and its clip, even if cataloguing the end fails."""
+        try:
+            for change in self.tracker.close(timestamp):
+                self._on_event(change, frame=None)
+        finally:
+            if self._clip is not None:
+                self._stop_clip()
 
 
 def close_interrupted_events(catalogue):

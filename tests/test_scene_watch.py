@@ -18,11 +18,13 @@ import scenes
 from app import create_app, main_app, stop_services
 from camera_base import Camera, CameraError, Source
 from events import ENDED, EncodedFrame, Event, EventChange, EventTracker
-from media_catalogue import MediaCatalogue
+from media_catalogue import CatalogueError, MediaCatalogue
+from motion import MotionDetector
 from object_detection import Detection
 from recorder import Recorder
 from camera_demo import DemoSource
-from conftest import read_one_part, wait_for
+from conftest import FakeSource, read_one_part, wait_for
+from scene_monitor import SceneMonitor
 
 
 class ScenePlayback(Source):
@@ -363,6 +365,126 @@ def test_the_clip_stops_postroll_s_after_the_event_ended_not_after_the_end_was_n
     noticed = last_motion + 5.0               # the quiet time later
     watch._on_event(EventChange(ENDED, Event(1, "motion", 100.0, last_motion, last_motion), noticed), frame=None)
     assert watch._clip_stop_at == last_motion + 2.0
+
+
+class StillSource(FakeSource):
+    """The same picture every time, so nothing moves; ``hang`` set: read() waits, delivering nothing."""
+
+    def __init__(self):
+        super().__init__()
+        self.hang, self.hanging, self.unhang = threading.Event(), threading.Event(), threading.Event()
+
+    def read(self):
+        if self.hang.is_set():
+            self.hanging.set()
+            self.unhang.wait(30)
+        return np.full((self.height, self.width, 3), 80, np.uint8)
+
+
+@pytest.fixture
+def still_watch(tmp_path):
+    """A SceneWatch over a still camera and a real catalogue; no detector, the tests hand its results."""
+    source = StillSource()
+    camera = Camera(source, kind="fake", width=64, height=48, idle_timeout=0.2)
+    catalogue = MediaCatalogue(tmp_path / "media.db", tmp_path)
+    watch = scene_watch.SceneWatch(camera, catalogue, tmp_path, monitor=SceneMonitor(), motion=MotionDetector(),
+                                   tracker=EventTracker(quiet_s=30.0))
+    yield watch, source
+    source.unhang.set()
+    watch.close()
+    camera.stop()
+    catalogue.close()
+
+
+def tracker_updates(watch, monkeypatch):
+    """The watch thread's calls of tracker.update, as they come: True for a frame, False for a tick without one."""
+    updates, real_update = [], watch.tracker.update
+
+    def update(timestamp, motion=None, detections=()):
+        updates.append(motion is not None)
+        return real_update(timestamp, motion, detections)
+
+    monkeypatch.setattr(watch.tracker, "update", update)
+    return updates
+
+
+def new_frame(camera):
+    """A frame captured from now on (the newest one may be older than a restart)."""
+    now = time.time()
+    assert wait_for(lambda: camera.hub.latest is not None and camera.hub.latest.timestamp > now)
+    return camera.hub.latest
+
+
+PERSON = [Detection("person", 0.9, (1, 1, 5, 5))]
+
+
+@pytest.mark.parametrize("arrives", ["while motion is off", "after it is on again"])
+def test_a_detection_from_before_motion_was_switched_off_starts_no_event(still_watch, monkeypatch, arrives):
+    watch, _ = still_watch
+    watch.start_motion()
+    old_frame = watch.camera.current_frame()         # the detector is still busy with it at the stop
+    watch.stop_motion()
+    if arrives == "while motion is off":
+        watch._on_detections(old_frame, PERSON)
+    updates = tracker_updates(watch, monkeypatch)
+    watch.start_motion()
+    if arrives == "after it is on again":
+        watch._on_detections(old_frame, PERSON)
+    assert wait_for(lambda: updates.count(True) >= 5)      # frames seen since the restart
+    assert watch.catalogue.events() == []
+    watch._on_detections(new_frame(watch.camera), PERSON)         # a result for a new frame counts
+    assert wait_for(lambda: [event["kind"] for event in watch.catalogue.events()] == ["object"])
+
+
+def test_the_watch_thread_is_started_again_after_closing_an_event_failed(still_watch, monkeypatch):
+    watch, source = still_watch
+    updates = tracker_updates(watch, monkeypatch)
+    watch.start_motion()
+    watch._on_detections(new_frame(watch.camera), PERSON)
+    assert wait_for(lambda: watch.catalogue.events())            # an event is open
+    source.hang.set()                                             # the device hangs: no frame after the stop
+    assert source.hanging.wait(10)
+    seen = len(updates)
+    assert wait_for(lambda: False in updates[seen:])              # the watch is waiting for a frame
+    real_update_event = watch.catalogue.update_event
+
+    def database_locked(event_id, /, **fields):
+        if "end" in fields:
+            raise CatalogueError("database is locked")
+        return real_update_event(event_id, **fields)
+
+    monkeypatch.setattr(watch.catalogue, "update_event", database_locked)
+    leaving = watch._thread
+    watch.stop_motion()
+    leaving.join(10)
+    assert not leaving.is_alive()
+    monkeypatch.setattr(watch.catalogue, "update_event", real_update_event)
+    source.hang.clear()
+    source.unhang.set()
+    watch.start_motion()
+    watch._on_detections(new_frame(watch.camera), PERSON)
+    assert wait_for(lambda: len(watch.catalogue.events()) == 2)   # watched again: a new event
+
+
+def test_the_event_clip_stops_even_when_the_end_of_the_event_cannot_be_saved(tmp_path):
+    class LockedCatalogue:
+        def update_event(self, event_id, **fields):
+            raise CatalogueError("database is locked")
+
+    class ClipRecorder:
+        stopped = []
+
+        def stop(self, filename=None):
+            self.stopped.append(filename)
+
+    watch = scene_watch.SceneWatch(None, LockedCatalogue(), tmp_path, monitor=None, motion=None,
+                                   tracker=EventTracker(quiet_s=5.0), recorder=ClipRecorder())
+    (started,) = watch.tracker.update(100.0, detections=PERSON)
+    watch._open_events[started.event.id] = {"event_id": 7, "snapshot": None, "clip": "event.mp4"}
+    watch._clip = "event.mp4"
+    with pytest.raises(CatalogueError):
+        watch._finish_events(101.0)
+    assert watch.recorder.stopped == ["event.mp4"]
 
 
 def test_recorder_writes_the_pre_roll_first(tmp_path, fake_camera):
