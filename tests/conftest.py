@@ -143,6 +143,13 @@ def in_ci():
     return bool(os.environ.get("CI"))
 
 
+def unavailable(message):
+    """A missing tool: a failure under CI (which installs everything), a skip that says why elsewhere."""
+    if in_ci():
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def wait_for(predicate, timeout=10.0):
     """Poll a condition the threads will reach (tests assert outcomes, not timings)."""
     event = threading.Event()
@@ -163,10 +170,7 @@ def chromium_path():
     found = [path for path in CHROMIUM_PATHS if shutil.which(path)]
     if found:
         return found[0]
-    message = "Debian's chromium is not installed (apt install chromium; ./run_tests.sh does it)"
-    if in_ci():
-        pytest.fail(message)
-    pytest.skip(message)
+    unavailable("Debian's chromium is not installed (apt install chromium; ./run_tests.sh does it)")
 
 
 @pytest.fixture

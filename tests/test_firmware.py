@@ -1,5 +1,4 @@
 """The firmware in arduino/: host tests built with g++, the emulator checked against it, the 32u4 build."""
-import os
 import random
 import shutil
 import subprocess
@@ -12,6 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import board_emulator  # noqa: E402
+from conftest import unavailable  # noqa: E402
 
 ARDUINO = ROOT / "arduino"
 AVR_CORE = Path("/usr/share/arduino/hardware/arduino/avr")
@@ -19,12 +19,9 @@ BUILDER_PLATFORM = Path("/usr/share/arduino-builder")
 
 
 def require_tool(available, what):
-    """Skip with the reason, except in CI, where a missing tool is a failure."""
-    if available:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} is required in CI")
-    pytest.skip(f"{what} is not installed")
+    """A missing tool fails under CI and skips, saying why, elsewhere."""
+    if not available:
+        unavailable(f"{what} is not installed (./run_tests.sh installs it; CI requires it)")
 
 
 @pytest.fixture(scope="module")

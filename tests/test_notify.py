@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from notify import MqttNotifier, WebhookNotifier, validate_host, validate_url  # noqa: E402
-from conftest import wait_for  # noqa: E402
+from conftest import unavailable, wait_for  # noqa: E402
 
 WAIT = 10.0   # an upper bound for things that take milliseconds (MQTT reconnects take about 1 s)
 EVENT = {"type": "started", "at": 1700000000.5, "id": 1, "kind": "motion", "start": 1700000000.5,
@@ -257,10 +257,7 @@ def mosquitto_binary():
 def start_broker(tmp_path, port):
     binary = mosquitto_binary()
     if binary is None:
-        message = "mosquitto is not installed (Debian: apt install mosquitto); the MQTT tests need a real broker"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("mosquitto is not installed (Debian: apt install mosquitto); the MQTT tests need a real broker")
     config = tmp_path / f"mosquitto-{port}.conf"
     config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
     process = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
