@@ -21,7 +21,6 @@ of the recording's cost.
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,6 +35,7 @@ REPO = BENCH_DIR.parent
 sys.path.insert(0, str(REPO))
 
 from camera_base import Camera  # noqa: E402
+from code_version import code_version  # noqa: E402
 from camera_demo import DemoSource  # noqa: E402
 from recorder import Recorder  # noqa: E402
 from video_file import EncoderQuality, encoder_options, probe  # noqa: E402
@@ -110,7 +110,7 @@ def record(args, media_dir):
                 machine_cpu=sum(machine_cpu) / len(machine_cpu) if machine_cpu else float("nan"))
 
 
-def report(args, command, started, code_version, run):
+def report(args, command, started, measured_code, run):
     first, last = run["checkpoints"]
     result = run["result"]
     window_frames = last.frames - first.frames
@@ -125,7 +125,7 @@ def report(args, command, started, code_version, run):
         "",
         f"Command: `{command}`  ",
         f"Run: {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(started))}, {args.minutes * 60:.0f} s of "
-        f"recording; {code_version}; {platform.machine()}, {psutil.cpu_count()} CPUs ({cpu_model()}); "
+        f"recording; {measured_code}; {platform.machine()}, {psutil.cpu_count()} CPUs ({cpu_model()}); "
         f"PyAV {av.__version__}, libavcodec {libavcodec}; demo camera 640x480 @ 30 fps; "
         f"encoder {result['encoder']} {encoder_options(result['encoder'], EncoderQuality())}.  ",
         "CPU is thread CPU time (user + system) per written frame. \"Recording\" is every thread the "
@@ -165,17 +165,6 @@ def report(args, command, started, code_version, run):
     return "\n".join(lines) + "\n"
 
 
-def version():
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                text=True, timeout=10).stdout.strip() or "?"
-    except (OSError, subprocess.SubprocessError):
-        commit = "?"
-    dirty = subprocess.run(["git", "status", "--porcelain", "recorder.py"], cwd=REPO, capture_output=True,
-                           text=True).stdout.strip()
-    return f"commit {commit}{' (recorder.py modified)' if dirty else ''}"
-
-
 def cpu_model():
     try:
         fields = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines() if ":" in line)
@@ -204,10 +193,10 @@ def main(argv=None):
     args = parse_args(argv)
     command = " ".join([sys.executable, os.path.relpath(__file__, REPO)]
                        + (argv if argv is not None else sys.argv[1:]))
-    started, code_version = time.time(), version()
+    started, measured_code = time.time(), code_version()
     with tempfile.TemporaryDirectory(prefix="bench_record-") as media_dir:
         run = record(args, Path(media_dir))
-    text = report(args, command, started, code_version, run)
+    text = report(args, command, started, measured_code, run)
     print(text)
     if args.output:
         Path(args.output).write_text(text)

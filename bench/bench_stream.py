@@ -49,6 +49,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from code_version import code_version
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 PYTHON_BIN = Path(sys.executable).parent
@@ -318,20 +320,6 @@ def client_process(pipe, port, count, start_at, window_start, window_end, http11
 # ================================================================================================
 # The server under test
 # ================================================================================================
-def server_version():
-    """The commit and a digest of the server's Python files (the tree may hold uncommitted work)."""
-    import hashlib
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                text=True, timeout=10).stdout.strip() or "?"
-    except (OSError, subprocess.SubprocessError):
-        commit = "?"
-    digest = hashlib.sha1()
-    for path in sorted(REPO.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return f"commit {commit}, server *.py sha1 {digest.hexdigest()[:12]}"
-
-
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -898,7 +886,7 @@ def main(argv=None):
     command = " ".join([sys.executable, os.path.relpath(__file__, REPO)]
                        + (argv if argv is not None else sys.argv[1:]))
     began = time.time()
-    version = server_version()
+    version = code_version()
     rows, idle, servers = [], {}, []
     budget = NoiseBudget(args.noise_budget)
     print(f"# bench_stream: workers {args.workers}, N {args.viewers}, {args.duration:.0f} s per run "
@@ -944,7 +932,7 @@ def main(argv=None):
             server.stop()
 
     took = time.time() - began
-    report = [f"# MJPEG stream benchmark", "",
+    report = ["# MJPEG stream benchmark", "",
               f"Command: `{command}`  ",
               f"Run: {time.strftime('%Y-%m-%d %H:%M:%S')}, {took:.0f} s; {version}; {psutil.cpu_count()} CPUs; "
               f"demo camera 640x480 @ 30 fps, JPEG quality 80; {args.duration:.0f} s per run, first "
