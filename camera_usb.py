@@ -28,7 +28,7 @@ _URL = re.compile(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp)://", re.IGNORECASE)
 def describe_source(spec):
     """How OpenCV should open ``spec``: ('index', 0), ('device', '/dev/video0'), ('url', ...), ('file', ...)."""
     spec = (spec or "0").strip()
-    if spec.isdigit():
+    if spec.isascii() and spec.isdigit():     # isdigit alone also takes "²", which int() refuses
         return "index", int(spec)
     if _URL.match(spec):
         return "url", spec

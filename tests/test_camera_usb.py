@@ -18,7 +18,7 @@ from conftest import read_one_part
     ("", ("index", 0)), ("2", ("index", 2)), ("/dev/video1", ("device", "/dev/video1")),
     ("rtsp://cam.local/stream", ("url", "rtsp://cam.local/stream")),
     ("http://10.0.0.5:8080/video", ("url", "http://10.0.0.5:8080/video")),
-    ("clips/door.mp4", ("file", "clips/door.mp4")),
+    ("clips/door.mp4", ("file", "clips/door.mp4")), ("²", ("file", "²")),     # not a crash in int()
 ])
 def test_source_kinds(spec, expected):
     assert describe_source(spec) == expected
