@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 import auth
 import logging_setup
-from request_fields import field, query_number
+from request_fields import FieldRequest, field, number, query_number, switch, text_fields
 from camera_base import CameraError, FocusNotSupported
 from cameras import create_camera
 from database_manager import media_cli
@@ -50,6 +50,7 @@ def create_app(settings=None, camera=None, led=None):
     """
     settings = settings or load_settings()
     app = Flask(__name__)
+    app.request_class = FieldRequest        # a body that is not JSON, or nested too deeply, is a 400
     app.config.update(
         SETTINGS=settings,
         USERKEY=settings.userkey,
@@ -167,29 +168,6 @@ def _camera():
     return current_app.extensions["camera"]
 
 
-def _switch(name, current):
-    """Parse on/off/toggle (and true/false) once, here at the edge; absent means toggle."""
-    value = (field(name, required=False) or "toggle").lower()
-    if value in ("on", "true", "1", "yes", "half"):
-        return True
-    if value in ("off", "false", "0", "no", "full"):
-        return False
-    if value == "toggle":
-        return not current
-    abort(400, description=f"{name} must be on, off or toggle, not {value!r}")
-
-
-def _number(name, kind, low, high):
-    text = field(name)
-    try:
-        value = kind(text)
-    except ValueError:
-        abort(400, description=f"{name} must be a number from {low} to {high}, not {text!r}")
-    if not low <= value <= high:
-        abort(400, description=f"{name} must be from {low} to {high}, not {text}")
-    return value
-
-
 def take_snapshot(filename=None):
     """Save the current frame's JPEG in the media folder; answer the file it wrote."""
     try:
@@ -282,38 +260,35 @@ def _register_routes(app):
     @auth.require_control
     def grayscale():
         camera = _camera()
-        return jsonify(grayscale=camera.set_grayscale(_switch("state", camera.grayscale)))
+        return jsonify(grayscale=camera.set_grayscale(switch("state", camera.grayscale)))
 
     @app.post("/resolution")
     @auth.require_control
     def resolution():
         camera = _camera()
-        return jsonify(half_resolution=camera.set_half_resolution(_switch("state", camera.half_resolution)))
+        return jsonify(half_resolution=camera.set_half_resolution(switch("state", camera.half_resolution)))
 
     @app.post("/autofocus")
     @auth.require_control
     def autofocus():
         camera = _camera()
         focus = camera.source.focus_state() or {}
-        return _focus_control(camera.set_autofocus, _switch("state", bool(focus.get("autofocus"))))
+        return _focus_control(camera.set_autofocus, switch("state", bool(focus.get("autofocus"))))
 
     @app.post("/step_focus")
     @auth.require_control
     def step_focus():
-        return _focus_control(_camera().step_focus, _number("steps", int, -100, 100))
+        return _focus_control(_camera().step_focus, number("steps", int, -100, 100))
 
     @app.post("/set_focus")
     @auth.require_control
     def set_focus():
-        return _focus_control(_camera().set_focus, _number("value", float, 0, 1023))
+        return _focus_control(_camera().set_focus, number("value", float, 0, 1023))
 
     @app.post("/manual_video")
     @auth.require_control
     def manual_video():
-        args = dict(request.form) or (request.get_json(silent=True) or {})
-        if not isinstance(args, dict):
-            abort(400, description="send the payload as form fields or a JSON object")
-        return video_payload(field("payload"), args)
+        return video_payload(field("payload"), text_fields())
 
     @app.get("/logs")
     @auth.require_userkey

@@ -110,7 +110,8 @@ def _add_security_headers(response):
 
 
 def _given(header, name):
-    return request.headers.get(header) or field(name, required=False) or ""
+    """A key from its header or a field; "" when neither holds one (an empty key is not given, not wrong)."""
+    return request.headers.get(header, "").strip() or field(name, required=False) or ""
 
 
 def _given_userkey():
@@ -224,7 +225,9 @@ def _create_login_blueprint():
     @blueprint.post("/login")
     def log_in():
         target = _local_path(field("next", required=False))
-        given = field("userkey", required=False) or ""
+        given = field("userkey", required=False)
+        if not given:           # not a wrong key: nothing to count
+            return _login_form(target, "Enter the key.", 400)
         try:
             right = current_app.extensions["logins"].check(request.remote_addr, given, current_app.config["USERKEY"])
         except LockedOut as error:

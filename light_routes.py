@@ -1,21 +1,20 @@
 """HTTP routes for the light and the heart rate (the original route names).
 
-Reads are GET, changes are POST with form fields or a JSON object (request_fields.field).
+Reads are GET, changes are POST with form fields or a JSON object (request_fields).
 The model's ValueError becomes 400, LedUnavailable (and no light configured) becomes 503,
 through flask.abort; the app's error handler renders those as {"error": description}.
 """
 
 import json
-import re
 import threading
 import time
 from dataclasses import dataclass
 
-from flask import Blueprint, Response, abort, jsonify, request
+from flask import Blueprint, Response, abort, jsonify
 
 from frame_hub import FrameHub
-from light_model import LedUnavailable, shown
-from request_fields import field
+from light_model import LedUnavailable
+from request_fields import field, number, query_number, switch
 
 
 HISTORY_SECONDS = 60
@@ -23,8 +22,6 @@ HISTORY_SECONDS = 60
 # dozen leave the page, /status and the controls their room (gunicorn keeps 64 threads or 100
 # connections beside max_viewers). The live page polls instead.
 MAX_STREAMS = 16
-_WHOLE_NUMBER = re.compile(r"[0-9]{1,6}")
-_STATES = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
 
 
 def controller_data(led):
@@ -52,24 +49,6 @@ def heart_rate_history(led, seconds=HISTORY_SECONDS):
         "now": time.time(),
         "samples": [{"bpm": s.bpm, "t": s.received_at, "age_s": round(s.age_s, 2)} for s in samples],
     }
-
-
-def _parse_state(text):
-    if text.lower() not in _STATES:
-        abort(400, description=f"state must be 'on' or 'off', not {shown(text)}")
-    return _STATES[text.lower()]
-
-
-def _parse_brightness(text):
-    if not _WHOLE_NUMBER.fullmatch(text) or not 0 <= int(text) <= 255:
-        abort(400, description=f"value must be a whole number from 0 to 255, not {shown(text)}")
-    return int(text)
-
-
-def _parse_seconds(text):
-    if not _WHOLE_NUMBER.fullmatch(text) or not 1 <= int(text) <= HISTORY_SECONDS:
-        abort(400, description=f"seconds must be a whole number from 1 to {HISTORY_SECONDS}, not {shown(text)}")
-    return int(text)
 
 
 @dataclass(frozen=True)
@@ -170,13 +149,12 @@ def create_light_blueprint(get_led, *, keepalive_seconds=15.0, max_streams=MAX_S
     @blueprint.post("/light")
     @require_control
     def light():
-        return control(lambda led, on: led.power_led(on), _parse_state(field("state")))
+        return control(lambda led, on: led.power_led(on), switch("state"))
 
     @blueprint.post("/set_brightness")
     @require_control
     def set_brightness():
-        return control(lambda led, value: led.set_brightness(value),
-                       _parse_brightness(field("value")))
+        return control(lambda led, value: led.set_brightness(value), number("value", int, 0, 255))
 
     @blueprint.post("/set_color")
     @require_control
@@ -189,7 +167,7 @@ def create_light_blueprint(get_led, *, keepalive_seconds=15.0, max_streams=MAX_S
 
     @blueprint.get("/heart_rate_history")
     def get_heart_rate_history():
-        seconds = _parse_seconds(request.args.get("seconds", str(HISTORY_SECONDS)).strip())
+        seconds = query_number("seconds", HISTORY_SECONDS, 1, HISTORY_SECONDS)
         return jsonify(heart_rate_history(current_led(), seconds))
 
     @blueprint.get("/heart_rate_stream")

@@ -14,7 +14,7 @@ from frame_hub import call_blocking
 from media_catalogue import DuplicateMedia, FileInUse, MissingFile, UnknownMedia
 from media_files import MediaExists, MediaNameError, media_path
 from recorder import InsufficientSpace, NotRecording, RecordingBusy, RecordingError
-from request_fields import field, query_number
+from request_fields import field, flag, query_flag, query_number
 
 # Exceptions of the models -> HTTP status codes.
 _STATUS = {
@@ -54,13 +54,6 @@ def request_catalogue():
 
 def _recorder():
     return current_app.extensions["recorder"]
-
-
-def _flag(name):
-    value = (field(name, required=False) or "").lower()
-    if value not in ("", "true", "false", "on", "off", "yes", "no", "1", "0"):
-        abort(400, description=f"{name} must be true or false, not {value!r}")
-    return value in ("true", "on", "yes", "1")
 
 
 def _page():
@@ -109,14 +102,14 @@ def create_media_blueprint():
     @blueprint.post("/database/remove")
     @auth.require_control
     def database_remove():
-        filename, delete_file = field("filename"), _flag("delete_file")
+        filename, delete_file = field("filename"), flag("delete_file")
         _answer(request_catalogue().remove, filename, delete_file=delete_file)
         return jsonify(removed=filename, file_deleted=delete_file)
 
     @blueprint.post("/database/new")
     @auth.require_control
     def database_new():
-        if field("confirm", required=False) != "yes":
+        if not flag("confirm"):
             abort(400, description="a new database forgets every entry and every event (the files stay): "
                                    "send confirm=yes")
         request_catalogue().new()
@@ -127,7 +120,7 @@ def create_media_blueprint():
         path = _answer(media_path, current_app.config["MEDIA_DIR"], name)
         if path.name.startswith(".") or guess_kind(path.name) is None:
             abort(404, description=f"{name} is not a picture or video in the media folder")
-        download = request.args.get("download") == "1"
+        download = query_flag("download")
         return send_from_directory(path.parent, path.name, conditional=True, as_attachment=download)
 
     @blueprint.post("/video_capture")

@@ -5,7 +5,7 @@ import auth
 from camera_base import CameraError
 from frame_hub import call_blocking
 from media_routes import request_catalogue
-from request_fields import field, query_number
+from request_fields import number, query_number
 from scene_monitor import validate_threshold
 
 
@@ -18,9 +18,9 @@ def _watch():
 
 
 def _threshold():
-    text = field("threshold", required=False)
+    value = number("threshold", required=False)
     try:
-        return None if text is None else validate_threshold(text)
+        return None if value is None else validate_threshold(value)
     except ValueError as error:
         abort(400, description=str(error))
 

@@ -195,6 +195,23 @@ class TestRequireLogin:
         assert response.status_code == 401 and "Wrong key" in response.get_data(as_text=True)
         assert client.get("/status").status_code == 401
 
+    @pytest.mark.parametrize("body", [{}, {"userkey": ""}, {"userkey": "   "}])
+    def test_an_empty_login_asks_for_the_key_and_is_not_counted(self, client, app, body):
+        app.extensions["logins"].clock = FakeClock()
+        for _ in range(6):
+            response = client.post("/login", data={"next": "/gallery", **body})
+            page = response.get_data(as_text=True)
+            assert response.status_code == 400 and "Enter the key." in page and 'value="/gallery"' in page
+        assert log_in(client).status_code == 303
+
+    def test_an_empty_userkey_header_is_not_a_wrong_key(self, client, app):
+        app.extensions["logins"].clock = FakeClock()
+        for _ in range(6):
+            assert client.get("/status", headers={"X-User-Key": ""}).status_code == 401
+            assert client.get("/status", headers={"X-User-Key": "  "}).status_code == 401
+            assert client.get("/logs", headers={"X-User-Key": " "}).status_code == 401
+        assert client.get("/status", headers={"X-User-Key": "sesame"}).status_code == 200
+
     def test_the_right_key_opens_pages_stream_and_controls(self, client, control):
         response = log_in(client, next_path="/gallery")
         assert response.status_code == 303 and response.headers["Location"] == "/gallery"
@@ -280,10 +297,14 @@ class TestRequireLogin:
         player = client.get("/video_feed", headers={"Accept": "*/*"})       # VLC, Home Assistant, ffmpeg
         assert player.headers["WWW-Authenticate"] == 'Basic realm="camera"'
 
-    def test_a_lone_surrogate_in_the_key_is_a_wrong_key(self, client):
-        response = client.post("/login", json={"userkey": "\ud800"})
-        assert response.status_code == 401 and "Wrong key" in response.get_data(as_text=True)
-        assert client.post("/grayscale", json={"userkey": "\ud800", "control_token": "\udfff"}).status_code == 401
+    def test_a_lone_surrogate_in_the_key_is_a_400_and_not_counted(self, client, app):
+        app.extensions["logins"].clock = FakeClock()
+        for _ in range(6):
+            response = client.post("/login", json={"userkey": "\ud800"})
+            assert response.status_code == 400 and "userkey is not valid text" in response.get_json()["error"]
+            response = client.post("/grayscale", json={"userkey": "\ud800", "control_token": "\udfff"})
+            assert response.status_code == 400 and "lone surrogate" in response.get_json()["error"]
+        assert log_in(client).status_code == 303
 
     def test_wrong_keys_lock_the_client_out_for_a_while(self, client, app):
         clock = app.extensions["logins"].clock = FakeClock()
@@ -360,9 +381,19 @@ def test_ipv6_clients_are_counted_per_64_and_ipv4_ones_per_address():
     assert logins.check("::ffff:192.0.2.2", "key", "key") is True       # not every IPv4 client
 
 
-def test_a_lone_surrogate_in_the_control_token_is_a_wrong_one(client):
-    assert client.post("/grayscale", json={"control_token": "\ud800"}).status_code == 403
-    assert client.get("/logs", json={"userkey": "\ud800"}).status_code == 403
+def test_a_lone_surrogate_in_the_control_token_or_userkey_is_a_400(client):
+    response = client.post("/grayscale", json={"control_token": "\ud800"})
+    assert response.status_code == 400 and "control_token is not valid text" in response.get_json()["error"]
+    response = client.get("/logs", json={"userkey": "\ud800"})
+    assert response.status_code == 400 and "userkey is not valid text" in response.get_json()["error"]
+
+
+def test_empty_userkeys_on_privileged_routes_are_not_given_and_not_counted(app, client):
+    app.extensions["logins"].clock = FakeClock()
+    for headers in ({"X-User-Key": ""}, {"X-User-Key": "  "}, {"Authorization": "Basic " + base64.b64encode(b"vlc:").decode()}) * 3:
+        response = client.post("/shutdown", headers=headers, data={"userkey": ""})
+        assert response.status_code == 401 and "needs the userkey" in response.get_json()["error"]
+    assert client.post("/shutdown", headers={"X-User-Key": "sesame"}).status_code == 403     # power control is off
 
 
 def test_wrong_userkeys_on_privileged_routes_count_too(app, client):
