@@ -25,7 +25,7 @@ from light_routes import create_light_blueprint
 from media_catalogue import CatalogueError, MediaCatalogue
 from media_files import (MediaExists, MediaNameError, check_media_name, remove_leftover_temporaries,
                          timestamped_name, write_new_file, write_unique_file)
-from media_routes import create_media_blueprint, request_catalogue
+from media_routes import create_media_blueprint, register_error_handlers, request_catalogue
 from object_detection import DetectorError
 from recorder import Recorder
 from retention import RetentionTimer
@@ -59,6 +59,7 @@ def create_app(settings=None, camera=None, led=None):
         LOG_FILE=str(_resolve(settings.log_file)),
         MAX_CONTENT_LENGTH=64 * 1024,       # controls take a few short fields
     )
+    register_error_handlers(app)            # a full disk, a locked catalogue...: 503 or 507
     app.register_error_handler(HTTPException, _json_error)
     auth.init_app(app, settings)
     app.context_processor(lambda: {"control_token": app.config["CONTROL_TOKEN"]})

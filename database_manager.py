@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+import failures
 import settings as settings_module
 from media_catalogue import DB_NAME, KINDS, CatalogueError, MediaCatalogue
 from media_files import MediaNameError
@@ -33,17 +34,20 @@ def _friendly_errors(command):
     def run(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except (CatalogueError, MediaNameError, settings_module.ConfigError) as error:
-            raise click.ClickException(_one_line(error)) from None
-        except sqlite3.Error as error:
-            raise click.ClickException(f"database error: {_one_line(error)}") from None
-        except OSError as error:
+        except (CatalogueError, MediaNameError, settings_module.ConfigError, sqlite3.Error, OSError) as error:
             raise click.ClickException(_one_line(error)) from None
     return run
 
 
 def _one_line(error):
-    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    """The error's message, with advice for one of the surroundings (a full disk, a locked catalogue)."""
+    failure = failures.explain(error)
+    if failure is not None:
+        text = failure.message
+    elif isinstance(error, KeyError) and error.args:
+        text = str(error.args[0])
+    else:
+        text = f"database error: {error}" if isinstance(error, sqlite3.Error) else str(error)
     return " ".join(text.split())
 
 

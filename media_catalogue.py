@@ -28,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 SCHEMA_PATH = HERE / "media_schema.sql"
 DB_NAME = "media.db"
 TRASH_PREFIX = TEMPORARY_PREFIX + "removed-"     # hidden: scans and listings skip it
+BUSY_TIMEOUT_S = 10.0       # how long a change waits for another program's write lock
 
 
 def _schema():
@@ -56,12 +57,12 @@ class _Connection(sqlite3.Connection):
 class MediaCatalogue:
     """The media catalogue in ``db_path`` for the files in ``media_dir``; safe to share between threads."""
 
-    def __init__(self, db_path, media_dir, *, busy_timeout=10.0):
+    def __init__(self, db_path, media_dir, *, busy_timeout=None):
         self.db_path = Path(db_path)
         self.media_dir = Path(media_dir).resolve()
         if not self.media_dir.is_dir():
             raise CatalogueError(f"the media folder {self.media_dir} does not exist")
-        self.busy_timeout = busy_timeout
+        self.busy_timeout = BUSY_TIMEOUT_S if busy_timeout is None else busy_timeout
         self._local = threading.local()
         self._connections = weakref.WeakSet()
         self._lock = threading.Lock()
@@ -278,7 +279,7 @@ class MediaCatalogue:
             connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             connection.execute("PRAGMA synchronous = NORMAL")      # durable enough with WAL, and faster
         except sqlite3.Error as error:
-            raise CatalogueError(f"cannot open the catalogue {self.db_path}: {error}") from None
+            raise CatalogueError(f"cannot open the catalogue {self.db_path}: {error}") from error
         connection.row_factory = sqlite3.Row
         return connection
 
@@ -319,7 +320,7 @@ class MediaCatalogue:
         except FileNotFoundError:
             return
         except OSError as error:
-            raise CatalogueError(f"cannot delete {name}: {error.strerror}") from None
+            raise CatalogueError(f"cannot delete {name}: {error.strerror}") from error
         set_aside.append((hidden, original))
 
     def _prepare(self):
@@ -330,7 +331,7 @@ class MediaCatalogue:
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             current = db.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as error:
-            raise CatalogueError(f"{self.db_path} is not a usable SQLite database: {error}") from None
+            raise CatalogueError(f"{self.db_path} is not a usable SQLite database: {error}") from error
         if mode.lower() != "wal":
             log.warning("%s: journal mode is %s, not WAL", self.db_path, mode)
         if current == version:

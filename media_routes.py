@@ -5,11 +5,15 @@ The catalogue (media_catalogue.MediaCatalogue) and the recorder (recorder.Record
 reach the catalogue through request_catalogue(), off the gevent loop, and list it a page at a time.
 """
 import functools
+import logging
+import sqlite3
 
 from flask import Blueprint, abort, current_app, jsonify, render_template, request, send_from_directory
+from werkzeug.exceptions import HTTPException
 
 import auth
-from catalogue_fields import guess_kind
+import failures
+from catalogue_fields import CatalogueError, guess_kind
 from frame_hub import call_blocking
 from media_catalogue import DuplicateMedia, FileInUse, MissingFile, UnknownMedia
 from media_files import MediaExists, MediaNameError, media_path
@@ -29,6 +33,7 @@ _STATUS = {
     InsufficientSpace: 507,
     RecordingError: 503,        # shut down, or a file still being finished
 }
+log = logging.getLogger(__name__)
 
 
 PAGE_SIZE = 100             # entries on one page of /gallery and /database
@@ -76,6 +81,33 @@ def _answer(action, *args, **kwargs):
         status = next(code for kind, code in _STATUS.items() if isinstance(error, kind))
         message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
         abort(status, description=message)
+
+
+class InsufficientStorage(HTTPException):
+    """507: werkzeug has none, so without this abort(507) is a LookupError (a 500)."""
+    code = 507
+    description = "there is not enough free space on the disk"
+
+
+def register_error_handlers(app):
+    """Errors of the surroundings, from any route (a full disk, a read-only or unwritable media folder,
+    an I/O error, a locked catalogue), become a 507 or 503 that says what to do; any other error of
+    these kinds stays a 500."""
+    app.aborter.mapping[507] = InsufficientStorage
+    for kind in (OSError, sqlite3.Error, CatalogueError):
+        app.register_error_handler(kind, _surroundings_error)
+
+
+def _surroundings_error(error):
+    failure = failures.explain(error)
+    if failure is None and isinstance(error, CatalogueError):     # closed, or its folder is gone
+        failure = failures.Failure(503, str(error))
+    if failure is None:
+        raise error
+    log.warning("%s %s: %s", request.method, request.path, failure.message)     # no traceback
+    response = jsonify(error=failure.message, status=failure.status)
+    response.status_code = failure.status
+    return response
 
 
 def create_media_blueprint():

@@ -1,6 +1,7 @@
 """The catalogue's command line: through click's runner, under flask, and in a real subprocess."""
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -10,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 import database_manager
+import media_catalogue
 from database_manager import media_cli
 from media_catalogue import MediaCatalogue
 from media_files import create_locked
@@ -303,6 +305,19 @@ def test_a_bad_config_is_one_line(tmp_path, monkeypatch):
     config.write_text("[SETTINGS]\ncolour = blue\n")
     monkeypatch.setenv("CONFIG_FILE", str(config))
     assert_one_line_error(CliRunner().invoke(media_cli, ["list"]), "unknown key 'colour'")
+
+
+def test_a_locked_catalogue_is_one_line_that_says_to_wait(run, media_dir, monkeypatch):
+    put(media_dir, "a.jpg")
+    run("add", "a.jpg")
+    monkeypatch.setattr(media_catalogue, "BUSY_TIMEOUT_S", 0.2)
+    holder = sqlite3.connect(media_dir / "media.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")                   # another program's long change
+    try:
+        assert_one_line_error(run("remove", "a.jpg", "--delete-file"), "locked by another program", "try again")
+    finally:
+        holder.close()
+    assert (media_dir / "a.jpg").exists() and [entry["filename"] for entry in entries(media_dir)] == ["a.jpg"]
 
 
 def test_declining_new_is_one_line(run, media_dir):

@@ -1,0 +1,243 @@
+"""Bad surroundings get an answer: a full disk (507), a read-only or unwritable media folder, an I/O
+error, a locked catalogue (503), each with a message that says what to do; nothing is left half-written
+and the stream keeps going."""
+import errno
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import failures
+import media_catalogue
+import media_files
+import recorder as recorder_module
+from app import create_app, stop_services
+from catalogue_fields import CatalogueError
+from conftest import read_one_part, unavailable
+
+PICTURE = b"\xff\xd8" + os.urandom(60_000) + b"\xff\xd9"
+
+
+def media_names(media_dir):
+    """The media folder's files, the catalogue's own and the test's ballast left out."""
+    return sorted(name for name in os.listdir(media_dir) if not name.startswith(("media.db", "ballast")))
+
+
+def answer(client, control, route, data=None):
+    response = client.post(route, headers=control, data=data or {})
+    return response.status_code, response.get_json()["error"] if response.status_code >= 400 else None
+
+
+# -- what an error means -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code, status, words", [
+    (errno.ENOSPC, 507, "disk of the media folder is full"), (errno.EDQUOT, 507, "full"),
+    (errno.EROFS, 503, "read-only file system"), (errno.EACCES, 503, "may not write"),
+    (errno.EPERM, 503, "may not write"), (errno.EIO, 503, "I/O error"),
+])
+def test_an_os_error_of_the_surroundings_has_a_status_and_advice(code, status, words):
+    failure = failures.explain(OSError(code, os.strerror(code), "/srv/media/x.jpg"))
+    assert failure.status == status and words in failure.message and "/srv/media/x.jpg" in failure.message
+    assert "then try again" in failure.message or "try again" in failure.message
+
+
+def test_sqlite_s_locked_and_full_are_explained_also_without_an_error_code(tmp_path):
+    held = sqlite3.connect(tmp_path / "t.db", isolation_level=None)
+    held.execute("BEGIN EXCLUSIVE")
+    waiting = sqlite3.connect(tmp_path / "t.db", isolation_level=None, timeout=0)
+    with pytest.raises(sqlite3.OperationalError) as caught:
+        waiting.execute("BEGIN IMMEDIATE")
+    held.close()
+    waiting.close()
+    locked = failures.explain(caught.value)
+    assert locked.status == 503 and "locked by another program" in locked.message
+    assert failures.explain(sqlite3.OperationalError("database is locked")).status == 503
+    assert failures.explain(sqlite3.OperationalError("database or disk is full")).status == 507
+
+
+def test_a_wrapper_keeps_its_words_and_gets_the_advice_of_what_it_wraps():
+    try:
+        try:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        except OSError as error:
+            raise CatalogueError("cannot delete a.jpg: Permission denied") from error
+    except CatalogueError as wrapper:
+        failure = failures.explain(wrapper)
+    assert failure.status == 503 and failure.message.startswith(
+        "the server may not write in the media folder (cannot delete a.jpg: Permission denied): give")
+
+
+@pytest.mark.parametrize("error", [ValueError("bug"), FileNotFoundError(errno.ENOENT, "gone"), KeyError("x"),
+                                   sqlite3.OperationalError("no such table: media"), CatalogueError("closed")])
+def test_other_errors_are_not_the_surroundings(error):
+    assert failures.explain(error) is None
+
+
+# -- a catalogue locked by another program ---------------------------------------------------------------
+
+
+@pytest.fixture
+def quick_app(settings, monkeypatch):
+    """The app with a short busy timeout, so a locked catalogue answers at once."""
+    monkeypatch.setattr(media_catalogue, "BUSY_TIMEOUT_S", 0.2)
+    application = create_app(settings)
+    yield application
+    stop_services(application)
+
+
+@pytest.fixture
+def quick_client(quick_app):
+    return quick_app.test_client()
+
+
+@pytest.fixture
+def quick_control(quick_app):
+    return {"X-Control-Token": quick_app.config["CONTROL_TOKEN"]}
+
+
+@pytest.fixture
+def lock_catalogue(settings):
+    """Another program holding the catalogue's write lock (BEGIN EXCLUSIVE) until the test ends."""
+    holders = []
+
+    def lock():
+        holder = sqlite3.connect(Path(settings.media_dir) / "media.db", isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        holders.append(holder)
+    yield lock
+    for holder in holders:
+        holder.close()
+
+
+def test_changes_to_a_locked_catalogue_are_a_503_and_change_nothing(quick_app, quick_client, quick_control,
+                                                                   lock_catalogue, settings, caplog):
+    media_dir = Path(settings.media_dir)
+    for name in ("listed.jpg", "outside.jpg", "change_1.jpg"):
+        (media_dir / name).write_bytes(PICTURE)
+    quick_app.extensions["catalogue"].add("listed.jpg")
+    quick_app.extensions["catalogue"].add("change_1.jpg", "change")
+    quick_app.extensions["camera"].current_frame()
+    lock_catalogue()
+    for route, data in [("/snapshot", {"filename": "porch"}), ("/manual_video", {"payload": "snapshot"}),
+                        ("/database/add", {"filename": "outside.jpg"}),
+                        ("/database/remove", {"filename": "listed.jpg", "delete_file": "true"}),
+                        ("/database/new", {"confirm": "yes"}), ("/delete", {})]:
+        status, error = answer(quick_client, quick_control, route, data)
+        assert status == 503 and "locked by another program" in error and "try again" in error, route
+    assert media_names(media_dir) == ["change_1.jpg", "listed.jpg", "outside.jpg"]   # no snapshot, nothing deleted
+    assert read_one_part(quick_client)[1].startswith(b"\xff\xd8")                     # the stream goes on
+    warnings = [record for record in caplog.records if record.name == "media_routes"]
+    assert len(warnings) == 6 and all(record.levelname == "WARNING" and not record.exc_info for record in warnings)
+
+
+@pytest.mark.parametrize("route", ["/get_database", "/gallery", "/database", "/events", "/shows", "/"])
+def test_reading_a_locked_catalogue_is_a_503(client, route, monkeypatch):
+    # In WAL mode another program's write lock does not stop readers; its exclusive locking mode does.
+    def locked(self, *args, **kwargs):
+        raise sqlite3.OperationalError("database is locked")
+    monkeypatch.setattr(media_catalogue.MediaCatalogue, "entries", locked)
+    monkeypatch.setattr(media_catalogue.MediaCatalogue, "events", locked)
+    response = client.get(route)
+    assert response.status_code == 503 and "locked by another program" in response.get_json()["error"]
+
+
+# -- a read-only or unwritable media folder, an I/O error -------------------------------------------------
+
+
+@pytest.fixture
+def refuse(monkeypatch):
+    """Make the file system refuse: snapshots' files, recordings' files and deletes fail with ``code``."""
+    def refuse_with(code):
+        def fail(*args, **kwargs):
+            raise OSError(code, os.strerror(code))
+        monkeypatch.setattr(media_files, "create_temporary", fail)
+        monkeypatch.setattr(recorder_module, "create_locked", fail)
+        monkeypatch.setattr(media_catalogue.os, "rename", fail)
+    return refuse_with
+
+
+@pytest.mark.parametrize("code, words", [(errno.EROFS, "read-only file system"), (errno.EACCES, "may not write"),
+                                         (errno.EPERM, "may not write"), (errno.EIO, "I/O error")])
+def test_a_folder_that_refuses_writes_is_a_503_with_advice(app, client, control, settings, refuse, code, words):
+    media_dir = Path(settings.media_dir)
+    (media_dir / "listed.jpg").write_bytes(PICTURE)
+    app.extensions["catalogue"].add("listed.jpg")
+    refuse(code)
+    for route, data in [("/snapshot", {}), ("/manual_video", {"payload": "snapshot"}),
+                        ("/video_capture", {"action": "start"}),
+                        ("/database/remove", {"filename": "listed.jpg", "delete_file": "true"})]:
+        status, error = answer(client, control, route, data)
+        assert status == 503 and words in error, (route, error)
+    assert media_names(media_dir) == ["listed.jpg"]
+    assert app.extensions["catalogue"].get("listed.jpg") is not None
+    assert client.get("/status").get_json()["recording"]["recording"] is False
+    assert read_one_part(client)[1].startswith(b"\xff\xd8")
+
+
+def test_an_io_error_while_writing_a_snapshot_leaves_nothing(client, control, settings, monkeypatch):
+    def failing_fsync(descriptor):
+        raise OSError(errno.EIO, "Input/output error")
+    monkeypatch.setattr(media_files.os, "fsync", failing_fsync)
+    status, error = answer(client, control, "/snapshot", {"filename": "porch"})
+    assert status == 503 and "I/O error" in error
+    assert os.listdir(settings.media_dir) == [name for name in os.listdir(settings.media_dir)
+                                              if name.startswith("media.db")]       # no temporary either
+
+
+# -- a full disk -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB tmpfs for the media folder (as root; unavailable() otherwise)."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        unavailable(f"cannot mount a small tmpfs (needs root): {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def fill(folder):
+    """Take the rest of the disk: the catalogue's write-ahead log is emptied first, so that its next
+    change needs new space too."""
+    with sqlite3.connect(folder / "media.db") as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    descriptor = os.open(folder / "ballast", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        while True:
+            os.write(descriptor, bytes(4096))
+    except OSError as error:
+        assert error.errno == errno.ENOSPC
+    finally:
+        os.close(descriptor)
+
+
+@pytest.fixture
+def app_on_a_small_disk(settings, small_disk):
+    application = create_app(settings.replace(media_dir=str(small_disk)))
+    yield application
+    stop_services(application)
+
+
+def test_a_full_disk_is_a_507_that_says_what_to_do_and_leaves_no_file(app_on_a_small_disk, small_disk):
+    client = app_on_a_small_disk.test_client()
+    control = {"X-Control-Token": app_on_a_small_disk.config["CONTROL_TOKEN"]}
+    (small_disk / "outside.jpg").write_bytes(PICTURE)
+    app_on_a_small_disk.extensions["camera"].current_frame()
+    fill(small_disk)
+    for route, data in [("/snapshot", {"filename": "porch"}), ("/manual_video", {"payload": "snapshot"}),
+                        ("/database/add", {"filename": "outside.jpg"}), ("/video_capture", {"action": "start"})]:
+        status, error = answer(client, control, route, data)
+        assert status == 507 and ("disk" in error and "full" in error or "MB free" in error), (route, error)
+    assert media_names(small_disk) == ["outside.jpg"]              # no snapshot, half-written or empty
+    assert [name for name in os.listdir(small_disk) if name.startswith(".")] == []
+    assert read_one_part(client)[1].startswith(b"\xff\xd8")
