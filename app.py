@@ -7,7 +7,6 @@ import secrets
 import subprocess
 import sys
 import time
-from collections import deque
 from pathlib import Path
 
 import click
@@ -295,12 +294,8 @@ def _register_routes(app):
     @auth.require_userkey
     def logs():
         lines = query_number("lines", 200, 1, 10000)
-        try:
-            with open(current_app.config["LOG_FILE"], encoding="utf-8", errors="replace") as handle:
-                tail = "".join(deque(handle, maxlen=lines))
-        except FileNotFoundError:
-            tail = ""
-        return Response(tail, mimetype="text/plain")
+        return Response(call_blocking(logging_setup.tail, current_app.config["LOG_FILE"], lines),
+                        mimetype="text/plain")
 
     @app.post("/shutdown")
     @auth.require_userkey
@@ -341,7 +336,7 @@ def main_app():
         settings = load_settings()
     except ConfigError as error:
         _cannot_start(f"config error: {error}")
-    logging_setup.configure(_resolve(settings.log_file))
+    logging_setup.configure(_resolve(settings.log_file), max_bytes=int(settings.log_max_mb * 1024 * 1024))
     try:
         return create_app(settings)
     except (CameraError, DetectorError, ValueError) as error:     # ConfigError is a ValueError too

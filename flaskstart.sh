@@ -6,9 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source ./setup_env.sh
 setup_venv requirements.txt
-read -r port log_file < <("$venv_dir/bin/python" -c "import app, settings
+read -r port log_file < <("$venv_dir/bin/python" -c "import settings
 chosen = settings.load_settings()
-print(chosen.port, app._resolve(chosen.log_file))" 2>/dev/null || echo "${PORT:-5000} flask.log")
-export ACCESS_LOG="${ACCESS_LOG:-$log_file}" ERROR_LOG="${ERROR_LOG:-$log_file}"
+print(chosen.port, chosen.log_file)" 2>/dev/null || echo "${PORT:-5000} flask.log")
+[[ $log_file = /* ]] || log_file="$(pwd -P)/$log_file"
 echo "camera server starting on http://$(hostname -I 2>/dev/null | cut -d' ' -f1 || echo localhost):$port (log: $log_file)"
 exec "$venv_dir/bin/gunicorn" -c gunicorn.conf.py 'app:main_app()'

@@ -6,6 +6,7 @@ Host and port come from config.txt (PORT in the environment overrides the port).
 import os
 import sys
 
+from logging_setup import gunicorn_logconfig
 from settings import ConfigError, load_settings
 
 try:
@@ -24,8 +25,10 @@ worker_connections = int(os.environ.get("WORKER_CONNECTIONS", max(1000, _setting
 control_socket_disable = True     # gunicorn 25+: no runtime control socket in ~/.gunicorn
 timeout = 60
 graceful_timeout = 5
-accesslog = os.environ.get("ACCESS_LOG", "-")
-errorlog = os.environ.get("ERROR_LOG", "-")
+# Access and error lines go through the worker's rotating log file (log_file, log_max_mb); gunicorn's own
+# messages also to the terminal (see logging_setup). The log line has the time already.
+logconfig_dict = gunicorn_logconfig()
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 
 
 def worker_exit(server, worker):

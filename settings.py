@@ -37,6 +37,7 @@ class Settings:
     allowed_hosts: str = ""
     media_dir: str = "media"
     log_file: str = "flask.log"
+    log_max_mb: float = 5.0
     max_recording_minutes: float = 60.0
     min_free_mb: int = 200
     record_encoder: str = "auto"
@@ -144,6 +145,7 @@ _KEYS = {
     "allowed_hosts": ("SETTINGS", _host_names),
     "media_dir": ("SETTINGS", _text),
     "log_file": ("SETTINGS", _text),
+    "log_max_mb": ("SETTINGS", _number(float, 0.01, 1000)),     # rotated at this size, 3 kept
     "max_recording_minutes": ("SETTINGS", _number(float, 0, 24 * 60)),
     "min_free_mb": ("SETTINGS", _number(int, 0, 10_000_000)),
     "record_encoder": ("SETTINGS", _choice(RECORD_ENCODERS)),

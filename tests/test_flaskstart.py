@@ -44,3 +44,25 @@ def test_an_app_that_cannot_be_built_stops_the_server_with_one_message(tmp_path,
         pytest.fail(f"the server kept rebooting its worker:\n{running.output[-2000:]}")
     assert finished.returncode != 0
     assert finished.stdout.count("cannot start: motion mask 1") == 1, finished.stdout
+
+
+def test_gunicorn_access_lines_go_to_the_rotating_log_file_and_its_own_to_the_terminal(tmp_path, free_port):
+    process = start_server(tmp_path, free_port, log_max_mb=0.01, userkey="sesame")    # about 10 KB a file
+    try:
+        for _ in range(300):
+            status(free_port)
+        request = urllib.request.Request(f"http://127.0.0.1:{free_port}/logs?lines=150",
+                                         headers={"X-User-Key": "sesame"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            tail = response.read().decode().splitlines()
+    finally:
+        terminal = stop_server(process)
+    logs = sorted(tmp_path.glob("flask.log*"))
+    assert [path.name for path in logs] == ["flask.log", "flask.log.1", "flask.log.2", "flask.log.3"]
+    assert all(path.stat().st_size <= 0.01 * 1024 * 1024 for path in logs)
+    assert '"GET /status HTTP/1.1" 200' in logs[1].read_text()          # access lines rotate with the rest
+    assert len(logs[0].read_text().splitlines()) < 150
+    assert len(tail) == 150 and all("GET /status" in line for line in tail)     # from flask.log.1 and flask.log
+    assert "Listening at: http://" in terminal and "GET /status" not in terminal
+    assert not any("Listening at" in path.read_text() for path in logs)     # the master writes no file
+
