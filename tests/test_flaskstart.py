@@ -1,5 +1,7 @@
 """The README's first command: flaskstart.sh starts gunicorn on the demo camera and logs to a file."""
 import os
+import pwd
+import shutil
 import signal
 import subprocess
 import sys
@@ -7,6 +9,7 @@ import urllib.request
 
 import pytest
 
+from conftest import unavailable
 from server_process import ROOT, start_server, status, stop_server, write_config
 
 
@@ -66,3 +69,64 @@ def test_gunicorn_access_lines_go_to_the_rotating_log_file_and_its_own_to_the_te
     assert "Listening at: http://" in terminal and "GET /status" not in terminal
     assert not any("Listening at" in path.read_text() for path in logs)     # the master writes no file
 
+
+# -- the systemd unit ---------------------------------------------------------------------------------
+def run_flaskstart(*arguments, **environment):
+    return subprocess.run([str(ROOT / "flaskstart.sh"), *arguments], env=dict(os.environ, **environment),
+                          text=True, capture_output=True, timeout=60)
+
+
+def systemd_analyze():
+    found = shutil.which("systemd-analyze")
+    if found is None:
+        unavailable("systemd-analyze is missing (apt install systemd; ./run_tests.sh does it)")
+    return found
+
+
+def test_the_printed_service_unit_passes_systemd_analyze_verify(tmp_path):
+    printed = run_flaskstart("--print-service")
+    assert printed.returncode == 0, printed.stderr
+    unit = tmp_path / "camera-server.service"
+    unit.write_text(printed.stdout)
+    user = pwd.getpwuid(os.getuid()).pw_name
+    for line in (f"User={user}", f"WorkingDirectory={ROOT}", f'ExecStart="{ROOT}/flaskstart.sh"',
+                 "Restart=on-failure", "After=network-online.target", "Wants=network-online.target",
+                 "KillSignal=SIGTERM", "WantedBy=multi-user.target"):
+        assert line in printed.stdout.splitlines(), line
+    verified = subprocess.run([systemd_analyze(), "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    # verify warns about what it ignores (a misspelt setting, a command that is not there) and still exits 0
+    assert (verified.returncode, verified.stdout + verified.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("sudo_user", ["", "root"])
+def test_the_service_is_not_installed_to_run_as_root(tmp_path, sudo_user):
+    if os.getuid() != 0:
+        unavailable("installing the service is tested as root (CI runs as root)")
+    refused = run_flaskstart("--install-service", SUDO_USER=sudo_user, SYSTEMD_UNIT_DIR=str(tmp_path))
+    assert refused.returncode != 0 and "not from a root shell" in refused.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_install_service_writes_the_unit_for_the_sudo_user_and_enables_it(tmp_path):
+    if os.getuid() != 0:
+        unavailable("installing the service is tested as root (CI runs as root)")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "systemctl-calls"
+    (bin_dir / "systemctl").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    (bin_dir / "systemctl").chmod(0o755)
+    units = tmp_path / "units"
+    units.mkdir()
+    installed = run_flaskstart("--install-service", SUDO_USER="nobody", SYSTEMD_UNIT_DIR=str(units),
+                               PATH=f"{bin_dir}:{os.environ['PATH']}")
+    assert installed.returncode == 0, installed.stderr
+    unit = (units / "camera-server.service").read_text()
+    assert unit == run_flaskstart("--print-service", SUDO_USER="nobody").stdout     # one text for both
+    assert "User=nobody" in unit.splitlines()
+    assert calls.read_text().splitlines() == ["daemon-reload", "enable --now camera-server.service"]
+    assert "runs as nobody" in installed.stdout
+
+
+def test_flaskstart_refuses_an_unknown_option():
+    finished = run_flaskstart("--instal-service")
+    assert finished.returncode == 2 and "--install-service" in finished.stderr
