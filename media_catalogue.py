@@ -21,6 +21,7 @@ from catalogue_fields import (EVENT_FIELDS, MEDIA_FIELDS, CatalogueError, Duplic
                               media_name, parse_date)
 # The kinds an entry can have, and the error for a bad value, are part of the catalogue's interface too.
 from catalogue_fields import KINDS, InvalidValue  # noqa: F401
+from failures import is_disk_full
 from media_files import TEMPORARY_PREFIX, MediaNameError, being_written, media_path
 
 log = logging.getLogger(__name__)
@@ -125,17 +126,15 @@ class MediaCatalogue:
         """Forget an entry (and with ``delete_file`` delete its file in the same step); answer the entry
         (None when there was none and ``missing_ok``). The file of a recording is not deleted (FileInUse)."""
         name = self._lookup_name(filename)
-        set_aside = []
-        with self._transaction(set_aside) as db:
+
+        def chosen(db):
             if delete_file and self._being_written(name):
                 raise FileInUse(f"{name} is being recorded: stop the recording first")
             if missing_ok and self._find(db, name) is None:
-                return None
-            entry = self._existing(db, name)
-            if delete_file:
-                self._set_aside(name, set_aside)
-            db.execute("DELETE FROM media WHERE id = ?", (entry["id"],))
-        return entry
+                return []
+            return [self._existing(db, name)]
+        removed = self._forget(chosen, delete_file)
+        return removed[0] if removed else None
 
     def entries(self, kind=None, newest_first=True, limit=None, offset=0):
         """The entries as dicts, newest first unless told otherwise; ``offset`` skips that many first."""
@@ -195,8 +194,8 @@ class MediaCatalogue:
         if max_age_days is None and max_total_bytes is None:
             return []
         now = time.time() if now is None else now
-        set_aside = []
-        with self._transaction(set_aside) as db:
+
+        def chosen(db):
             oldest_first = [dict(row) for row in db.execute("SELECT * FROM media ORDER BY created, id")]
             doomed = []
             if max_age_days is not None:
@@ -214,11 +213,8 @@ class MediaCatalogue:
                     if not self._being_written(entry["filename"]):
                         doomed.append(entry)
                         total -= size
-            if not dry_run:
-                for entry in doomed:
-                    self._set_aside(entry["filename"], set_aside)
-                db.executemany("DELETE FROM media WHERE id = ?", [(entry["id"],) for entry in doomed])
-        return doomed
+            return doomed
+        return chosen(self._db()) if dry_run else self._forget(chosen, delete_files=True)
 
     def new(self):
         """Forget every entry and event; the files stay. Answers how many entries were forgotten."""
@@ -284,9 +280,8 @@ class MediaCatalogue:
         return connection
 
     @contextmanager
-    def _transaction(self, set_aside=None):
-        """One write transaction. Files the body set aside (``set_aside``: (hidden, original) pairs)
-        are put back if it fails and deleted once it commits, so rows and files change together."""
+    def _transaction(self):
+        """One write transaction: committed when the body ends, rolled back when it raises."""
         db = self._db()
         db.execute("BEGIN IMMEDIATE")       # take the write lock now, so busy_timeout applies
         try:
@@ -295,18 +290,45 @@ class MediaCatalogue:
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            for hidden, original in reversed(set_aside or ()):
-                try:
-                    os.rename(hidden, original)
-                except OSError as error:
-                    log.error("could not put %s back from %s: %s", original.name, hidden, error)
             raise
-        for hidden, original in set_aside or ():
-            try:
-                os.unlink(hidden)
-            except OSError as error:
-                log.error("removed %s from the catalogue but could not delete the file %s: %s",
-                          original.name, hidden, error)
+
+    def _forget(self, chosen, delete_files):
+        """Delete the entries ``chosen(db)`` picks under the write lock, and with ``delete_files`` their
+        files: rows and files change together. Each file is set aside (renamed out of sight) first, put
+        back if the rows cannot be deleted, and deleted once they are. On a full disk SQLite cannot even
+        write a delete: then the files set aside are deleted first, which frees space, and the delete is
+        tried once more. Answers the entries."""
+        set_aside = []
+        try:
+            with self._transaction() as db:
+                doomed = chosen(db)
+                for entry in doomed if delete_files else ():
+                    self._set_aside(entry["filename"], set_aside)
+                db.executemany("DELETE FROM media WHERE id = ?", [(entry["id"],) for entry in doomed])
+        except BaseException as error:
+            if not (set_aside and is_disk_full(error)):
+                _put_back(set_aside)
+                raise
+            _delete_set_aside(set_aside)
+            self._forget_deleted(doomed, error)
+            return doomed
+        _delete_set_aside(set_aside)
+        return doomed
+
+    def _forget_deleted(self, doomed, error):
+        """The second try of a delete the full disk refused, now that its files are gone: forget the
+        entries whose file is gone."""
+        gone = [entry for entry in doomed if not self._file_exists(entry["filename"])]
+        names = ", ".join(entry["filename"] for entry in gone)
+        try:
+            with self._transaction() as db:
+                db.executemany("DELETE FROM media WHERE id = ? AND filename = ?",
+                               [(entry["id"], entry["filename"]) for entry in gone])
+        except Exception as again:
+            raise CatalogueError(f"deleted {names} to free space, but the catalogue still lists them ({again}); "
+                                 f"the next start (or database_manager.py scan --remove-missing) forgets "
+                                 f"them") from again
+        log.warning("the disk was full (%s): deleted %s first, then forgot them", error, names)
 
     def _set_aside(self, name, set_aside):
         """Move a file to be deleted out of sight (the rename is atomic); a missing file is fine."""
@@ -451,6 +473,23 @@ class MediaCatalogue:
     def _disk_size(self, entry):
         stat = self._stat_if_inside(entry["filename"])
         return stat.st_size if stat else 0
+
+
+def _put_back(set_aside):
+    for hidden, original in reversed(set_aside):
+        try:
+            os.rename(hidden, original)
+        except OSError as error:
+            log.error("could not put %s back from %s: %s", original.name, hidden, error)
+
+
+def _delete_set_aside(set_aside):
+    for hidden, original in set_aside:
+        try:
+            os.unlink(hidden)
+        except OSError as error:
+            log.error("removed %s from the catalogue but could not delete the file %s: %s",
+                      original.name, hidden, error)
 
 
 def _plain(name):

@@ -241,3 +241,44 @@ def test_a_full_disk_is_a_507_that_says_what_to_do_and_leaves_no_file(app_on_a_s
     assert media_names(small_disk) == ["outside.jpg"]              # no snapshot, half-written or empty
     assert [name for name in os.listdir(small_disk) if name.startswith(".")] == []
     assert read_one_part(client)[1].startswith(b"\xff\xd8")
+
+
+# -- deleting on a full disk frees space --------------------------------------------------------------------
+
+
+def test_deleting_on_a_full_disk_works_and_frees_space(app_on_a_small_disk, small_disk):
+    client = app_on_a_small_disk.test_client()
+    control = {"X-Control-Token": app_on_a_small_disk.config["CONTROL_TOKEN"]}
+    catalogue = app_on_a_small_disk.extensions["catalogue"]
+    for name, kind in (("old.jpg", "picture"), ("change_1.jpg", "change")):
+        (small_disk / name).write_bytes(PICTURE)
+        catalogue.add(name, kind)
+    app_on_a_small_disk.extensions["camera"].current_frame()
+    fill(small_disk)
+    response = client.post("/database/remove", headers=control, data={"filename": "old.jpg", "delete_file": "true"})
+    assert response.status_code == 200, response.get_json()
+    response = client.post("/delete", headers=control)                       # the scene changes
+    assert response.status_code == 200 and response.get_json()["deleted"] == 1
+    assert media_names(small_disk) == [] and catalogue.entries() == []
+    assert [name for name in os.listdir(small_disk) if name.startswith(".")] == []
+    assert client.post("/snapshot", headers=control).status_code == 200      # the space is free again
+
+
+def test_the_command_line_and_retention_delete_on_a_full_disk(small_disk):
+    from click.testing import CliRunner
+    from database_manager import media_cli
+    from retention import RetentionTimer
+    catalogue = media_catalogue.MediaCatalogue(small_disk / "media.db", small_disk)
+    try:
+        for name in ("by-hand.jpg", "old.jpg"):
+            (small_disk / name).write_bytes(PICTURE)
+            catalogue.add(name, created=1e9 if name == "old.jpg" else None)
+        fill(small_disk)
+        result = CliRunner().invoke(media_cli, ["--media-dir", str(small_disk), "remove", "by-hand.jpg",
+                                                "--delete-file"])
+        assert result.exit_code == 0, result.output
+        fill(small_disk)
+        assert [entry["filename"] for entry in RetentionTimer(catalogue, keep_days=1).apply()] == ["old.jpg"]
+        assert media_names(small_disk) == [] and catalogue.entries() == []
+    finally:
+        catalogue.close()

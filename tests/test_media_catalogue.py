@@ -1,4 +1,5 @@
 """The media catalogue library: schema, migration, entries, files, scan, prune, events."""
+import contextlib
 import datetime
 import os
 import sqlite3
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import catalogue_fields
+import failures
 import media_catalogue
 from media_catalogue import (CatalogueError, DuplicateMedia, FileInUse, InvalidValue, MediaCatalogue, MissingFile,
                              UnknownEvent, UnknownMedia)
@@ -575,3 +577,55 @@ def test_a_rebuilt_catalogue_keeps_the_scene_watch_s_kinds(catalogue, media_dir)
     catalogue.scan()
     assert [catalogue.get(name)["kind"] for name in ("change_2026-11-21_10-00-00.jpg",
             "motion_2026-11-21_10-00-01.jpg", "snapshot_x.jpg")] == ["change", "motion", "picture"]
+
+
+# -- a delete the full disk refuses ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def full_disk_commits(monkeypatch):
+    """The next ``count`` write transactions fail as on a full disk (SQLITE_FULL), after their body ran."""
+    real = MediaCatalogue._transaction
+    failing = []
+
+    @contextlib.contextmanager
+    def transaction(self):
+        with real(self) as db:
+            yield db
+            if failing:
+                failing.pop()
+                raise sqlite3.OperationalError("database or disk is full")
+    monkeypatch.setattr(MediaCatalogue, "_transaction", transaction)
+    return lambda count: failing.extend([True] * count)
+
+
+def test_a_delete_the_full_disk_refuses_deletes_the_files_first_and_then_the_rows(catalogue, media_dir,
+                                                                                 full_disk_commits, caplog):
+    put(media_dir, "a.jpg")
+    put(media_dir, "b.jpg", mtime=1e9)
+    catalogue.add("a.jpg")
+    catalogue.add("b.jpg")
+    full_disk_commits(1)
+    assert catalogue.remove("a.jpg", delete_file=True)["filename"] == "a.jpg"
+    full_disk_commits(1)
+    assert [entry["filename"] for entry in catalogue.prune(max_age_days=1)] == ["b.jpg"]
+    assert catalogue.entries() == [] and os.listdir(media_dir) == [name for name in os.listdir(media_dir)
+                                                                   if name.startswith("media.db")]
+    assert "the disk was full" in caplog.text
+
+
+def test_a_delete_that_fails_twice_on_a_full_disk_says_what_happened(catalogue, media_dir, full_disk_commits):
+    put(media_dir, "a.jpg")
+    put(media_dir, "kept.jpg")
+    catalogue.add("a.jpg")
+    catalogue.add("kept.jpg")
+    full_disk_commits(2)
+    with pytest.raises(CatalogueError, match="deleted a.jpg to free space, but the catalogue still lists") as caught:
+        catalogue.remove("a.jpg", delete_file=True)
+    assert failures.explain(caught.value).status == 507
+    assert not (media_dir / "a.jpg").exists() and catalogue.get("a.jpg") is not None
+    assert [entry["filename"] for entry in catalogue.scan(remove_missing=True)["missing"]] == ["a.jpg"]
+    full_disk_commits(1)
+    with pytest.raises(sqlite3.OperationalError):       # without delete_file no space is freed
+        catalogue.remove("kept.jpg")
+    assert (media_dir / "kept.jpg").exists() and catalogue.get("kept.jpg") is not None
