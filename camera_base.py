@@ -230,9 +230,11 @@ class Camera:
             return self._half_resolution
 
     def add_overlay(self, draw):
-        """Draw on each streamed frame: ``draw(image)`` paints in place, in the camera thread.
+        """Draw on each streamed frame: ``draw(image)`` paints in place, in the camera thread, and
+        answers False when it had nothing to draw.
 
-        Only the JPEG shows it; ``Frame.image`` stays clean for analysis and recording.
+        Only the JPEG shows it (``Frame.overlaid`` says so); ``Frame.image`` stays clean for analysis
+        and recording.
         """
         with self._lock:
             self._overlays = self._overlays + [draw]
@@ -397,22 +399,23 @@ class Camera:
 
     def _publish_image(self, image, timestamp, live=True):
         image = self._process(image) if live else image
-        jpeg = encode_jpeg(self._draw_overlays(image) if live else image, self.jpeg_quality)
+        shown = self._draw_overlays(image) if live else image
+        jpeg = encode_jpeg(shown, self.jpeg_quality)
         self._seq += 1
-        self.hub.publish(Frame.build(self._seq, timestamp, image, jpeg, live))
+        self.hub.publish(Frame.build(self._seq, timestamp, image, jpeg, live, overlaid=shown is not image))
         if live:
             self._frame_rate.tick(time.monotonic())
             if self._state != "streaming":
                 self._state, self._last_error = "streaming", None
 
     def _draw_overlays(self, image):
+        """A copy of image with the overlays drawn, or image itself when none drew anything."""
         overlays = self._overlays
         if not overlays:
             return image
         shown = image.copy()
-        for draw in overlays:
-            draw(shown)
-        return shown
+        drew = [draw(shown) is not False for draw in overlays]     # every overlay draws
+        return shown if any(drew) else image
 
     def _pace(self, next_due):
         """Hold a source that does not block (demo, video file) to its frame rate."""

@@ -3,12 +3,15 @@
 ``EventTracker.update()`` takes each frame's motion result and detections and says when an event
 starts, changes (a new label, motion that turns out to be an object) and ends (``quiet_s`` seconds
 without motion or detections). It keeps no clock of its own: time is the frames' timestamps, so
-the same frames always give the same events.
+the same frames always give the same events (only their ids are random).
 """
 import collections
 import dataclasses
 import logging
 import threading
+import uuid
+
+from camera_base import encode_jpeg
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +21,7 @@ MOTION, OBJECT = "motion", "object"
 
 @dataclasses.dataclass(frozen=True)
 class Event:
-    id: int                       # counts up from 1 in this tracker; the catalogue has its own ids
+    id: str                       # random, unique across restarts; the catalogue has its own numeric ids
     kind: str                     # 'motion', or 'object' once something was detected
     start: float                  # Unix seconds of the first activity
     end: float | None             # None while the event lasts; then the time of the last activity
@@ -64,7 +67,6 @@ class EventTracker:
         self.min_duration_s = _check_seconds("event minimum duration", min_duration_s, 3600)
         self._event = None            # the open Event, confirmed or not
         self._confirmed = False       # False while shorter than min_duration_s: nobody was told yet
-        self._next_id = 1
 
     @property
     def current(self):
@@ -85,8 +87,7 @@ class EventTracker:
         confidence = max((detection.confidence for detection in detections), default=0.0)
         kind = OBJECT if detections else MOTION
         if self._event is None:
-            self._event = Event(self._next_id, kind, timestamp, None, timestamp, score, confidence, labels)
-            self._next_id += 1
+            self._event = Event(uuid.uuid4().hex, kind, timestamp, None, timestamp, score, confidence, labels)
             self._confirmed = False
         else:
             event = self._event
@@ -111,7 +112,7 @@ class EventTracker:
         event, confirmed = self._event, self._confirmed
         self._event, self._confirmed = None, False
         if not confirmed:
-            log.debug("event %d lasted less than %.1f s: dropped", event.id, self.min_duration_s)
+            log.debug("event %s lasted less than %.1f s: dropped", event.id, self.min_duration_s)
             return []
         return [EventChange(ENDED, dataclasses.replace(event, end=event.last_seen), timestamp)]
 
@@ -127,24 +128,28 @@ class PreRoll:
     """The encoded frames of the last ``seconds``, bounded by count and bytes, for a recorder.
 
     Only the JPEG bytes are kept (not the decoded picture a frame_hub.Frame also holds, which is
-    about 900 KB at 640x480). The camera thread adds, a recorder drains with frames(): both may
-    run in different threads.
+    about 900 KB at 640x480). A frame whose JPEG shows the stream's overlays (motion boxes) is
+    encoded again from its clean picture, so the pre-roll looks like the rest of the clip. The
+    watch thread adds, a recorder drains with frames(): both may run in different threads.
     """
 
-    def __init__(self, seconds, max_bytes=32 * 1024 * 1024, max_frames=900):
+    def __init__(self, seconds, max_bytes=32 * 1024 * 1024, max_frames=900, jpeg_quality=80):
         self.seconds = _check_seconds("pre-roll", seconds, 300)
         if int(max_bytes) < 1 or int(max_frames) < 1:
             raise ValueError("the pre-roll needs room for at least one frame (max_bytes, max_frames)")
         self.max_bytes, self.max_frames = int(max_bytes), int(max_frames)
+        self.jpeg_quality = jpeg_quality
         self._frames = collections.deque()
         self._bytes = 0
         self._lock = threading.Lock()
 
     def add(self, frame):
-        """Keep frame (anything with seq, timestamp and jpeg); drop what falls out of the bounds."""
+        """Keep frame (anything with seq, timestamp and jpeg; and image, when ``overlaid`` is true);
+        drop what falls out of the bounds."""
         if not self.seconds:
             return
-        encoded = EncodedFrame(frame.seq, frame.timestamp, bytes(frame.jpeg))
+        jpeg = encode_jpeg(frame.image, self.jpeg_quality) if getattr(frame, "overlaid", False) else frame.jpeg
+        encoded = EncodedFrame(frame.seq, frame.timestamp, bytes(jpeg))
         with self._lock:
             self._frames.append(encoded)
             self._bytes += len(encoded.jpeg)

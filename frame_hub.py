@@ -21,16 +21,17 @@ class Frame:
     jpeg: bytes
     part: bytes               # the whole MJPEG part: headers, JPEG, and the next boundary
     live: bool = True         # False for the "no signal" frames
+    overlaid: bool = False    # the JPEG shows overlays (motion boxes) that image does not have
 
     @classmethod
-    def build(cls, seq, timestamp, image, jpeg, live=True):
+    def build(cls, seq, timestamp, image, jpeg, live=True, overlaid=False):
         """Build the MJPEG part once per frame, so every viewer sends the same bytes."""
         header = (
             b"Content-Type: image/jpeg\r\n"
             b"Content-Length: %d\r\n"
             b"X-Timestamp: %.6f\r\n\r\n" % (len(jpeg), timestamp)
         )
-        return cls(seq, timestamp, image, jpeg, header + jpeg + b"\r\n--" + BOUNDARY + b"\r\n", live)
+        return cls(seq, timestamp, image, jpeg, header + jpeg + b"\r\n--" + BOUNDARY + b"\r\n", live, overlaid)
 
 
 class _ThreadWaiter:

@@ -5,14 +5,18 @@ One daemon thread reads the camera's frames while the monitor or motion detectio
 camera stays open while watched); object detection runs in its own thread on the newest frame with
 motion. Nothing here slows the camera thread: it only draws the latest boxes on the stream. Every
 event is written to the catalogue before anyone is notified, so a failing webhook or broker cannot
-lose one.
+lose one; a catalogue that cannot take it (locked, disk full) delays the write (event_store), never
+the notification, the event's end or its clip. Pictures are saved only while the media folder's
+disk has min_free_mb free, and the monitor saves at most monitor_max_changes_per_hour changes.
 """
 import logging
 import math
+import shutil
 import threading
 import time
 
-from events import EventTracker, PreRoll
+from event_store import SAVE_ERRORS, EventStore
+from events import ENDED, STARTED, EventTracker, PreRoll
 from media_files import timestamped_name, write_unique_file
 from motion import MotionDetector, draw_boxes, load_mask_file, parse_masks
 from notify import MqttNotifier, WebhookNotifier
@@ -26,6 +30,8 @@ log = logging.getLogger(__name__)
 NOTIFY_DRAIN_S = 5.0       # at shutdown, how long the notifiers may go on delivering what is queued
 NO_FRAME_TICK_S = 0.5      # without a frame for this long (a hung device) time still passes for events
 DETECTIONS_SHOWN_S = 1.0   # detection boxes stay on the stream until replaced or this old
+DISK_CHECK_S = 5.0         # how often the free space of the media folder is looked at
+MB = 1024 * 1024
 
 # The detector_* settings each detector takes, and the option of create_detector() each becomes.
 _DETECTOR_SETTINGS = {
@@ -41,8 +47,10 @@ _DETECTOR_KEYS = ("detector_model", "detector_config", "detector_labels", "detec
 class SceneWatch:
     def __init__(self, camera, catalogue, media_dir, *, monitor, motion, tracker, recorder=None,
                  detector=None, preroll=None, postroll_s=5.0, record_events=False, notifiers=(),
-                 show_boxes=True):
+                 show_boxes=True, min_free_mb=0, event_store=None):
         self.camera, self.catalogue, self.media_dir = camera, catalogue, media_dir
+        self.min_free_mb = min_free_mb
+        self.events = event_store or EventStore(catalogue)
         self.monitor, self.motion, self.tracker = monitor, motion, tracker
         self.recorder, self.preroll, self.postroll_s = recorder, preroll, postroll_s
         self.record_events = record_events and recorder is not None
@@ -60,7 +68,8 @@ class SceneWatch:
         self._shown_detections = (0.0, ())   # the newest result and its frame time, for the overlay
         self._detections_since = math.inf    # results for frames older than this belong to no event
         self._boxes = ()                 # what the overlay draws: (box, label) pairs
-        self._open_events = {}           # tracker event id -> its catalogue id, snapshot and clip
+        self._low_disk = None            # why no picture is saved, while the disk is below min_free_mb
+        self._disk_checked_at = -math.inf
         self._clip = None                # the event clip being recorded, and when to stop it
         self._clip_stop_at = None
         self._relearn_background = True  # at the start and after "no signal": the scene may differ
@@ -141,12 +150,27 @@ class SceneWatch:
         return {
             "monitor": {"on": self._monitoring, "threshold": self.monitor.threshold,
                         "has_baseline": self.monitor.has_baseline, "last_score": self.monitor.last_score,
-                        "changes_saved": self.changes_saved, "last_change": self.last_change},
+                        "changes_saved": self.changes_saved, "last_change": self.last_change,
+                        "max_changes_per_hour": self.monitor.max_changes_per_hour,
+                        "saving_stopped": self._saving_stopped()},
             "motion": {"on": self._watching_motion, "motion": bool(motion and motion.motion),
                        "score": round(motion.score, 4) if motion else None,
                        "boxes": [list(box) for box, _ in self._boxes], "detector": self.detector_name,
                        "event": event.to_dict() if event else None, "recording_events": self.record_events},
         }
+
+    def _saving_stopped(self):
+        """Why the running monitor saves no change now ({"reason": "low_disk" or "limit", "message"}), or None."""
+        if not self._monitoring:
+            return None
+        if self._low_disk:
+            return {"reason": "low_disk", "message": self._low_disk}
+        held_until = self.monitor.held_until(time.time())
+        if held_until is None:
+            return None
+        return {"reason": "limit", "message": f"{self.monitor.max_changes_per_hour} changes saved this hour "
+                f"(monitor_max_changes_per_hour); saving again at "
+                f"{time.strftime('%H:%M', time.localtime(held_until))} or after a new baseline"}
 
     def close(self):
         self._stop.set()
@@ -155,6 +179,8 @@ class SceneWatch:
         thread = self._thread
         if thread is not None:
             thread.join(10)
+        if thread is None or not thread.is_alive():
+            self.events.close()             # the last attempt at the events the catalogue did not take
         if self._worker is not None:
             self._worker.stop()
         deadline = time.monotonic() + NOTIFY_DRAIN_S      # the "ended" of the event just closed, too
@@ -180,6 +206,7 @@ class SceneWatch:
                         self._time_passes(time.time())   # a hung device: no frame, but the clock runs
                     else:
                         self._analyse(frame)
+                    self.events.retry()                  # what the catalogue could not take before
                 except Exception:       # the thread's top level: report and go on with the next frame
                     log.exception("scene watch: analysing a frame failed")
         finally:
@@ -216,9 +243,7 @@ class SceneWatch:
             self._time_passes(frame.timestamp)     # "no signal" is no motion and not a change of the scene
             return
         if self._monitoring:
-            change = self.monitor.check(frame.image, frame.timestamp)
-            if change is not None:
-                self._save_change(frame, change.score)
+            self._check_scene(frame)
         if self._watching_motion:
             self._watch_motion(frame)
         else:
@@ -267,46 +292,82 @@ class SceneWatch:
         boxes = self._boxes
         if boxes:
             draw_boxes(image, [box for box, _ in boxes], [label for _, label in boxes])
+        return bool(boxes)
 
     # -- what comes out ----------------------------------------------------------------------
-    def _save_change(self, frame, score):
-        path = write_unique_file(self.media_dir, timestamped_name("change", ".jpg", frame.timestamp), frame.jpeg)
-        height, width = frame.image.shape[:2]
-        self.catalogue.add(path.name, "change", created=frame.timestamp, width=width, height=height,
-                           camera=self.camera.kind, note=f"score {score:.0f}")
-        self.changes_saved += 1
-        self.last_change = {"file": path.name, "score": round(score, 1), "timestamp": frame.timestamp}
-        log.info("scene change (score %.0f) saved as %s", score, path.name)
+    def _check_scene(self, frame):
+        """Compare the frame with the baseline; save it when it is a change and there is room."""
+        if not self._room_for_pictures():
+            self.monitor.compare(frame.image)      # the score stays live; no change is counted or saved
+            return
+        change = self.monitor.check(frame.image, frame.timestamp)
+        if change is None:
+            return
+        name = self._save_picture(frame, "change", f"score {change.score:.0f}")
+        if name is not None:
+            self.changes_saved += 1
+            self.last_change = {"file": name, "score": round(change.score, 1), "timestamp": frame.timestamp}
+            log.info("scene change (score %.0f) saved as %s", change.score, name)
 
     def _on_event(self, change, frame):
-        """Catalogue the event change (with a snapshot and a clip when it starts), then notify."""
+        """Keep the event change for the catalogue (with a snapshot and a clip when it starts), then notify."""
         event = change.event
-        if change.change == "started":
-            stored = {"snapshot": self._save_event_snapshot(frame, event.kind),
-                      "clip": self._start_clip() if self.record_events else None}
-            stored["event_id"] = self.catalogue.add_event(
-                event.start, event.kind, peak_score=event.peak_score, labels=sorted(event.labels), **stored)
-            self._open_events[event.id] = stored
+        if change.change == STARTED:
+            snapshot = self._save_picture(frame, "motion", f"{event.kind} event")
+            stored = self.events.save(event, snapshot, self._start_clip() if self.record_events else None)
         else:
-            stored = self._open_events[event.id]
-            fields = {"kind": event.kind, "peak_score": event.peak_score, "labels": sorted(event.labels)}
-            if change.change == "ended":
-                fields["end"] = event.end
-                del self._open_events[event.id]
-                if self._clip is not None:     # noticed event_quiet_s after the end: maybe past it
-                    self._clip_stop_at = event.end + self.postroll_s
-            self.catalogue.update_event(stored["event_id"], **fields)
-        message = {**change.to_dict(), **stored}
+            stored = self.events.save(event)
+            if change.change == ENDED and self._clip is not None:   # noticed event_quiet_s after the end
+                self._clip_stop_at = event.end + self.postroll_s
+        message = {**change.to_dict(), "snapshot": stored.snapshot, "clip": stored.clip,
+                   "catalogue_id": stored.catalogue_id}
         log.info("event %s: %s %s", change.change, event.kind, ", ".join(sorted(event.labels)))
         for notifier in self.notifiers:
             notifier.notify(message)
 
-    def _save_event_snapshot(self, frame, kind):
-        path = write_unique_file(self.media_dir, timestamped_name("motion", ".jpg", frame.timestamp), frame.jpeg)
+    def _save_picture(self, frame, kind, note):
+        """Save the frame's JPEG as a ``kind`` picture and catalogue it; its name, None when not saved.
+
+        A picture the catalogue cannot take (locked, disk full) stays: start-up repair lists it, by
+        its name's prefix, as the same kind.
+        """
+        if not self._room_for_pictures():
+            log.info("%s picture not saved: %s", kind, self._low_disk)
+            return None
+        try:
+            path = write_unique_file(self.media_dir, timestamped_name(kind, ".jpg", frame.timestamp), frame.jpeg)
+        except OSError as error:
+            log.error("%s picture not saved: %s", kind, error)
+            return None
         height, width = frame.image.shape[:2]
-        self.catalogue.add(path.name, "motion", created=frame.timestamp, width=width, height=height,
-                           camera=self.camera.kind, note=f"{kind} event")
+        try:
+            self.catalogue.add(path.name, kind, created=frame.timestamp, width=width, height=height,
+                               camera=self.camera.kind, note=note)
+        except SAVE_ERRORS as error:
+            log.warning("%s is saved but not catalogued (%s): the next start lists it", path.name, error)
         return path.name
+
+    def _room_for_pictures(self):
+        """False while the media folder's disk has less than min_free_mb free, looked at every
+        DISK_CHECK_S; the log says when it falls below and when there is room again."""
+        now = time.monotonic()
+        if not self.min_free_mb or now < self._disk_checked_at + DISK_CHECK_S:
+            return self._low_disk is None
+        self._disk_checked_at = now
+        try:
+            free_mb = shutil.disk_usage(self.media_dir).free / MB
+        except OSError as error:
+            low = f"cannot read the free space of the media folder: {error}"
+        else:
+            low = (f"only {free_mb:.0f} MB free in the media folder, below min_free_mb = {self.min_free_mb}"
+                   if free_mb < self.min_free_mb else None)
+        if low and not self._low_disk:
+            log.warning("scene watch: %s: scene changes and event pictures are not saved until there is more",
+                        low)
+        elif self._low_disk and not low:
+            log.info("scene watch: %.0f MB free in the media folder: saving pictures again", free_mb)
+        self._low_disk = low
+        return low is None
 
     def _start_clip(self):
         """Record the event, starting with the pre-roll; keep the clip going if one runs already."""
@@ -329,7 +390,7 @@ class SceneWatch:
             pass                        # stopped already (by the user, a limit, or the disk)
 
     def _finish_events(self, timestamp):
-        """End an open event (motion watching stopped) and its clip, even if cataloguing the end fails."""
+        """End an open event (motion watching stopped) and its clip, whatever happens to the end."""
         try:
             for change in self.tracker.close(timestamp):
                 self._on_event(change, frame=None)
@@ -381,12 +442,14 @@ def create_scene_watch(settings, camera, catalogue, media_dir, recorder):
                                       password=settings.mqtt_password or None))
     watch = SceneWatch(
         camera, catalogue, media_dir, recorder=recorder, detector=detector, notifiers=notifiers,
-        monitor=SceneMonitor(settings.monitor_threshold, settings.monitor_cooldown_s),
+        monitor=SceneMonitor(settings.monitor_threshold, settings.monitor_cooldown_s,
+                             settings.monitor_max_changes_per_hour),
         motion=MotionDetector(min_area=settings.motion_min_area, threshold=settings.motion_threshold,
                               masks=masks),
         tracker=EventTracker(quiet_s=settings.event_quiet_s),
-        preroll=PreRoll(settings.preroll_s) if settings.record_events else None,
-        postroll_s=settings.postroll_s, record_events=settings.record_events, show_boxes=settings.motion_boxes)
+        preroll=PreRoll(settings.preroll_s, jpeg_quality=settings.jpeg_quality) if settings.record_events else None,
+        postroll_s=settings.postroll_s, record_events=settings.record_events, show_boxes=settings.motion_boxes,
+        min_free_mb=settings.min_free_mb)
     if settings.motion_on_start:
         watch.start_motion()
     return watch

@@ -47,6 +47,7 @@ class Settings:
     max_media_gb: float = 0.0
     monitor_threshold: float = 300.0
     monitor_cooldown_s: float = 2.0
+    monitor_max_changes_per_hour: int = 120
     motion_on_start: bool = False
     motion_min_area: float = 0.001
     motion_threshold: int = 25
@@ -155,6 +156,7 @@ _KEYS = {
     "max_media_gb": ("SETTINGS", _number(float, 0, 100_000)),
     "monitor_threshold": ("WATCH", _number(float, 0.01, 65025)),
     "monitor_cooldown_s": ("WATCH", _number(float, 0, 3600)),
+    "monitor_max_changes_per_hour": ("WATCH", _number(int, 1, 100_000)),
     "motion_on_start": ("WATCH", _boolean),
     "motion_min_area": ("WATCH", _number(float, 0.00001, 1)),
     "motion_threshold": ("WATCH", _number(int, 1, 254)),

@@ -26,6 +26,7 @@ function showWatch(status) {
   document.getElementById("motion-score").textContent = status.motion.score === null ? "-" : status.motion.score;
 }
 
+// The watch line of the live page, and what both pages say when the monitor stopped saving (limit, low disk).
 function showWatchSummary(status) {
   for (const [id, on] of [["watch-monitor", status.monitor.on], ["watch-motion", status.motion.on]]) {
     const element = document.getElementById(id);
@@ -33,6 +34,12 @@ function showWatchSummary(status) {
   }
   const event = document.getElementById("watch-event");
   if (event) event.hidden = !status.motion.event;
+  const notSaving = document.getElementById("monitor-not-saving");
+  const stopped = status.monitor.saving_stopped;
+  if (notSaving) {
+    notSaving.hidden = !stopped;
+    notSaving.textContent = stopped ? `Scene changes not saved: ${stopped.message}` : "";
+  }
 }
 
 function mediaLink(name, text) {

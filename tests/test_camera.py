@@ -152,6 +152,22 @@ def test_overlays_show_in_the_stream_but_not_in_the_frame_image(fake_camera):
     assert wait_for(lambda: simplejpeg.decode_jpeg(fake_camera.current_frame().jpeg, colorspace="BGR")[:6, :6].max() < 100)
 
 
+def test_a_frame_says_whether_its_jpeg_shows_an_overlay(fake_camera):
+    drawing = threading.Event()
+
+    def boxes_while_drawing(image):
+        if drawing.is_set():
+            image[:8, :8] = 255
+        return drawing.is_set()                     # False: nothing drawn
+
+    fake_camera.add_overlay(boxes_while_drawing)
+    assert [frame.overlaid for frame in take(fake_camera, 3)] == [False] * 3
+    drawing.set()
+    assert wait_for(lambda: fake_camera.current_frame().overlaid)
+    fake_camera.remove_overlay(boxes_while_drawing)
+    assert wait_for(lambda: not fake_camera.current_frame().overlaid)
+
+
 def test_a_consumer_can_leave_while_the_device_hangs(fake_camera, fake_source, monkeypatch):
     unhang = threading.Event()
     real_read = fake_source.read

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import simplejpeg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -14,8 +15,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import scenes  # noqa: E402
 from events import ENDED, STARTED, UPDATED, EventTracker, PreRoll  # noqa: E402
+from camera_base import encode_jpeg  # noqa: E402
 from frame_hub import Frame  # noqa: E402
-from motion import MotionDetector, MotionResult, rectangle  # noqa: E402
+from motion import MotionDetector, MotionResult, draw_boxes, rectangle  # noqa: E402
 from object_detection import Detection  # noqa: E402
 
 
@@ -36,7 +38,7 @@ def test_person_entering_gives_exactly_one_motion_event():
     changes, tracker = scene_events(scene)
     assert [change.change for change in changes] == [STARTED, ENDED]
     started, ended = changes
-    assert started.event.id == ended.event.id == 1
+    assert started.event.id == ended.event.id
     assert started.event.kind == ended.event.kind == "motion"
     assert scene.enter_at <= ended.event.start <= scene.enter_at + 0.3
     assert scene.leave_at - 0.3 <= ended.event.end <= scene.leave_at + 1.0
@@ -106,7 +108,7 @@ def test_a_short_pause_keeps_one_event_a_long_one_makes_two():
     assert kinds(changes) == [STARTED]
     changes = tracker.update(5.8, MOVING)                    # 2.0 s of quiet before this frame
     assert kinds(changes) == [ENDED, STARTED]
-    assert changes[0].event.id == 1 and changes[1].event.id == 2
+    assert changes[0].event.id != changes[1].event.id
     assert changes[0].event.end == 3.8 and changes[1].event.start == 5.8
 
 
@@ -127,7 +129,7 @@ def test_motion_that_turns_out_to_be_an_object_is_updated():
     assert updated.event.labels == {"person", "cat"} and updated.event.peak_confidence == 0.8
     (ended,) = tracker.update(20.0, STILL)
     assert ended.event.kind == "object" and ended.event.end == 11.5
-    assert ended.to_dict() == {"type": "ended", "at": 20.0, "id": 1, "kind": "object", "start": 10.0,
+    assert ended.to_dict() == {"type": "ended", "at": 20.0, "id": ended.event.id, "kind": "object", "start": 10.0,
                                "end": 11.5, "peak_score": 0.1, "peak_confidence": 0.8,
                                "labels": ["cat", "person"]}
 
@@ -138,8 +140,18 @@ def test_min_duration_drops_blips_and_delays_the_start():
     assert tracker.update(2.0, STILL) == []                  # a 0 s blip: dropped without a word
     assert tracker.update(3.0, MOVING) == []
     (started,) = tracker.update(3.5, MOVING)
-    assert started.event.start == 3.0 and started.event.id == 2
-    assert tracker.current.id == 2
+    assert started.event.start == 3.0 and tracker.current.id == started.event.id
+
+
+def test_event_ids_are_strings_no_other_tracker_repeats():
+    """A restart makes a new tracker: its events must not reuse the ids the webhook and MQTT saw."""
+    def first_event_id():
+        (started,) = EventTracker().update(0.0, MOVING)
+        return started.event.id
+
+    ids = [first_event_id() for _ in range(100)]
+    assert all(isinstance(event_id, str) and len(event_id) >= 16 for event_id in ids)
+    assert len(set(ids)) == len(ids)
 
 
 def test_recalibration_is_not_activity():
@@ -183,6 +195,21 @@ def test_preroll_keeps_jpeg_bytes_not_the_decoded_picture():
     preroll.add(hub_frame(1, 0.0))
     (kept,) = preroll.frames()
     assert not hasattr(kept, "image") and (kept.seq, kept.timestamp) == (1, 0.0)
+
+
+def test_preroll_keeps_clean_pictures_of_frames_that_showed_boxes_and_encodes_no_other():
+    clean = np.full((48, 64, 3), 90, np.uint8)
+    boxed = draw_boxes(clean.copy(), [(8, 8, 30, 20)])
+    preroll = PreRoll(seconds=10.0)
+    plain = Frame.build(1, 0.0, clean, encode_jpeg(clean, 80))
+    overlaid = Frame.build(2, 0.1, clean, encode_jpeg(boxed, 80), overlaid=True)
+    preroll.add(plain)
+    preroll.add(overlaid)
+    first, second = preroll.frames()
+    assert first.jpeg == plain.jpeg                              # kept as it was streamed
+    for kept in (first, second):
+        picture = simplejpeg.decode_jpeg(kept.jpeg, colorspace="BGR").astype(np.int16)
+        assert np.abs(picture - clean).max() < 10                # no green box in either
 
 
 def test_preroll_is_bounded_by_count_and_bytes():

@@ -153,6 +153,27 @@ def test_a_new_baseline_starts_a_new_cooldown_window():
     assert monitor.check(white, 2.0) is not None
 
 
+def test_at_most_max_changes_per_hour_until_the_hour_is_over_or_a_new_baseline():
+    monitor = SceneMonitor(threshold=1, cooldown_s=0, max_changes_per_hour=3)
+    black, white = np.zeros((4, 4), np.uint8), np.full((4, 4), 255, np.uint8)
+    monitor.set_baseline(black)
+    assert [monitor.check(white, 100.0 + second) is not None for second in range(6)] == [True] * 3 + [False] * 3
+    assert monitor.last_score == 65025.0                   # still scored while held back
+    assert monitor.held_until(200.0) == 3700.0             # an hour after the first change it counted
+    assert monitor.check(white, 3700.0) is not None        # the next hour
+    assert monitor.held_until(3700.0) is None
+    assert [monitor.check(white, 3701.0 + second) is not None for second in range(3)] == [True, True, False]
+    monitor.set_baseline(black)                            # a new baseline: counted from 0 again
+    assert monitor.held_until(3705.0) is None
+    assert [monitor.check(white, 3705.0 + second) is not None for second in range(4)] == [True] * 3 + [False]
+
+
+@pytest.mark.parametrize("value", [0, -1, 100001, "many", None])
+def test_bad_max_changes_per_hour_are_refused_with_the_range(value):
+    with pytest.raises(ValueError, match="most changes per hour"):
+        SceneMonitor(max_changes_per_hour=value)
+
+
 def test_baseline_is_a_copy():
     image = np.zeros((4, 4), np.uint8)
     monitor = SceneMonitor()

@@ -1,8 +1,11 @@
 """Scene watch through the real pipeline: a camera playing synthetic scenes, the watch thread,
 the catalogue, the recorder and a webhook. Each scene gives exactly the expected events."""
+import dataclasses
 import http.server
 import itertools
 import json
+import logging
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -17,6 +20,7 @@ import scene_watch
 import scenes
 from app import create_app, main_app, stop_services
 from camera_base import Camera, CameraError, Source
+from event_store import EventStore
 from events import ENDED, EncodedFrame, Event, EventChange, EventTracker
 from media_catalogue import CatalogueError, MediaCatalogue
 from motion import MotionDetector
@@ -291,9 +295,11 @@ def test_events_are_sent_to_the_webhook(settings, control_for):
     try:
         events = events_after_playback(application, source, control_for(application))
         assert wait_for(lambda: len(Webhook.received) >= 2)
-        assert [message["type"] for message in Webhook.received] == ["started", "ended"]
-        assert Webhook.received[0]["snapshot"] == events[0]["snapshot"]
-        assert Webhook.received[0]["event_id"] == events[0]["id"]
+        started, ended = Webhook.received
+        assert [started["type"], ended["type"]] == ["started", "ended"]
+        assert started["snapshot"] == events[0]["snapshot"]
+        assert started["catalogue_id"] == ended["catalogue_id"] == events[0]["id"]
+        assert isinstance(started["id"], str) and started["id"] == ended["id"]     # one event, one id
     finally:
         stop_services(application)
         server.shutdown()
@@ -354,46 +360,89 @@ def test_events_are_recorded_with_a_pre_roll(settings, control_for):
 
 def test_the_clip_stops_postroll_s_after_the_event_ended_not_after_the_end_was_noticed(tmp_path):
     class Catalogue:
-        def update_event(self, event_id, **fields):
-            pass
+        def add_event(self, start, **fields):
+            return 7
 
     watch = scene_watch.SceneWatch(None, Catalogue(), tmp_path, monitor=None, motion=None,
                                    tracker=EventTracker(quiet_s=5.0), postroll_s=2.0)
-    watch._open_events[1] = {"event_id": 7, "snapshot": None, "clip": "event.mp4"}
     watch._clip = "event.mp4"
     last_motion = 103.0
     noticed = last_motion + 5.0               # the quiet time later
-    watch._on_event(EventChange(ENDED, Event(1, "motion", 100.0, last_motion, last_motion), noticed), frame=None)
+    ended = Event("e1", "motion", 100.0, last_motion, last_motion)
+    watch._on_event(EventChange(ENDED, ended, noticed), frame=None)
     assert watch._clip_stop_at == last_motion + 2.0
 
 
 class StillSource(FakeSource):
-    """The same picture every time, so nothing moves; ``hang`` set: read() waits, delivering nothing."""
+    """The same picture (of grey ``level``) every time, so nothing moves unless the test changes the level;
+    ``hang`` set: read() waits, delivering nothing."""
 
     def __init__(self):
         super().__init__()
+        self.level = 80
         self.hang, self.hanging, self.unhang = threading.Event(), threading.Event(), threading.Event()
 
     def read(self):
         if self.hang.is_set():
             self.hanging.set()
             self.unhang.wait(30)
-        return np.full((self.height, self.width, 3), 80, np.uint8)
+        return np.full((self.height, self.width, 3), self.level, np.uint8)
+
+
+class ClipRecorder:
+    """Stands in for the recorder: the event clips started and stopped."""
+
+    def __init__(self):
+        self.started, self.stopped = [], []
+
+    def start(self, preroll=()):
+        self.started.append(f"event-{len(self.started) + 1}.mp4")
+        return {"file": self.started[-1]}
+
+    def stop(self, filename=None):
+        self.stopped.append(filename)
+
+
+class Messages:
+    """A notifier that keeps the messages it is given."""
+
+    def __init__(self):
+        self.received = []
+
+    def notify(self, message):
+        self.received.append(message)
+
+    def close(self, timeout=None):
+        pass
 
 
 @pytest.fixture
-def still_watch(tmp_path):
-    """A SceneWatch over a still camera and a real catalogue; no detector, the tests hand its results."""
-    source = StillSource()
-    camera = Camera(source, kind="fake", width=64, height=48, idle_timeout=0.2)
-    catalogue = MediaCatalogue(tmp_path / "media.db", tmp_path)
-    watch = scene_watch.SceneWatch(camera, catalogue, tmp_path, monitor=SceneMonitor(), motion=MotionDetector(),
-                                   tracker=EventTracker(quiet_s=30.0))
-    yield watch, source
-    source.unhang.set()
-    watch.close()
-    camera.stop()
-    catalogue.close()
+def still_watch_with(tmp_path):
+    """make(**options): a SceneWatch over a still camera and a real catalogue (busy timeout 0.2 s) in
+    tmp_path; no detector, the tests hand its results. ``retry_s``: its event store's."""
+    made = []
+
+    def make(retry_s=5.0, **options):
+        source = StillSource()
+        camera = Camera(source, kind="fake", width=64, height=48, idle_timeout=0.2)
+        catalogue = MediaCatalogue(tmp_path / "media.db", tmp_path, busy_timeout=0.2)
+        options = {"monitor": SceneMonitor(), "motion": MotionDetector(), "tracker": EventTracker(quiet_s=30.0),
+                   "event_store": EventStore(catalogue, retry_s=retry_s), **options}
+        watch = scene_watch.SceneWatch(camera, catalogue, tmp_path, **options)
+        made.append((watch, source, camera, catalogue))
+        return watch, source
+
+    yield make
+    for watch, source, camera, catalogue in made:
+        source.unhang.set()
+        watch.close()
+        camera.stop()
+        catalogue.close()
+
+
+@pytest.fixture
+def still_watch(still_watch_with):
+    return still_watch_with()
 
 
 def tracker_updates(watch, monkeypatch):
@@ -468,23 +517,192 @@ def test_the_watch_thread_is_started_again_after_closing_an_event_failed(still_w
 
 def test_the_event_clip_stops_even_when_the_end_of_the_event_cannot_be_saved(tmp_path):
     class LockedCatalogue:
-        def update_event(self, event_id, **fields):
-            raise CatalogueError("database is locked")
+        def add_event(self, start, **fields):
+            raise sqlite3.OperationalError("database is locked")
 
-    class ClipRecorder:
-        stopped = []
-
-        def stop(self, filename=None):
-            self.stopped.append(filename)
+        update_event = add_event
 
     watch = scene_watch.SceneWatch(None, LockedCatalogue(), tmp_path, monitor=None, motion=None,
                                    tracker=EventTracker(quiet_s=5.0), recorder=ClipRecorder())
     (started,) = watch.tracker.update(100.0, detections=PERSON)
-    watch._open_events[started.event.id] = {"event_id": 7, "snapshot": None, "clip": "event.mp4"}
+    watch.events.save(started.event, clip="event.mp4")
     watch._clip = "event.mp4"
-    with pytest.raises(CatalogueError):
-        watch._finish_events(101.0)
+    watch._finish_events(101.0)
     assert watch.recorder.stopped == ["event.mp4"]
+    (unsaved,) = watch.events.unsaved                  # kept, to be saved when the catalogue answers
+    assert unsaved.event.end == 100.0 and unsaved.clip == "event.mp4"
+
+
+def lock_catalogue(catalogue):
+    """Another process's long write: a connection that holds the catalogue's write lock until rolled back."""
+    holder = sqlite3.connect(catalogue.db_path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    return holder
+
+
+def test_an_event_the_locked_catalogue_refused_still_ends_stops_its_clip_and_is_saved_later(still_watch_with):
+    messages = Messages()
+    watch, _ = still_watch_with(retry_s=0.1, tracker=EventTracker(quiet_s=0.3), recorder=ClipRecorder(),
+                                record_events=True, postroll_s=0.2, notifiers=[messages])
+    holder = lock_catalogue(watch.catalogue)
+    try:
+        watch.start_motion()
+        watch._on_detections(new_frame(watch.camera), PERSON)
+        assert wait_for(lambda: [message["type"] for message in messages.received] == ["started", "ended"])
+        assert wait_for(lambda: watch.recorder.stopped == ["event-1.mp4"])     # not max_recording_minutes
+        started, ended = messages.received
+        assert started["id"] == ended["id"] and started["catalogue_id"] is None
+        assert started["clip"] == "event-1.mp4" and (watch.media_dir / started["snapshot"]).is_file()
+        assert watch.catalogue.events() == [] and watch.catalogue.get(started["snapshot"]) is None
+    finally:
+        holder.rollback()
+        holder.close()
+    assert wait_for(lambda: watch.catalogue.events())                 # saved once the catalogue answers
+    (event,) = watch.catalogue.events()
+    assert event["end"] is not None and (event["kind"], event["labels"]) == ("object", ["person"])
+    assert (event["snapshot"], event["clip"]) == (started["snapshot"], "event-1.mp4")
+    watch.catalogue.scan()                                            # what start-up repair does
+    assert watch.catalogue.get(started["snapshot"])["kind"] == "motion"
+    watch._on_detections(new_frame(watch.camera), PERSON)            # the tracker goes on
+    assert wait_for(lambda: len(watch.catalogue.events()) == 2)
+
+
+def stop_watching(watch):
+    watch.stop_monitor()
+    watch.stop_motion()
+    assert wait_for(lambda: watch._thread is None)
+
+
+def test_scene_changes_are_kept_while_the_catalogue_is_locked_and_listed_at_the_next_start(still_watch_with):
+    watch, source = still_watch_with(monitor=SceneMonitor(threshold=100, cooldown_s=0))
+    watch.take_baseline()
+    holder = lock_catalogue(watch.catalogue)
+    try:
+        source.level = 200
+        watch.start_monitor()
+        watch.start_motion()
+        assert wait_for(lambda: watch.changes_saved >= 2)
+        watch._on_detections(new_frame(watch.camera), PERSON)        # events still start meanwhile
+        assert wait_for(lambda: watch.tracker.current is not None)
+        stop_watching(watch)
+    finally:
+        holder.rollback()
+        holder.close()
+    changes = sorted(path.name for path in watch.media_dir.glob("change_*.jpg"))
+    assert len(changes) == watch.changes_saved
+    added = watch.catalogue.scan()["added"]
+    assert sorted(entry["filename"] for entry in added if entry["kind"] == "change") == changes
+
+
+def frames_compared(watch, monkeypatch):
+    """How many frames the monitor compared with the baseline, counted as they come."""
+    compared, real_compare = [], watch.monitor.compare
+
+    def compare(image):
+        compared.append(True)
+        return real_compare(image)
+
+    monkeypatch.setattr(watch.monitor, "compare", compare)
+    return compared
+
+
+def saving_stopped(watch):
+    stopped = watch.status()["monitor"]["saving_stopped"]
+    return stopped and stopped["reason"]
+
+
+def test_the_monitor_saves_at_most_its_changes_per_hour_and_a_new_baseline_starts_again(still_watch_with,
+                                                                                        monkeypatch):
+    watch, source = still_watch_with(monitor=SceneMonitor(threshold=100, cooldown_s=0, max_changes_per_hour=3))
+    compared = frames_compared(watch, monkeypatch)
+
+    def limit_holds(saved):
+        assert wait_for(lambda: saving_stopped(watch) == "limit")
+        seen = len(compared)
+        assert wait_for(lambda: len(compared) >= seen + 10)          # changed frames, none saved
+        assert watch.changes_saved == saved and len(list(watch.media_dir.glob("change_*.jpg"))) == saved
+
+    watch.take_baseline()
+    source.level = 200
+    watch.start_monitor()
+    limit_holds(3)
+    assert "monitor_max_changes_per_hour" in watch.status()["monitor"]["saving_stopped"]["message"]
+    watch.take_baseline()                                             # the scene as it is now
+    assert saving_stopped(watch) is None
+    source.level = 80
+    limit_holds(6)
+
+
+def test_below_min_free_mb_no_picture_is_saved_and_the_status_says_why(still_watch_with, monkeypatch, caplog):
+    watch, source = still_watch_with(monitor=SceneMonitor(threshold=100, cooldown_s=0), min_free_mb=10_000_000)
+    compared = frames_compared(watch, monkeypatch)
+    watch.take_baseline()
+    source.level = 200
+    watch.start_monitor()
+    watch.start_motion()
+    assert wait_for(lambda: saving_stopped(watch) == "low_disk")
+    assert "below min_free_mb = 10000000" in watch.status()["monitor"]["saving_stopped"]["message"]
+    watch._on_detections(new_frame(watch.camera), PERSON)
+    assert wait_for(lambda: watch.catalogue.events())                 # the event, without a picture
+    seen = len(compared)
+    assert wait_for(lambda: len(compared) >= seen + 10)
+    assert watch.catalogue.events()[0]["snapshot"] is None and list(watch.media_dir.glob("*.jpg")) == []
+    assert watch.changes_saved == 0 and watch.status()["monitor"]["last_score"] > 100
+    warnings = [record for record in caplog.records if "not saved until there is more" in record.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING      # said once, not per frame
+
+
+def test_status_and_pages_say_the_monitor_is_not_saving_on_a_low_disk(settings):
+    application = create_app(settings.replace(min_free_mb=10_000_000))
+    client = application.test_client()
+    try:
+        assert client.post("/monitor/start", headers={"X-Control-Token": application.config["CONTROL_TOKEN"]}
+                           ).status_code == 200
+        assert wait_for(lambda: (client.get("/status").get_json()["monitor"]["saving_stopped"] or {}).get("reason")
+                        == "low_disk")
+        for page in ("/", "/watch"):
+            assert "Scene changes not saved: only" in client.get(page).get_data(as_text=True)
+    finally:
+        stop_services(application)
+
+
+@dataclasses.dataclass
+class TwoVisits(scenes.ObjectEntering):
+    """A person walks across the room, and again after a pause long enough to end the first event."""
+    seconds: float = 26.0
+    enter_at: float = 2.0
+    leave_at: float = 6.0
+    again_at: float = 16.0
+
+    def render(self, image, timestamp):
+        visit = timestamp if timestamp < self.again_at else timestamp - self.again_at + self.enter_at
+        return super().render(image, visit)
+
+
+def box_green_pixels(image):
+    """Pixels of the boxes' green in a decoded BGR picture (the room and the person are grey)."""
+    image = image.astype(np.int16)
+    blue, green, red = image[..., 0], image[..., 1], image[..., 2]
+    return int(np.count_nonzero((green - red > 50) & (green - blue > 50)))
+
+
+def test_the_pre_roll_of_a_clip_shows_no_motion_boxes(settings, control_for, monkeypatch):
+    """The second event's pre-roll holds frames of the first, streamed with boxes; its clip has none."""
+    application, source = watch_app(settings, TwoVisits(), record_events=True, preroll_s=5.0, postroll_s=0.2)
+    preroll = application.extensions["watch"].preroll
+    added, drained, real_add, real_frames = {}, [], preroll.add, preroll.frames
+    monkeypatch.setattr(preroll, "add", lambda frame: (added.update({frame.seq: frame.overlaid}), real_add(frame)))
+    monkeypatch.setattr(preroll, "frames", lambda: drained.append(real_frames()) or drained[-1])
+    try:
+        events = events_after_playback(application, source, control_for(application))
+        assert len(events) == 2 and all(event["clip"] for event in events)
+        assert any(added[frame.seq] for frame in drained[1])          # boxes were streamed in its pre-roll
+        assert wait_for(lambda: not application.extensions["recorder"].status()["recording"])
+        with av.open(str(Path(settings.media_dir) / events[0]["clip"])) as container:   # newest first
+            greens = [box_green_pixels(frame.to_ndarray(format="bgr24")) for frame in container.decode(video=0)]
+        assert len(greens) > len(drained[1]) and max(greens) == 0
+    finally:
+        stop_services(application)
 
 
 def test_recorder_writes_the_pre_roll_first(tmp_path, fake_camera):
@@ -602,6 +820,7 @@ def test_events_refuses_a_limit_that_is_not_plain_digits(client, limit):
     ("webhook_url = ftp://example\n", "ftp://example"),
     ("monitor_threshold = 0\n", "monitor_threshold = '0' is out of range; use a value from 0.01"),
     ("event_quiet_s = 0\n", "event_quiet_s = '0' is out of range"),
+    ("monitor_max_changes_per_hour = 0\n", "monitor_max_changes_per_hour = '0' is out of range; use a value from 1"),
     ("detector_confidence = 1.5\n", "detector_confidence = '1.5' is out of range"),
 ])
 def test_bad_watch_settings_stop_start_up_with_a_clear_message(tmp_path, monkeypatch, capsys, config, words):
