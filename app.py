@@ -4,6 +4,7 @@
 """
 import logging
 import secrets
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 import auth
 import logging_setup
+import failures
 from request_fields import FieldRequest, field, number, query_number, switch, text_fields
 from camera_base import CameraError, FocusNotSupported
 from cameras import create_camera
@@ -31,7 +33,7 @@ from retention import RetentionTimer
 from scene_watch import create_scene_watch
 from settings import ConfigError, load_settings
 from trinket import open_light
-from video_file import EncoderQuality, recover_interrupted
+from video_file import EncoderQuality, read_duration, recover_interrupted
 from watch_routes import create_watch_blueprint
 
 log = logging.getLogger(__name__)
@@ -107,19 +109,19 @@ def _reconcile(catalogue, media_dir):
     A file that cannot be repaired or catalogued is logged and left as it is; start-up goes on.
     """
     remove_leftover_temporaries(media_dir)
-    repaired = recover_interrupted(media_dir)
-    found = catalogue.scan(remove_missing=True)
+    recover_interrupted(media_dir)
+    try:
+        found = catalogue.scan(remove_missing=True, read_duration=read_duration)
+    except (CatalogueError, sqlite3.Error, OSError) as error:
+        if failures.explain(error) is None:
+            raise
+        log.warning("catalogue: start-up repair skipped: %s", failures.explain(error).message)
+        return
     for skipped in found["skipped"]:
         log.warning("catalogue: %s is not listed: %s", skipped["filename"], skipped["reason"])
-    for name, (_, duration) in repaired.items():
-        try:
-            if catalogue.get(name) is not None:
-                catalogue.update(name, size=(media_dir / name).stat().st_size, duration=round(duration, 3))
-        except (CatalogueError, OSError, ValueError) as error:     # MediaNameError is a ValueError
-            log.warning("catalogue: could not note the length of the repaired %s: %s", name, error)
-    if found["added"] or found["missing"]:
-        log.info("catalogue: added %d files found in the media folder, forgot %d missing ones",
-                 len(found["added"]), len(found["missing"]))
+    if found["added"] or found["missing"] or found["refreshed"]:
+        log.info("catalogue: added %d files found in the media folder, forgot %d missing ones, refreshed "
+                 "the size of %d", len(found["added"]), len(found["missing"]), len(found["refreshed"]))
 
 
 def stop_services(app):

@@ -19,6 +19,7 @@ import failures
 import settings as settings_module
 from media_catalogue import DB_NAME, KINDS, CatalogueError, MediaCatalogue
 from media_files import MediaNameError
+from video_file import read_duration
 
 HERE = Path(__file__).resolve().parent
 
@@ -222,10 +223,12 @@ def list_entries(as_json, kind):
 @click.option("--remove-missing", is_flag=True, help="Also remove entries whose file is gone.")
 @_friendly_errors
 def scan(remove_missing):
-    """Catalogue new files in the media folder; report entries whose file is gone."""
-    found = _open_catalogue().scan(remove_missing=remove_missing)
+    """Catalogue new files in the media folder, refresh changed sizes; report entries whose file is gone."""
+    found = _open_catalogue().scan(remove_missing=remove_missing, read_duration=read_duration)
     for entry in found["added"]:
         click.echo(f"added    {entry['filename']} ({entry['kind']}, {_size(entry['size'])})")
+    for entry in found["refreshed"]:
+        click.echo(f"updated  {entry['filename']}: {_size(entry['size'])} on disk")
     for entry in found["missing"]:
         click.echo(f"{'removed' if remove_missing else 'missing'}  {entry['filename']}: the file is gone")
     for skipped in found["skipped"]:

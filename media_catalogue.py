@@ -22,7 +22,7 @@ from catalogue_fields import (EVENT_FIELDS, MEDIA_FIELDS, CatalogueError, Duplic
 # The kinds an entry can have, and the error for a bad value, are part of the catalogue's interface too.
 from catalogue_fields import KINDS, InvalidValue  # noqa: F401
 from failures import is_disk_full
-from media_files import TEMPORARY_PREFIX, MediaNameError, being_written, media_path
+from media_files import TEMPORARY_PREFIX, MediaNameError, being_written, media_path, regular_file_stat
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -149,33 +149,33 @@ class MediaCatalogue:
                            check_number("offset", offset, whole=True, required=True)]
         return [dict(row) for row in self._db().execute(query, parameters)]
 
-    def scan(self, remove_missing=False):
-        """Catalogue media files the catalogue lacks; report entries whose file is gone (with
-        remove_missing, drop them).
+    def scan(self, remove_missing=False, read_duration=None):
+        """Catalogue media files the catalogue lacks, refresh the size of those whose size on disk
+        changed (a recording the catalogue refused at its end, one repaired after a crash), and report
+        entries whose file is gone (with remove_missing, drop them). With ``read_duration`` (path ->
+        seconds or None), a video added or refreshed gets its duration too.
 
-        Answers ``{"added": [entries], "missing": [entries], "skipped": [{"filename", "reason"}]}``;
+        Answers ``{"added", "refreshed", "missing": [entries], "skipped": [{"filename", "reason"}]}``;
         skipped are files with a media extension whose name the catalogue cannot take. A file being
-        recorded (or an empty video, whose recording has not started) is left for its recorder.
+        recorded (or an empty video, whose recording has not started) is left for its recorder;
+        symbolic links are neither listed nor followed.
         """
-        added, skipped = [], []
+        added, refreshed, skipped = [], [], []
         with self._transaction() as db:
             known = {row["filename"]: dict(row) for row in db.execute("SELECT * FROM media")}
             for path in sorted(self.media_dir.iterdir()):
-                name = path.name
-                if name in known or self._ignored(name) or guess_kind(name) is None:
+                name, entry = path.name, known.get(path.name)
+                stat = self._scannable(path)
+                if stat is None or (entry is not None and entry["size"] == stat.st_size) or being_written(path):
+                    continue
+                if entry is not None:
+                    db.execute("UPDATE media SET size = ? WHERE id = ?", (stat.st_size, entry["id"]))
+                    refreshed.append(self._entry(db, entry["id"]))
                     continue
                 try:
                     media_name(name)
-                    if not media_path(self.media_dir, name).is_file():
-                        continue
                 except MediaNameError as error:
                     skipped.append({"filename": _printable(name), "reason": str(error)})
-                    continue
-                try:
-                    stat = path.stat()
-                except FileNotFoundError:       # deleted while we looked
-                    continue
-                if (stat.st_size == 0 and guess_kind(name) == "video") or being_written(path):
                     continue
                 cursor = db.execute("INSERT INTO media (filename, kind, created, size) VALUES (?, ?, ?, ?)",
                                     (name, guess_kind(name), stat.st_mtime, stat.st_size))
@@ -183,7 +183,33 @@ class MediaCatalogue:
             missing = [entry for name, entry in known.items() if not self._file_exists(name)]
             if remove_missing:
                 db.executemany("DELETE FROM media WHERE id = ?", [(entry["id"],) for entry in missing])
-        return {"added": added, "missing": missing, "skipped": skipped}
+        if read_duration is not None:
+            self._note_durations(added + refreshed, read_duration)
+        return {"added": added, "refreshed": refreshed, "missing": missing, "skipped": skipped}
+
+    def _scannable(self, path):
+        """The stat of a file scan may list: a media file that is a plain file (no link, no folder), not
+        hidden or the catalogue's own, and not an empty video whose recording has not started."""
+        name = path.name
+        if self._ignored(name) or guess_kind(name) is None:
+            return None
+        stat = regular_file_stat(path)
+        if stat is None or (stat.st_size == 0 and guess_kind(name) == "video"):
+            return None
+        return stat
+
+    def _note_durations(self, entries, read_duration):
+        """Read the duration of the videos among ``entries`` (outside the write lock) and store it."""
+        durations = []
+        for entry in entries:
+            if entry["kind"] == "video":
+                seconds = read_duration(self.media_dir / entry["filename"])
+                if seconds is not None:
+                    entry["duration"] = round(seconds, 3)
+                    durations.append((entry["duration"], entry["id"]))
+        if durations:
+            with self._transaction() as db:
+                db.executemany("UPDATE media SET duration = ? WHERE id = ?", durations)
 
     def prune(self, max_age_days=None, max_total_bytes=None, dry_run=False, now=None):
         """Delete the oldest entries and their files: older than max_age_days, then until the files fit

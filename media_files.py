@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import secrets
+import stat
 import time
 from pathlib import Path
 
@@ -70,6 +71,16 @@ def media_path(media_dir, name):
     if path.parent != base:
         raise MediaNameError(f"{name!r} is outside the media folder")
     return path
+
+
+def regular_file_stat(path):
+    """The stat of the plain file at ``path``, not following a symbolic link; None when there is none
+    (absent, a link, a folder)."""
+    try:
+        found = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return found if stat.S_ISREG(found.st_mode) else None
 
 
 def timestamped_name(prefix, extension, when=None):

@@ -14,12 +14,15 @@ import logging
 import os
 import queue
 import shutil
+import sqlite3
 import threading
 import time
 from pathlib import Path
 
 import simplejpeg
 
+import failures
+from catalogue_fields import CatalogueError
 from media_files import MediaExists, WriterLockError, check_media_name, create_locked, media_path, timestamped_name
 from video_file import (EncoderQuality, VideoFileWriter, default_encoders, probe, rewrite_with_index_in_front,
                         trim_to_complete_fragments)
@@ -31,6 +34,8 @@ DISK_CHECK_INTERVAL = 1.0       # seconds between free-space checks (and fsyncs)
 FEEDER_JOIN_TIMEOUT = 2.0
 QUEUE_BYTES = 32 * MB           # pictures waiting for the writer: 36 at 640x480 (1.2 s), 5 at 1920x1080
 ERROR_REASONS = ("disk_full", "write_error")
+LATE_ENTRY_RETRY_S = 5.0        # a finished recording the catalogue refused is put again this often,
+LATE_ENTRY_GIVE_UP_S = 600.0    # for this long; start-up repair fixes what is left
 
 
 class RecordingError(RuntimeError):
@@ -72,6 +77,7 @@ class Recorder:
         else:
             self.encoders = (encoder,) if encoder == "libx264" else (encoder, "libx264")
         self.quality = quality
+        self.late_entries = _LateEntries(catalogue)
         self._lock = threading.Lock()
         self._current = None
         self._last = None
@@ -137,6 +143,7 @@ class Recorder:
                 recording.request_stop("shutdown")
         if recording is not None and not recording.join(timeout):
             log.warning("recording %s: not finished %.0f s after shutdown began", recording.name, timeout)
+        self.late_entries.stop()
 
     @staticmethod
     def _names(filename):
@@ -314,17 +321,22 @@ class _Recording:
 
     # -- finishing ---------------------------------------------------------------------------
     def _finish(self):
+        """Finish the file and catalogue it; whatever fails on the way, the recorder is released, so
+        the next recording can start."""
         self.request_stop("stopped")            # a no-op unless something asked for the stop before
+        fragmented, frames, duration, size = True, self.frames, self._file.duration if self._file else 0.0, None
         try:
             fragmented = self._close_file() if self._file is not None else False
             frames, duration, size = self._saved()
             if not frames:
                 self._discard()
-            else:       # add or replace: whatever listed the name meanwhile, the entry is this file
-                self._catalogue("put", self.name, "video", created=self.started, size=size,
-                                duration=round(duration, 3), **self._picture_fields())
+            else:
+                self._catalogue_at_end(size, duration)
+        except Exception as error:      # the writer thread's last step: a stat or unlink that failed
+            log.error("recording %s: finishing the file failed: %s", self.name, error)
+            self.error = self.error or f"finishing the file failed: {error}"
         finally:
-            os.close(self._file_lock)
+            self._release_file()
         self.result = {"file": self.name if frames else None, "duration": round(duration, 3), "size": size,
                        "frames": frames, "dropped": self.dropped, "reason": self.reason, "error": self.error,
                        "encoder": self._file.encoder if self._file else None, "fragmented": fragmented,
@@ -333,6 +345,20 @@ class _Recording:
                  duration, self.dropped, f"; {self.error}" if self.error else "")
         self.done.set()
         self.recorder._finished(self)
+
+    def _catalogue_at_end(self, size, duration):
+        """Add or replace the entry (whatever listed the name meanwhile, it is this file); when the
+        catalogue refuses, it is put again later (late_entries)."""
+        fields = dict(created=self.started, size=size, duration=round(duration, 3), **self._picture_fields())
+        if not self._catalogue("put", self.name, "video", **fields) and self.recorder.catalogue is not None:
+            self.recorder.late_entries.add(self.name, fields)
+
+    def _release_file(self):
+        """Let go of the writer's lock: from now on the file may be deleted."""
+        try:
+            os.close(self._file_lock)
+        except OSError as error:
+            log.warning("recording %s: closing the file's lock failed: %s", self.name, error)
 
     def _close_file(self):
         """Close the encoder and container, then rewrite with the index in front when that is safe.
@@ -397,3 +423,58 @@ class _Recording:
             log.warning("recording %s: catalogue %s failed: %s", self.name, action, error)
             self.error = self.error or f"catalogue {action} failed: {error}"
             return False
+
+
+class _LateEntries:
+    """Finished recordings whose entry the catalogue refused (locked by another program, its disk full):
+    put again every few seconds from one daemon thread, until the catalogue takes them or a while has
+    passed (then start-up repair does it)."""
+
+    def __init__(self, catalogue):
+        self.catalogue = catalogue
+        self.retry_s, self.give_up_s = LATE_ENTRY_RETRY_S, LATE_ENTRY_GIVE_UP_S
+        self._waiting = {}              # name -> (fields, give-up time on the monotonic clock)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
+
+    def add(self, name, fields):
+        with self._lock:
+            self._waiting[name] = (fields, time.monotonic() + self.give_up_s)
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._run, name="recorder-late-entries", daemon=True)
+                self._thread.start()
+
+    def stop(self, timeout=5.0):
+        self._stop.set()
+        with self._lock:
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    def _run(self):
+        while not self._stop.wait(self.retry_s):
+            try:
+                self._put_waiting()
+            except Exception:           # the thread's top level: try again at the next round
+                log.exception("recording catalogue retries failed")
+            with self._lock:
+                if not self._waiting:
+                    self._thread = None
+                    return
+
+    def _put_waiting(self):
+        with self._lock:
+            waiting = dict(self._waiting)
+        for name, (fields, give_up_at) in waiting.items():
+            try:
+                self.catalogue.put(name, "video", **fields)
+                log.info("recording %s: catalogued its size and duration now that the catalogue takes it", name)
+            except (CatalogueError, sqlite3.Error, OSError, ValueError) as error:
+                if failures.situation(error) is not None and time.monotonic() < give_up_at:
+                    continue            # still locked or full: the next round
+                log.warning("recording %s: gave up cataloguing its size and duration (%s); the next start "
+                            "does it", name, error)
+            with self._lock:
+                if self._waiting.get(name, (None,))[0] is fields:
+                    del self._waiting[name]

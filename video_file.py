@@ -160,6 +160,19 @@ def probe(path):
         return frames, float((end - first) * stream.time_base) if frames else 0.0
 
 
+def read_duration(path):
+    """The duration in seconds of a video file, from its index when it has one (cheap) or else its
+    packets; None, and a log line, when it cannot be read."""
+    try:
+        with av.open(str(path)) as container:
+            if container.duration:          # microseconds; a fragmented MP4 states none
+                return container.duration / 1e6
+        return probe(path)[1]
+    except (OSError, av.error.FFmpegError, IndexError, ValueError) as error:
+        log.warning("cannot read the duration of %s: %s", Path(path).name, error)
+        return None
+
+
 def rewrite_with_index_in_front(path):
     """Remux (no re-encode) into a regular MP4 with +faststart, then replace the file atomically.
 

@@ -386,7 +386,7 @@ def test_scan_catalogues_new_files_and_reports_missing_ones(catalogue, media_dir
     again = catalogue.scan(remove_missing=True)
     assert again["added"] == [] and [entry["filename"] for entry in again["missing"]] == ["lost.mp4"]
     assert catalogue.get("lost.mp4") is None
-    assert catalogue.scan() == {"added": [], "missing": [], "skipped": again["skipped"]}
+    assert catalogue.scan() == {"added": [], "refreshed": [], "missing": [], "skipped": again["skipped"]}
 
 
 # -- prune ---------------------------------------------------------------------------------------

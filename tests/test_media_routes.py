@@ -1,5 +1,6 @@
 """The catalogue pages and API, media files with range requests, recording routes."""
 import os
+import sqlite3
 import threading
 import subprocess
 import sys
@@ -9,8 +10,9 @@ from pathlib import Path
 import av
 import pytest
 
+import media_catalogue
 from app import create_app, stop_services
-from conftest import ROOT, wait_for
+from conftest import ROOT, read_one_part, wait_for
 from recorder import Recorder
 
 
@@ -416,3 +418,79 @@ def test_a_request_waiting_on_the_catalogue_does_not_stop_other_greenlets(app, c
     held.let_go.set()
     response = request.get(timeout=10)
     assert response.status_code in (200, 201), response.get_json()
+
+
+# -- a catalogue that was locked as a recording ended: the entry is put right later -------------------------
+
+
+def raw_update(media_dir, query, parameters=()):
+    db = sqlite3.connect(media_dir / "media.db")
+    with db:
+        db.execute(query, parameters)
+    db.close()
+
+
+def test_a_recording_stopped_while_the_catalogue_is_locked_is_listed_right_once_it_is_free(
+        settings, fake_camera, media_dir, monkeypatch):
+    monkeypatch.setattr(media_catalogue, "BUSY_TIMEOUT_S", 0.2)
+    application = create_app(settings, camera=fake_camera)
+    try:
+        client, recorder = application.test_client(), application.extensions["recorder"]
+        control = {"X-Control-Token": application.config["CONTROL_TOKEN"]}
+        recorder.late_entries.retry_s = 0.05
+        client.post("/video_capture", headers=control, data={"action": "start", "filename": "late"})
+        assert wait_for(lambda: recorder.status()["frames"] >= 20)
+        holder = sqlite3.connect(media_dir / "media.db", isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")                   # another program's long change
+        try:
+            stopped = client.post("/video_capture", headers=control, data={"action": "stop"})
+            assert stopped.status_code == 200 and "database is locked" in stopped.get_json()["error"]
+            started = client.post("/video_capture", headers=control, data={"action": "start", "filename": "next"})
+            assert started.status_code == 200                   # the recorder is free at once
+            client.post("/video_capture", headers=control, data={"action": "stop"})
+        finally:
+            holder.close()
+        result = stopped.get_json()
+        entry = lambda: application.extensions["catalogue"].get("late.mp4")      # noqa: E731
+        assert wait_for(lambda: entry()["size"] == result["size"] == (media_dir / "late.mp4").stat().st_size)
+        assert entry()["duration"] == result["duration"] > 0
+    finally:
+        stop_services(application)
+
+
+def test_start_up_refreshes_stale_sizes_and_durations(settings, fake_camera, media_dir):
+    application = create_app(settings, camera=fake_camera)
+    try:
+        recorder = application.extensions["recorder"]
+        recorder.start("stale")
+        assert wait_for(lambda: recorder.status()["frames"] >= 20)
+        result = recorder.stop()
+    finally:
+        stop_services(application)
+    (media_dir / "kept.jpg").write_bytes(b"\xff\xd8\xff\xd9")
+    # As a catalogue that refused the recording's last entry leaves it: the size at its first frame.
+    raw_update(media_dir, "UPDATE media SET size = 100, duration = NULL WHERE filename = 'stale.mp4'")
+    application = create_app(settings, camera=fake_camera)
+    try:
+        entries = {entry["filename"]: entry for entry in application.test_client().get("/get_database").get_json()}
+    finally:
+        stop_services(application)
+    assert entries["stale.mp4"]["size"] == result["size"] == (media_dir / "stale.mp4").stat().st_size
+    assert entries["stale.mp4"]["duration"] == pytest.approx(result["duration"], abs=0.05)
+    assert entries["kept.jpg"]["size"] == 4
+
+
+def test_a_catalogue_locked_at_start_up_does_not_stop_the_start(settings, media_dir, monkeypatch, caplog):
+    stop_services(create_app(settings))                     # the catalogue exists
+    monkeypatch.setattr(media_catalogue, "BUSY_TIMEOUT_S", 0.2)
+    holder = sqlite3.connect(media_dir / "media.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        application = create_app(settings)
+        try:
+            assert "start-up repair skipped" in caplog.text and "locked by another program" in caplog.text
+            assert read_one_part(application.test_client())[1].startswith(b"\xff\xd8")
+        finally:
+            stop_services(application)
+    finally:
+        holder.close()

@@ -3,6 +3,7 @@ import errno
 import os
 import re
 import signal
+import sqlite3
 import stat
 import struct
 import subprocess
@@ -519,3 +520,81 @@ def test_the_recording_holds_the_writer_s_lock_and_its_file_gets_the_usual_mode(
     assert not being_written(media_dir / "locked.mp4")
     assert stat.S_IMODE((media_dir / "locked.mp4").stat().st_mode) == 0o644
     assert sorted(path.name for path in media_dir.iterdir()) == ["locked.mp4"]
+
+
+# -- whatever fails at the end, the recorder is released; a refused entry is put again later ----------------
+
+
+@pytest.fixture
+def failing_path_call(monkeypatch):
+    """Make one Path method fail with an OSError for one file name."""
+    def fail(method, name, code):
+        real = getattr(recorder_module.Path, method)
+
+        def failing(self, *args, **kwargs):
+            if self.name == name:
+                raise OSError(code, os.strerror(code), str(self))
+            return real(self, *args, **kwargs)
+        monkeypatch.setattr(recorder_module.Path, method, failing)
+    return fail
+
+
+def test_an_error_at_the_end_of_a_recording_still_releases_the_recorder(make_recorder, failing_path_call):
+    recorder = make_recorder()
+    failing_path_call("stat", "broken.mp4", errno.EIO)          # the file cannot be measured at its end
+    result = record(recorder, 10, "broken")
+    assert result["file"] == "broken.mp4" and "finishing the file failed" in result["error"]
+    assert not recorder.status()["recording"]
+    assert record(recorder, 10, "next")["file"] == "next.mp4"     # no restart needed
+
+
+def test_a_recording_whose_empty_file_cannot_be_removed_still_releases_the_recorder(make_recorder, fake_source,
+                                                                                    failing_path_call):
+    fake_source.fail_open = "unplugged"                         # no frame: the empty file is removed at the end
+    recorder = make_recorder()
+    failing_path_call("unlink", "empty.mp4", errno.EACCES)
+    recorder.start("empty")
+    result = recorder.stop()
+    assert result["file"] is None and "Permission denied" in result["error"]
+    fake_source.fail_open = None
+    assert record(recorder, 10, "after")["file"] == "after.mp4"
+
+
+class RefusingCatalogue(FakeCatalogue):
+    """A catalogue that is locked by another program until the test lets go."""
+
+    def __init__(self, media_dir):
+        super().__init__(media_dir)
+        self.locked = False
+
+    def put(self, filename, kind, **fields):
+        if self.locked:
+            raise sqlite3.OperationalError("database is locked")
+        super().put(filename, kind, **fields)
+
+
+def test_a_recording_the_catalogue_refused_at_its_end_is_catalogued_once_it_can(make_recorder, media_dir):
+    catalogue = RefusingCatalogue(media_dir)
+    recorder = make_recorder(catalogue=catalogue)
+    recorder.late_entries.retry_s = 0.05
+    recorder.start("late")
+    assert wait_for(lambda: recorder.status()["frames"] >= 20)
+    catalogue.locked = True
+    result = recorder.stop()
+    assert "database is locked" in result["error"] and catalogue.entries["late.mp4"].get("size") is None
+    catalogue.locked = False
+    assert wait_for(lambda: catalogue.entries["late.mp4"].get("size") == result["size"])
+    assert catalogue.entries["late.mp4"]["duration"] == result["duration"] > 0
+    assert result["size"] == (media_dir / "late.mp4").stat().st_size
+
+
+def test_refused_entries_are_given_up_after_a_while_with_a_log_line(make_recorder, media_dir, caplog):
+    catalogue = RefusingCatalogue(media_dir)
+    recorder = make_recorder(catalogue=catalogue)
+    recorder.late_entries.retry_s, recorder.late_entries.give_up_s = 0.05, 0.0
+    recorder.start("never")
+    assert wait_for(lambda: recorder.status()["frames"] >= 5)
+    catalogue.locked = True
+    recorder.stop()
+    assert wait_for(lambda: "gave up cataloguing its size and duration" in caplog.text)
+    assert wait_for(lambda: recorder.late_entries._thread is None)        # the thread ended with its work
