@@ -104,9 +104,11 @@ def _start_services(app, settings, camera, led):
 
 
 def _reconcile(catalogue, media_dir):
-    """The catalogue lists exactly the media files: a crash may have left either side behind.
+    """The catalogue lists exactly the media files, with their sizes and durations: a crash, or a
+    catalogue that was locked or full as a recording ended, may have left either side behind.
 
-    A file that cannot be repaired or catalogued is logged and left as it is; start-up goes on.
+    A file that cannot be repaired or catalogued is logged and left as it is; start-up goes on, also
+    when the catalogue cannot be changed now (locked by another program, its disk full).
     """
     remove_leftover_temporaries(media_dir)
     recover_interrupted(media_dir)
