@@ -2,7 +2,9 @@
 
 Both notifiers hand each message to their own daemon thread through a small bounded queue, so
 notify() returns at once whatever the network does; when the queue is full the oldest message is
-dropped and counted. notify() takes the dict of an events.EventChange (``{"type": "started", ...}``).
+dropped and counted. notify() takes the dict of an events.EventChange (``{"type": "started", ...}``)
+with the scene watch's ``snapshot``, ``clip`` and ``catalogue_id``; its ``id`` is the event's string
+id, the same in each message of one event and not reused after a restart.
 
 MQTT topics, under ``topic_prefix`` (default ``camera_server``):
   ``<prefix>/status``  ``online`` / ``offline``, retained; the broker sends ``offline`` (the last

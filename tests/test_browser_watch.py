@@ -72,3 +72,23 @@ def test_a_recording_that_stops_by_itself_says_why_and_is_listed(server, browser
     assert page.locator("#record").inner_text() == "Record"
     page.wait_for_selector("#media-rows tr[data-filename='capped.mp4']", timeout=10000)
     assert page.evaluate("window.sameDocument") is True
+
+
+def test_both_pages_say_without_reloading_that_the_monitor_saves_nothing_on_a_low_disk(tmp_path, free_port,
+                                                                                        browser_page):
+    """min_free_mb above any disk's free space: the monitor runs but saves no change, and says why."""
+    process = start_server(tmp_path, free_port, min_free_mb=10_000_000)
+    server = f"http://127.0.0.1:{free_port}"
+    try:
+        page = browser_page
+        for url in (server + "/", server + "/watch"):
+            open_page(page, url)
+            assert page.locator("#monitor-not-saving").is_hidden()
+            page.evaluate("post('/monitor/start')")
+            page.wait_for_function("!document.getElementById('monitor-not-saving').hidden", timeout=15000)
+            assert "below min_free_mb = 10000000" in page.locator("#monitor-not-saving").inner_text()
+            page.evaluate("post('/monitor/stop')")
+            page.wait_for_function("document.getElementById('monitor-not-saving').hidden", timeout=10000)
+            assert page.evaluate("window.sameDocument") is True
+    finally:
+        stop_server(process)
