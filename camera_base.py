@@ -21,7 +21,14 @@ from frame_hub import Frame, FrameHub, call_blocking
 log = logging.getLogger(__name__)
 
 NO_SIGNAL_INTERVAL = 1.0      # seconds between "no signal" frames, so open streams stay alive
-BACKOFF_FIRST, BACKOFF_MAX = 0.5, 8.0
+# Reopening a source that failed waits 0.25 s, 0.5 s, then 1 s between attempts for as long as it stays
+# away, so one that answers again streams within about 1 s plus its own open time (the goal is 2 s;
+# 0.5 s doubling to 8 s took 5.5 s after a 10 s outage). A dead device is still tried only once a
+# second: a failing open of a missing V4L2 device or a refused connection costs about a millisecond,
+# and an open that hangs (a stream URL timing out) blocks this thread, so attempts never pile up. The
+# delay starts again from the first only after a frame came: a camera that opens but delivers nothing
+# is not reopened four times a second.
+BACKOFF_FIRST, BACKOFF_MAX = 0.25, 1.0
 CONTROL_TIMEOUT = 10.0        # seconds a device control waits for the producer thread (a hung read)
 
 
@@ -149,6 +156,7 @@ class Camera:
         self._frame_rate = FrameRate()
         self._overlays = []
         self.open_count = 0       # how often the device was opened; status and tests read it
+        self.outages = 0          # how often the picture went to "no signal" (/metrics)
 
     # -- consumers -------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -340,9 +348,10 @@ class Camera:
                 try:
                     if not opened:
                         self._open()
-                        opened, backoff = True, BACKOFF_FIRST
+                        opened = True
                     image = self.source.read()
                     self._publish_image(image, time.time())     # stamped at capture, before the encode
+                    backoff = BACKOFF_FIRST
                     self._run_controls()
                     next_due = self._pace(next_due)
                 except Exception as error:  # the thread's top level: report, back off, reopen
@@ -434,6 +443,8 @@ class Camera:
         reason = self.source.redact(str(error) or type(error).__name__)
         if reason != self._last_error:
             log.warning("camera %s: no signal: %s (retrying)", self.kind, reason)
+        if self._last_error is None:      # a new outage; set again only by the next live frame
+            self.outages += 1
         self._state, self._last_error = "no_signal", reason
         self._refuse_controls(reason)
         deadline = time.monotonic() + delay
