@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 from flask import Flask, Response, abort, current_app, jsonify, render_template, request
+from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 
 import auth
@@ -27,6 +28,7 @@ from media_catalogue import CatalogueError, MediaCatalogue
 from media_files import (MediaExists, MediaNameError, check_media_name, remove_leftover_temporaries,
                          timestamped_name, write_new_file, write_unique_file)
 from media_routes import create_media_blueprint, register_error_handlers, request_catalogue
+from metrics import Metrics
 from object_detection import DetectorError
 from recorder import Recorder
 from retention import RetentionTimer
@@ -101,6 +103,7 @@ def _start_services(app, settings, camera, led):
         watch=create_scene_watch(settings, camera, catalogue, media_dir, recorder),
         retention=RetentionTimer(catalogue, settings.keep_days, settings.max_media_gb).start(),
     )
+    app.extensions["metrics"] = Metrics(app.extensions, media_dir)
 
 
 def _reconcile(catalogue, media_dir):
@@ -242,10 +245,24 @@ def _register_routes(app):
     @app.get("/video_feed")
     def video_feed():
         camera, limit = _camera(), current_app.config["SETTINGS"].max_viewers
-        if camera.viewers >= limit:
+        leave = camera.admit_viewer(limit)       # counted now, not when the body is first read
+        if leave is None:
             abort(503, description=f"this camera already has {limit} viewers (max_viewers); try again later")
-        return Response(_mjpeg(camera), mimetype="multipart/x-mixed-replace; boundary=frame",
-                        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        try:
+            response = Response(_mjpeg(camera, current_app.extensions["metrics"]),
+                                mimetype="multipart/x-mixed-replace; boundary=frame",
+                                headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        except BaseException:
+            leave()
+            raise
+        response.call_on_close(leave)           # also when the body was never read (HEAD, a closed socket)
+        return response
+
+    @app.get("/metrics")
+    def metrics():
+        """Prometheus; the same access rules as /status. Reads the disk and catalogue off the gevent loop."""
+        return Response(call_blocking(current_app.extensions["metrics"].exposition),
+                        content_type=CONTENT_TYPE_LATEST)
 
     @app.get("/status")
     def status():
@@ -323,11 +340,14 @@ def _power(action):
     return jsonify(action=action, accepted=True), 202
 
 
-def _mjpeg(camera):
+def _mjpeg(camera, metrics):
     """The multipart body: each part is prebuilt by the camera, so viewers cost no encoding."""
     yield b"--frame\r\n"
-    for frame in camera.frames(viewer=True):
+    sent = None
+    for frame in camera.frames(held=True):
         yield frame.part
+        metrics.count_sent(sent, frame.seq)
+        sent = frame.seq
 
 
 # gunicorn's WORKER_BOOT_ERROR: its master stops on this exit code instead of rebooting the worker.

@@ -160,29 +160,49 @@ class Camera:
 
     # -- consumers -------------------------------------------------------------------------
     @contextlib.contextmanager
-    def consumer(self, viewer=False):
-        """Hold the camera open while the block runs (a viewer, a snapshot, a recording, the watch)."""
-        self.acquire(viewer)
+    def consumer(self):
+        """Hold the camera open while the block runs (a snapshot, a recording, the watch)."""
+        self.acquire()
         try:
             yield self
         finally:
-            self.release(viewer)
+            self.release()
 
-    def acquire(self, viewer=False):
+    def acquire(self):
         with self._lock:
             self._consumers += 1
-            self._viewers += viewer
             if self._thread is None and not self._stop.is_set():
                 self._thread = threading.Thread(target=self._run, name=f"camera-{self.kind}", daemon=True)
                 self._state = "starting"
                 self._thread.start()
 
-    def release(self, viewer=False):
+    def release(self):
         with self._lock:
             self._consumers -= 1
-            self._viewers -= viewer
             if self._consumers == 0:
                 self._idle_since = time.monotonic()
+
+    def admit_viewer(self, limit):
+        """Take a place for a person watching the stream, unless ``limit`` people watch already.
+
+        Answers the function that gives the place back (only its first call does), or None when the
+        camera is full. The check and the count are one step under the lock, so a burst of requests
+        cannot get past ``limit`` between them. The place holds the camera open like a consumer.
+        """
+        with self._lock:
+            if self._viewers >= limit:
+                return None
+            self._viewers += 1
+            self.acquire()
+        held = [True]
+
+        def leave():
+            with self._lock:
+                if held:
+                    held.clear()
+                    self._viewers -= 1
+                    self.release()
+        return leave
 
     @property
     def consumers(self):
@@ -192,14 +212,14 @@ class Camera:
     def viewers(self):
         return self._viewers
 
-    def frames(self, timeout=5.0, until=None, viewer=False):
+    def frames(self, timeout=5.0, until=None, held=False):
         """Yield each newer frame while the caller consumes; a slow caller skips frames.
 
         The loop ends when the camera stops or the ``until`` event is set, checked at least
-        every ``timeout`` seconds even while a hung device delivers nothing. ``viewer`` counts
-        the caller as a person watching (``viewers`` in the status, and ``max_viewers``).
+        every ``timeout`` seconds even while a hung device delivers nothing. The frames hold the
+        camera open while they are read, unless the caller ``held`` a place already (admit_viewer).
         """
-        with self.consumer(viewer):
+        with contextlib.nullcontext() if held else self.consumer():
             latest = self.hub.latest
             # After an idle stop the newest frame is old: wait for a fresh one instead.
             seq = latest.seq if latest is not None and self._state != "streaming" else 0

@@ -1,0 +1,126 @@
+"""/metrics: Prometheus' text format, read with prometheus_client's own parser."""
+import threading
+import time
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+import metrics
+from app import create_app, stop_services
+from conftest import wait_for
+
+
+def scrape(client, **request):
+    response = client.get("/metrics", **request)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.mimetype == "text/plain"
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(response.get_data(as_text=True))
+            for sample in family.samples}
+
+
+def value(samples, name, **labels):
+    return samples[(name, tuple(sorted(labels.items())))]
+
+
+def test_metrics_describe_the_camera_recording_disk_and_watch(client):
+    samples = scrape(client)
+    assert value(samples, "camera_state", state="stopped") == 1
+    assert value(samples, "camera_state", state="streaming") == 0
+    assert value(samples, "camera_fps") == 0 and value(samples, "camera_viewers") == 0
+    assert value(samples, "camera_consumers") == 0
+    assert value(samples, "camera_opens_total") == 0 and value(samples, "camera_outages_total") == 0
+    assert value(samples, "camera_recording") == 0 and value(samples, "camera_recording_frames") == 0
+    assert value(samples, "camera_media_free_bytes") > 0
+    assert value(samples, "camera_scene_monitor_on") == 0 and value(samples, "camera_motion_detection_on") == 0
+    assert value(samples, "camera_event_active") == 0 and value(samples, "camera_events_last_day") == 0
+    assert value(samples, "camera_stream_frames_sent_total") == 0
+
+
+def test_a_viewer_is_counted_and_the_frames_it_sent_and_skipped(client, app):
+    camera = app.extensions["camera"]
+    stream = client.get("/video_feed", buffered=False)
+    try:
+        chunks = iter(stream.response)
+        next(chunks), next(chunks)                        # the boundary and a first frame
+        samples = scrape(client)
+        assert value(samples, "camera_viewers") == 1 and value(samples, "camera_state", state="streaming") == 1
+        assert value(samples, "camera_opens_total") == 1
+        newest = camera.hub.latest.seq
+        assert wait_for(lambda: camera.hub.latest.seq > newest + 10)      # this viewer is slow
+        next(chunks), next(chunks)
+    finally:
+        stream.close()
+    samples = scrape(client)
+    assert value(samples, "camera_stream_frames_sent_total") == 2
+    assert value(samples, "camera_stream_frames_dropped_total") >= 10
+    assert value(samples, "camera_viewers") == 0
+
+
+def test_a_recording_shows_in_the_metrics(client, app):
+    recorder = app.extensions["recorder"]
+    recorder.start()
+    try:
+        assert wait_for(lambda: value(scrape(client), "camera_recording_frames") > 0)
+        assert value(scrape(client), "camera_recording") == 1
+    finally:
+        recorder.stop()
+    assert value(scrape(client), "camera_recording") == 0
+
+
+def test_events_of_the_last_day_are_counted_from_the_catalogue(client, app):
+    catalogue, now = app.extensions["catalogue"], time.time()
+    for age in range(100):                                # more than one page of events
+        catalogue.add_event(now - 600 - age, "motion", end=now - 590 - age)
+    for age in (2, 3):
+        catalogue.add_event(now - age * 24 * 3600, "object", labels=["person"])
+    assert value(scrape(client), "camera_events_last_day") == 100
+    assert metrics.events_since(catalogue, now - 4 * 24 * 3600) == 102
+
+
+def test_the_watch_state_shows_in_the_metrics(client, app, control):
+    assert client.post("/motion/start", headers=control).status_code == 200
+    assert value(scrape(client), "camera_motion_detection_on") == 1
+
+
+def test_metrics_need_a_login_when_the_server_requires_one(settings):
+    application = create_app(settings.replace(require_login=True))
+    client = application.test_client()
+    try:
+        assert client.get("/metrics").status_code == 401
+        assert value(scrape(client, headers={"X-User-Key": "sesame"}), "camera_viewers") == 0
+        assert client.get("/metrics", headers={"X-User-Key": "sesame", "Host": "evil.example"}).status_code == 400
+    finally:
+        stop_services(application)
+
+
+def test_each_app_has_its_own_registry(settings, tmp_path, client):
+    other = create_app(settings.replace(media_dir=str(tmp_path / "other")))
+    try:
+        assert value(scrape(other.test_client()), "camera_viewers") == 0
+        assert value(scrape(client), "camera_viewers") == 0
+    finally:
+        stop_services(other)
+
+
+def test_a_scrape_does_not_stop_other_greenlets(app, monkeypatch):
+    gevent = pytest.importorskip("gevent")
+    entered, let_go = threading.Event(), threading.Event()
+    real_events_since = metrics.events_since
+
+    def slow_catalogue(*args):
+        entered.set()
+        let_go.wait(3)
+        return real_events_since(*args)
+
+    monkeypatch.setattr(metrics, "events_since", slow_catalogue)
+    request = gevent.spawn(app.test_client().get, "/metrics")
+    for _ in range(500):
+        if entered.is_set():
+            break
+        gevent.sleep(0.01)
+    ticks = []
+    gevent.spawn(lambda: [ticks.append(gevent.sleep(0.001)) for _ in range(50)]).join(10)
+    assert entered.is_set() and len(ticks) == 50 and not request.ready()
+    let_go.set()
+    assert request.get(timeout=10).status_code == 200
