@@ -88,10 +88,11 @@ def _open_catalogue(create_media_dir=False):
 
 
 def _name_in(catalogue, file):
-    """Accept 'media/x.jpg' for a file in the media folder; anything else goes to the name checks."""
+    """Accept 'media/x.jpg' for a file in the media folder; anything else goes to the name checks.
+    The folder is resolved, the name is not: a symbolic link stays the link, not what it points at."""
     if ("/" in file or os.sep in file) and "\x00" not in file:
-        path = Path(file).resolve()
-        if path.parent == catalogue.media_dir:
+        path = Path(file)
+        if path.name not in ("", ".", "..") and path.parent.resolve() == catalogue.media_dir:
             return path.name
     return file
 

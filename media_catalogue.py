@@ -431,12 +431,12 @@ class MediaCatalogue:
         """Insert the entry of a file in the folder, or with ``replace`` overwrite the one of that name."""
         path = media_path(self.media_dir, name)
         with self._transaction() as db:
-            try:
-                stat = path.stat()
-            except FileNotFoundError:
-                raise MissingFile(f"{name} is not in the media folder {self.media_dir}") from None
-            if not path.is_file():
-                raise MissingFile(f"{name} in the media folder is not a file")
+            stat = regular_file_stat(path)
+            if stat is None and os.path.lexists(path):
+                raise MissingFile(f"{name} in the media folder is not a file (a symbolic link or a folder); "
+                                  f"the catalogue lists only files")
+            if stat is None:
+                raise MissingFile(f"{name} is not in the media folder {self.media_dir}")
             existing = self._find(db, name)
             if existing is not None and not replace:
                 raise DuplicateMedia(f"{name} is already in the catalogue")
@@ -487,9 +487,9 @@ class MediaCatalogue:
         return name.startswith(".") or name.startswith(DB_NAME) or name.startswith(self.db_path.name)
 
     def _stat_if_inside(self, name):
+        """The stat of the plain file ``name`` in the folder; None for anything else (a link too)."""
         try:
-            path = media_path(self.media_dir, name)
-            return path.stat() if _plain(name) and path.is_file() else None
+            return regular_file_stat(media_path(self.media_dir, name)) if _plain(name) else None
         except (ValueError, OSError):        # MediaNameError, or a NUL byte in an original-catalogue name
             return None
 

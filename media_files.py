@@ -63,12 +63,16 @@ def check_media_name(name, extensions):
 
 
 def media_path(media_dir, name):
-    """The path of ``name`` inside ``media_dir``, refusing anything that would resolve outside it."""
+    """The path of the plain name ``name`` in ``media_dir``; anything else (folders, '..') is refused.
+
+    The folder may be a symbolic link (the user's choice); the name is never resolved, so a symbolic
+    link in the folder stays the link: the callers open it with O_NOFOLLOW, lstat it, rename it.
+    """
     if "\x00" in name:
         raise MediaNameError("the file name contains a NUL byte")
     base = Path(media_dir).resolve()
-    path = (base / name).resolve()
-    if path.parent != base:
+    path = base / name
+    if name in ("", ".", "..") or "/" in name or path.parent != base:
         raise MediaNameError(f"{name!r} is outside the media folder")
     return path
 
@@ -81,6 +85,24 @@ def regular_file_stat(path):
     except FileNotFoundError:
         return None
     return found if stat.S_ISREG(found.st_mode) else None
+
+
+def open_regular_file(path):
+    """The plain file at ``path`` open for reading, never through a symbolic link (and never waiting on
+    a FIFO); None when there is no plain file there (absent, a link, a folder)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        if error.errno == errno.ELOOP:          # a symbolic link
+            return None
+        raise
+    handle = os.fdopen(descriptor, "rb")
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        handle.close()
+        return None
+    return handle
 
 
 def timestamped_name(prefix, extension, when=None):
@@ -173,9 +195,10 @@ def create_locked(path):
 
 
 def being_written(path):
-    """Whether a writer holds its lock on the file at ``path`` (a recording in progress)."""
+    """Whether a writer holds its lock on the file at ``path`` (a recording in progress); never for a
+    symbolic link."""
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return False
     try:

@@ -6,9 +6,10 @@ reach the catalogue through request_catalogue(), off the gevent loop, and list i
 """
 import functools
 import logging
+import os
 import sqlite3
 
-from flask import Blueprint, abort, current_app, jsonify, render_template, request, send_from_directory
+from flask import Blueprint, abort, current_app, jsonify, render_template, request, send_file
 from werkzeug.exceptions import HTTPException
 
 import auth
@@ -16,7 +17,7 @@ import failures
 from catalogue_fields import CatalogueError, guess_kind
 from frame_hub import call_blocking
 from media_catalogue import DuplicateMedia, FileInUse, MissingFile, UnknownMedia
-from media_files import MediaExists, MediaNameError, media_path
+from media_files import MediaExists, MediaNameError, media_path, open_regular_file
 from recorder import InsufficientSpace, NotRecording, RecordingBusy, RecordingError
 from request_fields import field, flag, query_flag, query_number
 
@@ -110,6 +111,20 @@ def _surroundings_error(error):
     return response
 
 
+def _send_open_file(handle, name, as_attachment):
+    """The file opened by name once (no second look-up a link could be swapped into), with conditional
+    and range requests."""
+    try:
+        status = os.fstat(handle.fileno())
+        response = send_file(handle, download_name=name, as_attachment=as_attachment, conditional=False,
+                             etag=f"{status.st_mtime_ns:x}-{status.st_size:x}", last_modified=status.st_mtime)
+        response.content_length = status.st_size       # send_file measures only a file it opens itself
+        return response.make_conditional(request, accept_ranges=True, complete_length=status.st_size)
+    except BaseException:
+        handle.close()
+        raise
+
+
 def create_media_blueprint():
     blueprint = Blueprint("media", __name__)
 
@@ -150,10 +165,12 @@ def create_media_blueprint():
     @blueprint.get("/media/<path:name>")
     def media_file(name):
         path = _answer(media_path, current_app.config["MEDIA_DIR"], name)
-        if path.name.startswith(".") or guess_kind(path.name) is None:
+        handle = None
+        if not path.name.startswith(".") and guess_kind(path.name) is not None:
+            handle = open_regular_file(path)        # never through a symbolic link
+        if handle is None:
             abort(404, description=f"{name} is not a picture or video in the media folder")
-        download = query_flag("download")
-        return send_from_directory(path.parent, path.name, conditional=True, as_attachment=download)
+        return _send_open_file(handle, path.name, query_flag("download"))
 
     @blueprint.post("/video_capture")
     @auth.require_control

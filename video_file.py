@@ -15,7 +15,7 @@ from pathlib import Path
 
 import av
 
-from media_files import create_temporary, lock_for_writing
+from media_files import create_temporary, lock_for_writing, open_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -257,14 +257,17 @@ def recover_interrupted(media_dir):
     lock) is left alone. Answers {name: (frames, duration)} for the repaired ones."""
     repaired = {}
     for path in sorted(Path(media_dir).iterdir()):
-        if path.suffix.lower() != ".mp4" or path.name.startswith(".") or not path.is_file():
+        if path.suffix.lower() != ".mp4" or path.name.startswith("."):
             continue
         try:
-            with open(path, "rb") as handle:
+            handle = open_regular_file(path)        # never a symbolic link's target
+            if handle is None:
+                continue
+            with handle:
                 if not lock_for_writing(handle.fileno(), wait=False):
                     log.info("left %s alone: it is being recorded", path.name)
                     continue
-                if path.stat().st_size == 0:
+                if os.fstat(handle.fileno()).st_size == 0:
                     path.unlink()
                     log.info("removed %s: a recording that never got its first frame", path.name)
                 elif repair(path):

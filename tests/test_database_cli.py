@@ -401,3 +401,16 @@ def test_the_script_runs_on_its_own(media_dir):
                             capture_output=True, text=True)
     assert failed.returncode == 1
     assert failed.stderr.splitlines() == ["Error: b.jpg is not in the catalogue"]
+
+
+def test_a_path_to_a_link_names_the_link_not_what_it_points_at(run, media_dir):
+    put(media_dir, "a.jpg")
+    put(media_dir, "x.jpg")
+    run("add", "a.jpg")
+    run("add", "x.jpg")
+    (media_dir / "x.jpg").unlink()
+    os.symlink(media_dir / "a.jpg", media_dir / "x.jpg")     # put in its place behind the catalogue's back
+    result = run("remove", str(media_dir / "x.jpg"), "--delete-file")
+    assert result.exit_code == 0, result.output
+    assert "Removed x.jpg" in result.output and not os.path.lexists(media_dir / "x.jpg")
+    assert (media_dir / "a.jpg").exists() and [entry["filename"] for entry in entries(media_dir)] == ["a.jpg"]

@@ -629,3 +629,61 @@ def test_a_delete_that_fails_twice_on_a_full_disk_says_what_happened(catalogue, 
     with pytest.raises(sqlite3.OperationalError):       # without delete_file no space is freed
         catalogue.remove("kept.jpg")
     assert (media_dir / "kept.jpg").exists() and catalogue.get("kept.jpg") is not None
+
+
+# -- symbolic links in the media folder are never followed --------------------------------------------
+
+
+@pytest.fixture
+def links(media_dir, db_path, tmp_path):
+    """A picture, and links to the catalogue, to that picture, to a file outside, to a folder, to nothing."""
+    put(media_dir, "picture.jpg", b"the picture")
+    outside = tmp_path / "outside.jpg"
+    outside.write_bytes(b"outside " * 1000)
+    targets = {"to-db.jpg": db_path, "to-picture.jpg": media_dir / "picture.jpg", "to-outside.jpg": outside,
+               "to-folder.jpg": tmp_path, "dangling.jpg": media_dir / "gone.jpg"}
+    for name, target in targets.items():
+        os.symlink(target, media_dir / name)
+    return sorted(targets)
+
+
+def test_links_are_neither_scanned_added_nor_put(catalogue, media_dir, links):
+    assert [entry["filename"] for entry in catalogue.scan()["added"]] == ["picture.jpg"]
+    for name in links:
+        for action in (catalogue.add, catalogue.put):
+            with pytest.raises(MissingFile, match="not a file|not in the media folder"):
+                action(name)
+    assert [entry["filename"] for entry in catalogue.entries()] == ["picture.jpg"]
+
+
+@pytest.fixture
+def listed_then_linked(catalogue, media_dir, links):
+    """Entries whose files were replaced by links behind the catalogue's back (or listed by an older
+    version): deleting one may remove only the link."""
+    catalogue.add("picture.jpg")
+    for name in links:
+        (media_dir / name).rename(media_dir / f".{name}")
+        put(media_dir, name)
+        catalogue.add(name)
+        (media_dir / f".{name}").replace(media_dir / name)
+    return links
+
+
+def test_deleting_an_entry_that_is_a_link_removes_only_the_link(catalogue, media_dir, db_path, tmp_path,
+                                                                  listed_then_linked):
+    for name in listed_then_linked:
+        catalogue.remove(name, delete_file=True)
+        assert not os.path.lexists(media_dir / name)
+    assert db_path.is_file() and raw(db_path, "SELECT filename FROM media") == [("picture.jpg",)]
+    assert (media_dir / "picture.jpg").read_bytes() == b"the picture"
+    assert (tmp_path / "outside.jpg").exists() and tmp_path.is_dir()
+
+
+def test_links_do_not_count_in_retention_and_are_never_pruned_through(catalogue, media_dir, tmp_path,
+                                                                       listed_then_linked):
+    assert catalogue.prune(max_total_bytes=len(b"the picture")) == []      # the 8000 bytes outside do not count
+    removed = catalogue.prune(max_age_days=0)
+    assert sorted(entry["filename"] for entry in removed) == sorted(listed_then_linked + ["picture.jpg"])
+    assert (tmp_path / "outside.jpg").exists() and (media_dir / "media.db").is_file()
+    assert sorted(os.listdir(media_dir)) == [name for name in sorted(os.listdir(media_dir))
+                                             if name.startswith("media.db")]

@@ -494,3 +494,63 @@ def test_a_catalogue_locked_at_start_up_does_not_stop_the_start(settings, media_
             stop_services(application)
     finally:
         holder.close()
+
+
+# -- symbolic links in the media folder: never listed, served or deleted through ------------------------
+
+
+@pytest.mark.parametrize("target", ["media.db", "picture.jpg", "outside", "gone.jpg", "folder"])
+def test_a_link_in_the_media_folder_is_not_served_listed_or_deleted_through(app, client, control, media_dir,
+                                                                           tmp_path, target):
+    (media_dir / "picture.jpg").write_bytes(b"\xff\xd8 the picture \xff\xd9")
+    app.extensions["catalogue"].add("picture.jpg")
+    (tmp_path / "outside").write_text("private")
+    (tmp_path / "folder").mkdir()
+    resolved = {"outside": tmp_path / "outside", "folder": tmp_path / "folder"}.get(target, media_dir / target)
+    os.symlink(resolved, media_dir / "x.jpg")
+    response = client.get("/media/x.jpg")
+    assert response.status_code == 404 and b"private" not in response.data and b"SQLite" not in response.data
+    response = client.post("/database/add", headers=control, data={"filename": "x.jpg"})
+    assert response.status_code == 404 and "not a file" in response.get_json()["error"]
+    # A link that took the place of a catalogued file: deleting the entry removes only the link.
+    (media_dir / "x.jpg").unlink()
+    (media_dir / "x.jpg").write_bytes(b"\xff\xd8\xff\xd9")
+    app.extensions["catalogue"].add("x.jpg")
+    (media_dir / "x.jpg").unlink()
+    os.symlink(resolved, media_dir / "x.jpg")
+    response = client.post("/database/remove", headers=control, data={"filename": "x.jpg", "delete_file": "true"})
+    assert response.status_code == 200 and not os.path.lexists(media_dir / "x.jpg")
+    assert [entry["filename"] for entry in client.get("/get_database").get_json()] == ["picture.jpg"]
+    assert client.get("/media/picture.jpg").data == b"\xff\xd8 the picture \xff\xd9"
+    assert (tmp_path / "outside").read_text() == "private" and (tmp_path / "folder").is_dir()
+
+
+def test_a_fifo_in_the_media_folder_is_a_404_not_a_hang(client, media_dir):
+    os.mkfifo(media_dir / "pipe.jpg")
+    assert client.get("/media/pipe.jpg").status_code == 404
+
+
+def test_served_media_answer_conditional_requests(client, control):
+    name = snapshot(client, control)
+    first = client.get(f"/media/{name}")
+    assert first.status_code == 200 and first.headers["Content-Length"] == str(len(first.data))
+    again = client.get(f"/media/{name}", headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304
+    assert client.get(f"/media/{name}", headers={"Range": f"bytes={len(first.data) + 10}-"}).status_code == 416
+
+
+def test_a_media_folder_that_is_a_link_keeps_working(settings, tmp_path):
+    real = tmp_path / "elsewhere"
+    real.mkdir()
+    os.symlink(real, tmp_path / "linked-media")
+    application = create_app(settings.replace(media_dir=str(tmp_path / "linked-media")))
+    try:
+        client = application.test_client()
+        control = {"X-Control-Token": application.config["CONTROL_TOKEN"]}
+        name = snapshot(client, control, "porch")
+        assert (real / name).is_file() and client.get(f"/media/{name}").status_code == 200
+        assert [entry["filename"] for entry in client.get("/get_database").get_json()] == [name]
+        response = client.post("/database/remove", headers=control, data={"filename": name, "delete_file": "true"})
+        assert response.status_code == 200 and not (real / name).exists()
+    finally:
+        stop_services(application)

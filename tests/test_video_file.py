@@ -124,3 +124,17 @@ def test_a_rewritten_recording_gets_the_usual_mode_not_0600(tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "crashed.mp4").stat().st_mode) == 0o644
     assert [path.name for path in tmp_path.iterdir()] == ["crashed.mp4"]      # no temporary left
+
+
+def test_start_up_repair_never_touches_a_link_s_target(tmp_path):
+    media_dir, outside = tmp_path / "media", tmp_path / "outside.mp4"
+    media_dir.mkdir()
+    write_fragmented_mp4(outside)
+    with open(outside, "ab") as handle:
+        handle.write(b"\x00\x00\x00\x10moof cut short")       # what a crash would have cut
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    before = outside.read_bytes()
+    os.symlink(outside, media_dir / "linked.mp4")
+    os.symlink(tmp_path / "empty.mp4", media_dir / "empty-link.mp4")
+    assert recover_interrupted(media_dir) == {}
+    assert outside.read_bytes() == before and (tmp_path / "empty.mp4").exists()
