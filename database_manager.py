@@ -177,8 +177,9 @@ def new(yes):
     if (count or events) and not yes:
         click.confirm(f"Forget all {count} entries and all {events} events in {catalogue.db_path}? "
                       f"The files stay", abort=True)
-    catalogue.new()
-    click.echo(f"The catalogue {catalogue.db_path} is empty now.")
+    forgot = catalogue.new()
+    click.echo(f"Forgot {forgot['entries']} entries and {forgot['events']} events; the catalogue "
+               f"{catalogue.db_path} is empty now.")
 
 
 @media_cli.command()

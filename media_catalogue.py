@@ -243,11 +243,11 @@ class MediaCatalogue:
         return chosen(self._db()) if dry_run else self._forget(chosen, delete_files=True)
 
     def new(self):
-        """Forget every entry and event; the files stay. Answers how many entries were forgotten."""
+        """Forget every entry and event; the files stay. Answers how many: {"entries": n, "events": m}."""
         with self._transaction() as db:
-            count = db.execute("DELETE FROM media").rowcount
-            db.execute("DELETE FROM events")
-        return count
+            entries = db.execute("DELETE FROM media").rowcount
+            events = db.execute("DELETE FROM events").rowcount
+        return {"entries": entries, "events": events}
 
     # -- events -----------------------------------------------------------------------------
 
@@ -403,27 +403,30 @@ class MediaCatalogue:
                 db.execute("DROP TABLE media_original")
 
     def _copy_original_rows(self, db):
-        copied, duplicates = set(), []
+        """Each file of the original catalogue becomes one entry (filename is UNIQUE now); the rows that
+        repeated its name are kept in its note, with their ids and dates."""
+        rows_by_name = {}
         for row in db.execute("SELECT id, date, filename FROM media_original ORDER BY id").fetchall():
-            name = (row["filename"] or "").strip()
-            note = None
-            if not name:
-                name, note = f"unnamed-{row['id']}", "the original catalogue row had no file name"
-            if name in copied:
-                duplicates.append(row["id"])
-                continue
+            name = (row["filename"] or "").strip() or f"unnamed-{row['id']}"
+            rows_by_name.setdefault(name, []).append(row)
+        for name, (row, *repeats) in rows_by_name.items():
+            notes = [] if (row["filename"] or "").strip() else ["the original catalogue row had no file name"]
+            if repeats:
+                notes.append(f"the original catalogue listed {name} again as "
+                             + ", ".join(f"row {repeat['id']} dated {repeat['date']!r}" for repeat in repeats))
             stat = self._stat_if_inside(name)
             created = parse_date(row["date"])
             if created is None:
                 created = stat.st_mtime if stat else time.time()
             db.execute("INSERT INTO media (id, filename, kind, created, size, note) VALUES (?, ?, ?, ?, ?, ?)",
                        (row["id"], name, guess_kind(name) or "picture", created, stat.st_size if stat else None,
-                        note))
-            copied.add(name)
-        log.info("%s: migrated %d entries from the original catalogue", self.db_path, len(copied))
-        if duplicates:
-            log.warning("%s: rows %s repeated a file name already catalogued; they were merged",
-                        self.db_path, ", ".join(map(str, duplicates)))
+                        "; ".join(notes) or None))
+        log.info("%s: migrated %d entries from the original catalogue", self.db_path, len(rows_by_name))
+        repeated = [name for name, rows in rows_by_name.items() if len(rows) > 1]
+        if repeated:
+            log.warning("%s: %d rows repeated a file name already catalogued (%s); each is kept in the note of "
+                        "that file's entry", self.db_path, sum(len(rows_by_name[name]) - 1 for name in repeated),
+                        ", ".join(repeated))
 
     # -- helpers -----------------------------------------------------------------------------
 

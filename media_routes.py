@@ -159,8 +159,7 @@ def create_media_blueprint():
         if not flag("confirm"):
             abort(400, description="a new database forgets every entry and every event (the files stay): "
                                    "send confirm=yes")
-        request_catalogue().new()
-        return jsonify(entries=0)
+        return jsonify(request_catalogue().new())         # how many entries and events it forgot
 
     @blueprint.get("/media/<path:name>")
     def media_file(name):

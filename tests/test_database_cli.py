@@ -180,7 +180,7 @@ def test_new_asks_first(run, media_dir):
     assert declined.exit_code != 0 and "Forget all 1 entries and all 1 events" in declined.output
     assert len(entries(media_dir)) == 1
     accepted = run("new", input="y\n")
-    assert accepted.exit_code == 0 and "is empty now" in accepted.output
+    assert accepted.exit_code == 0 and "Forgot 1 entries and 1 events" in accepted.output
     assert entries(media_dir) == [] and (media_dir / "a.jpg").exists()
     with MediaCatalogue(media_dir / "media.db", media_dir) as catalogue:
         assert catalogue.events() == []

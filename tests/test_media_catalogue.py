@@ -177,13 +177,18 @@ def test_a_migration_that_fails_leaves_the_original_untouched(db_path, media_dir
     assert raw(db_path, "SELECT name FROM sqlite_master WHERE name IN ('events', 'media_original')") == []
 
 
-def test_original_rows_without_a_name_are_kept_and_repeated_names_merged(db_path, media_dir):
-    make_original_db(db_path, [(1, "2019-01-01", "a.jpg"), (2, "2019-01-02", "a.jpg"), (3, "2019-01-03", None)])
+def test_original_rows_without_a_name_or_with_a_repeated_name_are_kept(db_path, media_dir, caplog):
+    make_original_db(db_path, [(1, "2019-01-01", "a.jpg"), (2, "2019-01-02", "a.jpg"), (3, "2019-01-03", None),
+                               (4, "2019-01-04 10:00:00", " a.jpg"), (5, None, "b.jpg")])
     with MediaCatalogue(db_path, media_dir) as catalogue:
         entries = {entry["id"]: entry for entry in catalogue.entries()}
-    assert entries[1]["filename"] == "a.jpg"
+    assert sorted(entries) == [1, 3, 5]                 # filename is unique: one entry a file
+    assert entries[1]["filename"] == "a.jpg" and entries[1]["created"] == datetime.datetime(2019, 1, 1).timestamp()
+    assert entries[1]["note"] == ("the original catalogue listed a.jpg again as row 2 dated '2019-01-02', "
+                                  "row 4 dated '2019-01-04 10:00:00'")
     assert entries[3]["filename"] == "unnamed-3" and "no file name" in entries[3]["note"]
-    assert 2 not in entries
+    assert entries[5]["note"] is None
+    assert "2 rows repeated a file name already catalogued (a.jpg); each is kept in the note" in caplog.text
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -443,7 +448,7 @@ def test_new_forgets_everything_but_keeps_the_files(catalogue, media_dir):
     put(media_dir, "a.jpg")
     catalogue.add("a.jpg")
     catalogue.add_event(1.0, "motion")
-    assert catalogue.new() == 1
+    assert catalogue.new() == {"entries": 1, "events": 1}
     assert catalogue.entries() == [] and catalogue.events() == []
     assert (media_dir / "a.jpg").exists()
 

@@ -69,7 +69,8 @@ def test_new_database_needs_confirmation_and_keeps_files(client, control, media_
     response = client.post("/database/new", headers=control)
     assert response.status_code == 400 and "confirm=yes" in response.get_json()["error"]
     assert len(client.get("/get_database").get_json()) == 1
-    assert client.post("/database/new", headers=control, data={"confirm": "yes"}).status_code == 200
+    response = client.post("/database/new", headers=control, data={"confirm": "yes"})
+    assert response.status_code == 200 and response.get_json() == {"entries": 1, "events": 0}
     assert client.get("/get_database").get_json() == [] and (media_dir / name).exists()
 
 

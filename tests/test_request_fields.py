@@ -167,7 +167,7 @@ def test_the_routes_use_the_one_parser(client, control):
     response = client.post("/database/remove", json={"filename": "a.jpg", "delete_file": "maybe"}, headers=control)
     assert response.status_code == 400 and "delete_file must be yes or no" in response.get_json()["error"]
     response = client.post("/database/new", json={"confirm": True}, headers=control)
-    assert response.get_json() == {"entries": 0}
+    assert response.get_json() == {"entries": 0, "events": 0}
     response = client.post("/database/new", json={"confirm": "no"}, headers=control)
     assert response.status_code == 400 and "confirm=yes" in response.get_json()["error"]
     assert client.get("/media/none.jpg?download=maybe").status_code in (400, 404)
