@@ -147,8 +147,17 @@ def write_new_file(media_dir, name, data):
         except FileExistsError:
             raise MediaExists(f"{name} already exists in the media folder; choose another name") from None
     finally:
-        os.unlink(temporary)
+        _remove_temporary(temporary)
     return path
+
+
+def _remove_temporary(temporary):
+    """The hidden temporary goes; when it cannot, the next start removes it (remove_leftover_temporaries),
+    and the write's own outcome stands."""
+    try:
+        os.unlink(temporary)
+    except OSError as error:
+        log.warning("could not remove the temporary %s: %s", temporary.name, error)
 
 
 def write_unique_file(media_dir, name, data):

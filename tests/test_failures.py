@@ -15,7 +15,7 @@ import media_files
 import recorder as recorder_module
 from app import create_app, stop_services
 from catalogue_fields import CatalogueError
-from conftest import read_one_part, unavailable
+from conftest import read_one_part, unavailable, wait_for
 
 PICTURE = b"\xff\xd8" + os.urandom(60_000) + b"\xff\xd9"
 
@@ -282,3 +282,42 @@ def test_the_command_line_and_retention_delete_on_a_full_disk(small_disk):
         assert media_names(small_disk) == [] and catalogue.entries() == []
     finally:
         catalogue.close()
+
+
+# -- writes stay whole: nothing half-written or empty is left in the media folder --------------------------
+
+
+def test_a_recording_on_a_full_disk_leaves_no_empty_or_half_written_file(small_disk):
+    from camera_base import Camera
+    from conftest import FakeSource
+    from recorder import Recorder
+    camera = Camera(FakeSource(160, 120), kind="fake", width=160, height=120)
+    catalogue = media_catalogue.MediaCatalogue(small_disk / "media.db", small_disk)
+    recorder = Recorder(camera, small_disk, catalogue=catalogue, min_free_mb=0)
+    try:
+        fill(small_disk)
+        recorder.start("no room")
+        assert wait_for(lambda: not recorder.status()["recording"])          # it stops by itself
+        status = recorder.status()
+        assert status["last_file"] is None and status["last_reason"] == "disk_full"
+    finally:
+        recorder.close()
+        camera.stop()
+        catalogue.close()
+    assert media_names(small_disk) == [] and [name for name in os.listdir(small_disk) if name.startswith(".")] == []
+
+
+def test_a_snapshot_whose_temporary_cannot_be_removed_is_still_saved(client, control, settings, monkeypatch,
+                                                                     caplog):
+    real_unlink = media_files.os.unlink
+
+    def failing_unlink(path, *args, **kwargs):
+        if os.path.basename(path).startswith(media_files.TEMPORARY_PREFIX):
+            raise OSError(errno.EIO, "Input/output error")
+        return real_unlink(path, *args, **kwargs)
+    monkeypatch.setattr(media_files.os, "unlink", failing_unlink)
+    status, _ = answer(client, control, "/snapshot", {"filename": "porch"})
+    assert status == 200
+    assert (Path(settings.media_dir) / "porch.jpg").stat().st_size > 0
+    assert [entry["filename"] for entry in client.get("/get_database").get_json()] == ["porch.jpg"]
+    assert "could not remove the temporary" in caplog.text
