@@ -335,10 +335,10 @@ class MediaCatalogue:
             if not (set_aside and is_disk_full(error)):
                 _put_back(set_aside)
                 raise
-            _delete_set_aside(set_aside)
+            _delete_set_aside(set_aside)            # frees the space the delete needs
             self._forget_deleted(doomed, error)
-            return doomed
-        _delete_set_aside(set_aside)
+        else:
+            _delete_set_aside(set_aside)
         return doomed
 
     def _forget_deleted(self, doomed, error):
@@ -350,7 +350,7 @@ class MediaCatalogue:
             with self._transaction() as db:
                 db.executemany("DELETE FROM media WHERE id = ? AND filename = ?",
                                [(entry["id"], entry["filename"]) for entry in gone])
-        except Exception as again:
+        except (sqlite3.Error, CatalogueError) as again:
             raise CatalogueError(f"deleted {names} to free space, but the catalogue still lists them ({again}); "
                                  f"the next start (or database_manager.py scan --remove-missing) forgets "
                                  f"them") from again

@@ -476,5 +476,5 @@ class _LateEntries:
                 log.warning("recording %s: gave up cataloguing its size and duration (%s); the next start "
                             "does it", name, error)
             with self._lock:
-                if self._waiting.get(name, (None,))[0] is fields:
+                if self._waiting.get(name) == (fields, give_up_at):    # not added again meanwhile
                     del self._waiting[name]
