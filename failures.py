@@ -18,14 +18,15 @@ class Failure:
 
 # What happened, and what a person can do about it.
 _SITUATIONS = {
-    "full": (507, "the disk of the media folder is full",
+    "full": (507, "the disk is full",
              "delete old media (Delete in the gallery, or database_manager.py prune) or free space on that "
              "disk, then try again"),
-    "read_only": (503, "the media folder is on a read-only file system",
+    "read_only": (503, "the file system is read-only",
                   "remount it read-write (a failing SD card turns read-only: check it), then try again"),
-    "denied": (503, "the server may not write in the media folder",
-               "give the server's user write permission on the media folder and media.db, then try again"),
-    "io": (503, "the disk of the media folder reported an I/O error",
+    "denied": (503, "the server's user is not allowed to do this",
+               "give it write permission on the media folder and media.db (or on the file named), then try "
+               "again"),
+    "io": (503, "the disk reported an I/O error",
            "check the disk or SD card (dmesg says more), then try again"),
     "locked": (503, "the media catalogue is locked by another program",
                "wait until it is done (a database_manager.py command, a backup) and try again"),

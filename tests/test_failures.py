@@ -34,9 +34,9 @@ def answer(client, control, route, data=None):
 
 
 @pytest.mark.parametrize("code, status, words", [
-    (errno.ENOSPC, 507, "disk of the media folder is full"), (errno.EDQUOT, 507, "full"),
-    (errno.EROFS, 503, "read-only file system"), (errno.EACCES, 503, "may not write"),
-    (errno.EPERM, 503, "may not write"), (errno.EIO, 503, "I/O error"),
+    (errno.ENOSPC, 507, "the disk is full"), (errno.EDQUOT, 507, "full"),
+    (errno.EROFS, 503, "file system is read-only"), (errno.EACCES, 503, "not allowed"),
+    (errno.EPERM, 503, "not allowed"), (errno.EIO, 503, "I/O error"),
 ])
 def test_an_os_error_of_the_surroundings_has_a_status_and_advice(code, status, words):
     failure = failures.explain(OSError(code, os.strerror(code), "/srv/media/x.jpg"))
@@ -67,7 +67,7 @@ def test_a_wrapper_keeps_its_words_and_gets_the_advice_of_what_it_wraps():
     except CatalogueError as wrapper:
         failure = failures.explain(wrapper)
     assert failure.status == 503 and failure.message.startswith(
-        "the server may not write in the media folder (cannot delete a.jpg: Permission denied): give")
+        "the server's user is not allowed to do this (cannot delete a.jpg: Permission denied): give")
 
 
 @pytest.mark.parametrize("error", [ValueError("bug"), FileNotFoundError(errno.ENOENT, "gone"), KeyError("x"),
@@ -159,8 +159,8 @@ def refuse(monkeypatch):
     return refuse_with
 
 
-@pytest.mark.parametrize("code, words", [(errno.EROFS, "read-only file system"), (errno.EACCES, "may not write"),
-                                         (errno.EPERM, "may not write"), (errno.EIO, "I/O error")])
+@pytest.mark.parametrize("code, words", [(errno.EROFS, "file system is read-only"), (errno.EACCES, "not allowed"),
+                                         (errno.EPERM, "not allowed"), (errno.EIO, "I/O error")])
 def test_a_folder_that_refuses_writes_is_a_503_with_advice(app, client, control, settings, refuse, code, words):
     media_dir = Path(settings.media_dir)
     (media_dir / "listed.jpg").write_bytes(PICTURE)
