@@ -14,7 +14,7 @@ from werkzeug.exceptions import BadRequest
 
 ON_WORDS = ("on", "true", "yes", "1")
 OFF_WORDS = ("off", "false", "no", "0")
-OTHER_WORDS = "true/false, yes/no and 1/0 work too"
+OTHER_WORDS = "on/off, true/false, yes/no, 1/0 in any case, or a JSON boolean"
 TEXT = "text (a JSON string)"
 _WHOLE = re.compile(r"[+-]?[0-9]{1,15}")
 _DECIMAL = re.compile(r"[+-]?([0-9]{1,15}(\.[0-9]{0,15})?|\.[0-9]{1,15})([eE][+-]?[0-9]{1,3})?")
@@ -148,7 +148,7 @@ def _on_off(name, value, wanted, other_word=None):
     if isinstance(value, bool):
         return value
     if not isinstance(value, str):
-        _wrong_type(name, wanted, value)
+        _wrong_type(name, f"{wanted}, as a word or a JSON boolean", value)
     word = value.lower()
     if word in ON_WORDS or word in OFF_WORDS:
         return word in ON_WORDS
