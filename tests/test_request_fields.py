@@ -170,7 +170,11 @@ def test_the_routes_use_the_one_parser(client, control):
     assert response.get_json() == {"entries": 0, "events": 0}
     response = client.post("/database/new", json={"confirm": "no"}, headers=control)
     assert response.status_code == 400 and "confirm=yes" in response.get_json()["error"]
-    assert client.get("/media/none.jpg?download=maybe").status_code in (400, 404)
+    name = client.post("/snapshot", headers=control).get_json()["file"]
+    assert "attachment" in client.get(f"/media/{name}?download=Yes").headers["Content-Disposition"]
+    assert "attachment" not in client.get(f"/media/{name}?download=0").headers["Content-Disposition"]
+    response = client.get(f"/media/{name}?download=maybe")
+    assert response.status_code == 400 and "download must be yes or no" in response.get_json()["error"]
 
 
 # Numbers
