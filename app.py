@@ -16,8 +16,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 
 import auth
-import logging_setup
 import failures
+import logging_setup
 from request_fields import FieldRequest, field, number, query_number, switch, text_fields
 from camera_base import CameraError, FocusNotSupported
 from cameras import create_camera
