@@ -51,9 +51,12 @@ def copy_of_the_project(destination):
 
 def clean_environment(port):
     """The user's shell: no VENV, no virtual environment on PATH, no config or camera variables."""
+    # FLASK_*: the flask command line, run by other tests in this process, sets FLASK_RUN_FROM_CLI,
+    # which makes app.run() do nothing.
     environment = {key: value for key, value in os.environ.items()
                    if key not in ("VENV", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "CONFIG_FILE", "CAMERA",
-                                  "CAMERA_SOURCE", "WORKER_CLASS", "THREADS", "WORKER_CONNECTIONS")}
+                                  "CAMERA_SOURCE", "WORKER_CLASS", "THREADS", "WORKER_CONNECTIONS")
+                   and not key.startswith("FLASK_")}
     environment["PATH"] = os.pathsep.join(folder for folder in os.environ["PATH"].split(os.pathsep)
                                           if not folder.startswith(sys.prefix))
     environment["PORT"] = str(port)
