@@ -12,7 +12,9 @@ from settings import ConfigError, load_settings
 try:
     _settings = load_settings()
 except ConfigError as error:
-    sys.exit(f"config error: {error}")
+    # Exit 3, as app.main_app does: the systemd unit does not restart a server that cannot start.
+    print(f"config error: {error}", file=sys.stderr, flush=True)
+    sys.exit(3)
 
 bind = f"{_settings.host}:{_settings.port}"
 workers = 1

@@ -35,18 +35,24 @@ def test_flaskstart_serves_the_demo_camera(tmp_path, free_port, monkeypatch):
     assert "GET /status" not in terminal
 
 
-def test_an_app_that_cannot_be_built_stops_the_server_with_one_message(tmp_path, free_port, monkeypatch):
-    """gunicorn reboots a worker that exits with 1 forever; the app's start-up error must halt it."""
+@pytest.mark.parametrize("setting, message", [
+    ({"motion_mask": "1,2"}, "cannot start: motion mask 1"),           # passes load_settings, fails create_app
+    ({"fps": "fast"}, "config error: fps = 'fast' is not a number"),   # fails in gunicorn.conf.py already
+])
+def test_a_server_that_cannot_start_stops_with_one_message_and_exit_code_3(tmp_path, free_port, monkeypatch,
+                                                                            setting, message):
+    """gunicorn reboots a worker that exits with 1 forever, and the systemd unit restarts a server that
+    exits with anything but 3: a start-up error must halt both, saying why once."""
     monkeypatch.setenv("VENV", sys.prefix)
-    config = write_config(tmp_path, motion_mask="1,2")          # passes load_settings, fails create_app
+    config = write_config(tmp_path, **setting)
     environment = dict(os.environ, CONFIG_FILE=str(config), PORT=str(free_port))
     try:
         finished = subprocess.run([str(ROOT / "flaskstart.sh")], cwd=ROOT, env=environment, text=True,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
     except subprocess.TimeoutExpired as running:
         pytest.fail(f"the server kept rebooting its worker:\n{running.output[-2000:]}")
-    assert finished.returncode != 0
-    assert finished.stdout.count("cannot start: motion mask 1") == 1, finished.stdout
+    assert finished.returncode == 3, finished.stdout
+    assert finished.stdout.count(message) == 1, finished.stdout
 
 
 def test_gunicorn_access_lines_go_to_the_rotating_log_file_and_its_own_to_the_terminal(tmp_path, free_port):
