@@ -280,6 +280,13 @@ class MediaCatalogue:
             parameters.append(check_number("limit", limit, whole=True))
         return [_event(row) for row in self._db().execute(query, parameters)]
 
+    def count_events(self, since=None):
+        """How many events there are, or how many started at ``since`` (Unix s) or later."""
+        if since is None:
+            return self._db().execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        since = check_number("since", since, required=True)
+        return self._db().execute("SELECT COUNT(*) FROM events WHERE start >= ?", (since,)).fetchone()[0]
+
     # -- connections and transactions --------------------------------------------------------
 
     def _db(self):

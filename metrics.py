@@ -83,17 +83,6 @@ def _watch_metrics(status, catalogue):
     yield _gauge("camera_motion_detection_on", "1 while motion detection runs", int(status["motion"]["on"]))
     yield _gauge("camera_event_active", "1 while an event (motion or a detection) goes on",
                  int(status["motion"]["event"] is not None))
+    yield _gauge("camera_events", "events in the catalogue", catalogue.count_events())
     yield _gauge("camera_events_last_day", "events in the catalogue that started in the last 24 hours",
-                 events_since(catalogue, time.time() - DAY_S))
-
-
-def events_since(catalogue, since):
-    """How many of the catalogue's events started at ``since`` or later. The events come newest first,
-    a page at a time, so a scrape reads about what a day holds, not every event of months."""
-    limit = 64
-    while True:
-        events = catalogue.events(limit=limit)
-        recent = sum(1 for event in events if event["start"] >= since)
-        if recent < len(events) or len(events) < limit:
-            return recent
-        limit *= 4
+                 catalogue.count_events(since=time.time() - DAY_S))

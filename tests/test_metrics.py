@@ -5,7 +5,6 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-import metrics
 from app import create_app, stop_services
 from conftest import wait_for
 
@@ -68,14 +67,15 @@ def test_a_recording_shows_in_the_metrics(client, app):
     assert value(scrape(client), "camera_recording") == 0
 
 
-def test_events_of_the_last_day_are_counted_from_the_catalogue(client, app):
+def test_events_are_counted_from_the_catalogue(client, app):
     catalogue, now = app.extensions["catalogue"], time.time()
     for age in range(100):                                # more than one page of events
         catalogue.add_event(now - 600 - age, "motion", end=now - 590 - age)
     for age in (2, 3):
         catalogue.add_event(now - age * 24 * 3600, "object", labels=["person"])
-    assert value(scrape(client), "camera_events_last_day") == 100
-    assert metrics.events_since(catalogue, now - 4 * 24 * 3600) == 102
+    samples = scrape(client)
+    assert value(samples, "camera_events_last_day") == 100 and value(samples, "camera_events") == 102
+    assert catalogue.count_events(since=now - 4 * 24 * 3600) == 102
 
 
 def test_the_watch_state_shows_in_the_metrics(client, app, control):
@@ -106,14 +106,15 @@ def test_each_app_has_its_own_registry(settings, tmp_path, client):
 def test_a_scrape_does_not_stop_other_greenlets(app, monkeypatch):
     gevent = pytest.importorskip("gevent")
     entered, let_go = threading.Event(), threading.Event()
-    real_events_since = metrics.events_since
+    catalogue = app.extensions["catalogue"]
+    real_count = catalogue.count_events
 
-    def slow_catalogue(*args):
+    def slow_catalogue(*args, **kwargs):
         entered.set()
         let_go.wait(3)
-        return real_events_since(*args)
+        return real_count(*args, **kwargs)
 
-    monkeypatch.setattr(metrics, "events_since", slow_catalogue)
+    monkeypatch.setattr(catalogue, "count_events", slow_catalogue)
     request = gevent.spawn(app.test_client().get, "/metrics")
     for _ in range(500):
         if entered.is_set():
