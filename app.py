@@ -239,8 +239,7 @@ def _register_routes(app):
                                has_light=current_app.extensions["led"] is not None,
                                recording=current_app.extensions["recorder"].status(),
                                watch=current_app.extensions["watch"].status(),
-                               events=request_catalogue().events(limit=5),
-                               entries=request_catalogue().entries(limit=20))
+                               **_recent_media())
 
     @app.get("/video_feed")
     def video_feed():
@@ -327,6 +326,20 @@ def _register_routes(app):
     @auth.require_userkey
     def reboot():
         return _power("reboot")
+
+
+def _recent_media():
+    """The newest events and media for the live page. A catalogue that cannot answer (damaged, a disk
+    error) leaves the lists empty and says why: the page and its stream still load."""
+    try:
+        return {"events": request_catalogue().events(limit=5), "entries": request_catalogue().entries(limit=20),
+                "catalogue_error": None}
+    except (CatalogueError, sqlite3.Error, OSError) as error:
+        failure = failures.explain(error)
+        if failure is None:
+            raise
+        log.warning("live page without its lists: %s", failure.message)
+        return {"events": [], "entries": [], "catalogue_error": failure.message}
 
 
 def _power(action):

@@ -133,15 +133,27 @@ def test_changes_to_a_locked_catalogue_are_a_503_and_change_nothing(quick_app, q
     assert len(warnings) == 6 and all(record.levelname == "WARNING" and not record.exc_info for record in warnings)
 
 
-@pytest.mark.parametrize("route", ["/get_database", "/gallery", "/database", "/events", "/shows", "/"])
-def test_reading_a_locked_catalogue_is_a_503(client, route, monkeypatch):
+def lock_the_catalogue_for_readers(monkeypatch):
     # In WAL mode another program's write lock does not stop readers; its exclusive locking mode does.
     def locked(self, *args, **kwargs):
         raise sqlite3.OperationalError("database is locked")
     monkeypatch.setattr(media_catalogue.MediaCatalogue, "entries", locked)
     monkeypatch.setattr(media_catalogue.MediaCatalogue, "events", locked)
+
+
+@pytest.mark.parametrize("route", ["/get_database", "/gallery", "/database", "/events", "/shows"])
+def test_reading_a_locked_catalogue_is_a_503(client, route, monkeypatch):
+    lock_the_catalogue_for_readers(monkeypatch)
     response = client.get(route)
     assert response.status_code == 503 and "locked by another program" in response.get_json()["error"]
+
+
+def test_the_live_page_loads_without_its_lists_when_the_catalogue_cannot_be_read(client, monkeypatch):
+    lock_the_catalogue_for_readers(monkeypatch)
+    response = client.get("/")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert 'id="stream"' in page and "The media catalogue cannot be read: the media catalogue is locked" in page
 
 
 # -- a read-only or unwritable media folder, an I/O error -------------------------------------------------
