@@ -1,7 +1,9 @@
 """Shared fixtures: settings in a tmp folder, the app with the demo or a fake camera, free ports."""
+import contextlib
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -190,3 +192,47 @@ def live_server(tmp_path, free_port):
     process = start_server(tmp_path, free_port)
     yield f"http://127.0.0.1:{free_port}"
     stop_server(process)
+
+
+@contextlib.contextmanager
+def small_tmpfs(folder, size="2m"):
+    """A tmpfs of ``size`` mounted on ``folder`` (made if needed) for a disk that fills up; needs root."""
+    folder.mkdir(exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        unavailable(f"cannot mount a small tmpfs (needs root): {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+class Held:
+    """Stands in for ``function``: each call waits until the test sets ``let_go`` (3 s at most)."""
+
+    def __init__(self, function):
+        self.function = function
+        self.entered, self.let_go = threading.Event(), threading.Event()
+
+    def __call__(self, *args, **kwargs):
+        self.entered.set()
+        self.let_go.wait(3)
+        return self.function(*args, **kwargs)
+
+
+def other_greenlets_run_while_held(send, held):
+    """Run ``send()`` in a greenlet until it waits in ``held`` (anything with ``entered`` and ``let_go``
+    events); other greenlets must go on running meanwhile. Then let go; answers what send() returned."""
+    import gevent
+    request = gevent.spawn(send)
+    for _ in range(500):
+        if held.entered.is_set():
+            break
+        gevent.sleep(0.01)
+    assert held.entered.is_set(), "the call never reached the held function"
+    ticks = []
+    gevent.spawn(lambda: [ticks.append(gevent.sleep(0.001)) for _ in range(50)]).join(10)
+    assert len(ticks) == 50 and not request.ready()      # the others ran while the request waited
+    held.let_go.set()
+    return request.get(timeout=10)

@@ -4,7 +4,6 @@ and the stream keeps going."""
 import errno
 import os
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import media_files
 import recorder as recorder_module
 from app import create_app, stop_services
 from catalogue_fields import CatalogueError
-from conftest import read_one_part, unavailable, wait_for
+from conftest import read_one_part, small_tmpfs, wait_for
 
 PICTURE = b"\xff\xd8" + os.urandom(60_000) + b"\xff\xd9"
 
@@ -205,16 +204,8 @@ def test_an_io_error_while_writing_a_snapshot_leaves_nothing(client, control, se
 @pytest.fixture
 def small_disk(tmp_path):
     """A 2 MB tmpfs for the media folder (as root; unavailable() otherwise)."""
-    folder = tmp_path / "small"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        unavailable(f"cannot mount a small tmpfs (needs root): {mounted.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "small") as folder:
         yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=True)
 
 
 def fill(folder):

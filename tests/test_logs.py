@@ -1,11 +1,11 @@
 """The log file: rotated by size, its tail read from the end (across rotation) and off the gevent loop."""
 import logging
-import threading
 from pathlib import Path
 
 import pytest
 
 import logging_setup
+from conftest import Held, other_greenlets_run_while_held
 
 
 @pytest.fixture
@@ -70,23 +70,8 @@ def test_logs_answers_the_tail_across_rotation(client, settings):
 
 
 def test_reading_the_logs_does_not_stop_other_greenlets(app, settings, monkeypatch):
-    gevent = pytest.importorskip("gevent")
-    entered, let_go = threading.Event(), threading.Event()
-    real_tail = logging_setup.tail
-
-    def slow_tail(*args):
-        entered.set()
-        let_go.wait(3)
-        return real_tail(*args)
-
-    monkeypatch.setattr(logging_setup, "tail", slow_tail)
-    request = gevent.spawn(app.test_client().get, "/logs", headers={"X-User-Key": "sesame"})
-    for _ in range(500):
-        if entered.is_set():
-            break
-        gevent.sleep(0.01)
-    ticks = []
-    gevent.spawn(lambda: [ticks.append(gevent.sleep(0.001)) for _ in range(50)]).join(10)
-    assert entered.is_set() and len(ticks) == 50 and not request.ready()
-    let_go.set()
-    assert request.get(timeout=10).status_code == 200
+    held = Held(logging_setup.tail)
+    monkeypatch.setattr(logging_setup, "tail", held)
+    response = other_greenlets_run_while_held(
+        lambda: app.test_client().get("/logs", headers={"X-User-Key": "sesame"}), held)
+    assert response.status_code == 200

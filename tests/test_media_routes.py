@@ -12,7 +12,7 @@ import pytest
 
 import media_catalogue
 from app import create_app, stop_services
-from conftest import ROOT, read_one_part, wait_for
+from conftest import ROOT, other_greenlets_run_while_held, read_one_part, wait_for
 from recorder import Recorder
 
 
@@ -399,25 +399,14 @@ class HeldCatalogue:
 ])
 def test_a_request_waiting_on_the_catalogue_does_not_stop_other_greenlets(app, control, media_dir,
                                                                            method, route, data):
-    gevent = pytest.importorskip("gevent")
     for name in ("outside.jpg", "listed.jpg"):
         (media_dir / name).write_bytes(b"\xff\xd8\xff\xd9")
     app.extensions["catalogue"].add("listed.jpg")
     app.extensions["camera"].current_frame()             # the first picture, before the catalogue is held
     held = app.extensions["catalogue"] = HeldCatalogue(app.extensions["catalogue"])
     client = app.test_client()
-    request = gevent.spawn(getattr(client, method), route, headers=control, data=data)
-    for _ in range(500):
-        if held.entered.is_set():
-            break
-        gevent.sleep(0.01)
-    assert held.entered.is_set()
-    ticks = []
-    ticker = gevent.spawn(lambda: [ticks.append(gevent.sleep(0.001)) for _ in range(50)])
-    ticker.join(10)
-    assert len(ticks) == 50 and not request.ready()      # the others ran while the request waited
-    held.let_go.set()
-    response = request.get(timeout=10)
+    response = other_greenlets_run_while_held(
+        lambda: getattr(client, method)(route, headers=control, data=data), held)
     assert response.status_code in (200, 201), response.get_json()
 
 

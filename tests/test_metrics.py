@@ -1,12 +1,10 @@
 """/metrics: Prometheus' text format, read with prometheus_client's own parser."""
-import threading
 import time
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import create_app, stop_services
-from conftest import wait_for
+from conftest import Held, other_greenlets_run_while_held, wait_for
 
 
 def scrape(client, **request):
@@ -104,24 +102,7 @@ def test_each_app_has_its_own_registry(settings, tmp_path, client):
 
 
 def test_a_scrape_does_not_stop_other_greenlets(app, monkeypatch):
-    gevent = pytest.importorskip("gevent")
-    entered, let_go = threading.Event(), threading.Event()
     catalogue = app.extensions["catalogue"]
-    real_count = catalogue.count_events
-
-    def slow_catalogue(*args, **kwargs):
-        entered.set()
-        let_go.wait(3)
-        return real_count(*args, **kwargs)
-
-    monkeypatch.setattr(catalogue, "count_events", slow_catalogue)
-    request = gevent.spawn(app.test_client().get, "/metrics")
-    for _ in range(500):
-        if entered.is_set():
-            break
-        gevent.sleep(0.01)
-    ticks = []
-    gevent.spawn(lambda: [ticks.append(gevent.sleep(0.001)) for _ in range(50)]).join(10)
-    assert entered.is_set() and len(ticks) == 50 and not request.ready()
-    let_go.set()
-    assert request.get(timeout=10).status_code == 200
+    held = Held(catalogue.count_events)
+    monkeypatch.setattr(catalogue, "count_events", held)
+    assert other_greenlets_run_while_held(lambda: app.test_client().get("/metrics"), held).status_code == 200

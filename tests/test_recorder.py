@@ -22,7 +22,7 @@ import recorder as recorder_module
 from app import create_app, stop_services
 from camera_base import Camera
 from camera_demo import DemoSource
-from conftest import ROOT, FakeSource, unavailable, wait_for
+from conftest import ROOT, FakeSource, small_tmpfs, wait_for
 from media_files import MediaExists, MediaNameError, being_written
 from recorder import InsufficientSpace, NotRecording, Recorder, RecordingBusy, RecordingError
 from video_file import EncoderQuality, VideoFileWriter, repair
@@ -319,17 +319,9 @@ def test_a_recording_killed_with_sigkill_leaves_a_playable_file(tmp_path):
 @pytest.fixture
 def small_disk(tmp_path):
     """A 2 MB tmpfs as the media folder; most of it is taken by a ballast file."""
-    folder = tmp_path / "small"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        unavailable(f"cannot mount a small tmpfs (needs root): {mounted.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "small") as folder:
         (folder / "ballast").write_bytes(os.urandom(1400 * 1024))
         yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=True)
 
 
 def test_a_full_disk_stops_the_recording_cleanly_and_the_file_plays(small_disk):
