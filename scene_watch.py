@@ -3,11 +3,13 @@ on the live frames, turned into saved pictures, events, clips and notifications.
 
 One daemon thread reads the camera's frames while the monitor or motion detection is on (so the
 camera stays open while watched); object detection runs in its own thread on the newest frame with
-motion. Nothing here slows the camera thread: it only draws the latest boxes on the stream. Every
-event is written to the catalogue before anyone is notified, so a failing webhook or broker cannot
-lose one; a catalogue that cannot take it (locked, disk full) delays the write (event_store), never
-the notification, the event's end or its clip. Pictures are saved only while the media folder's
-disk has min_free_mb free, and the monitor saves at most monitor_max_changes_per_hour changes.
+motion. Nothing here slows the camera thread: it only draws the latest boxes on the stream. The
+watch thread never waits for the catalogue: it hands each event change and each picture to list to
+the event store, whose writer thread writes them and then notifies (event_store), so a failing
+webhook or broker cannot lose an event, and a catalogue that cannot take it (locked, disk full)
+delays neither the analysis, nor the event's end, nor its clip. Pictures are saved only while the
+media folder's disk has min_free_mb free, and the monitor saves at most
+monitor_max_changes_per_hour changes.
 """
 import logging
 import math
@@ -15,7 +17,7 @@ import shutil
 import threading
 import time
 
-from event_store import SAVE_ERRORS, EventStore
+from event_store import RETRY_S, EventStore, close_interrupted_events
 from events import ENDED, STARTED, EventTracker, PreRoll
 from media_files import timestamped_name, write_unique_file
 from motion import MotionDetector, draw_boxes, load_mask_file, parse_masks
@@ -47,14 +49,14 @@ _DETECTOR_KEYS = ("detector_model", "detector_config", "detector_labels", "detec
 class SceneWatch:
     def __init__(self, camera, catalogue, media_dir, *, monitor, motion, tracker, recorder=None,
                  detector=None, preroll=None, postroll_s=5.0, record_events=False, notifiers=(),
-                 show_boxes=True, min_free_mb=0, event_store=None):
+                 show_boxes=True, min_free_mb=0, retry_s=RETRY_S):
         self.camera, self.catalogue, self.media_dir = camera, catalogue, media_dir
         self.min_free_mb = min_free_mb
-        self.events = event_store or EventStore(catalogue)
         self.monitor, self.motion, self.tracker = monitor, motion, tracker
         self.recorder, self.preroll, self.postroll_s = recorder, preroll, postroll_s
         self.record_events = record_events and recorder is not None
         self.notifiers = list(notifiers)
+        self.events = EventStore(catalogue, self.notifiers, retry_s=retry_s)    # started with the watch thread
         self.show_boxes = show_boxes
         self.detector_name = type(detector).__name__ if detector else None
         self._worker = DetectionWorker(detector, self._on_detections).start() if detector else None
@@ -179,8 +181,7 @@ class SceneWatch:
         thread = self._thread
         if thread is not None:
             thread.join(10)
-        if thread is None or not thread.is_alive():
-            self.events.close()             # the last attempt at the events the catalogue did not take
+        self.events.close()             # the last writes and messages, the open event's end among them
         if self._worker is not None:
             self._worker.stop()
         deadline = time.monotonic() + NOTIFY_DRAIN_S      # the "ended" of the event just closed, too
@@ -191,6 +192,7 @@ class SceneWatch:
     def _ensure_thread(self):
         """Start the watch thread if it is not running (called with the lock held)."""
         if self._thread is None and not self._stop.is_set():
+            self.events.start()
             self._thread = threading.Thread(target=self._run, name="scene-watch", daemon=True)
             self._thread.start()
 
@@ -206,7 +208,6 @@ class SceneWatch:
                         self._time_passes(time.time())   # a hung device: no frame, but the clock runs
                     else:
                         self._analyse(frame)
-                    self.events.retry()                  # what the catalogue could not take before
                 except Exception:       # the thread's top level: report and go on with the next frame
                     log.exception("scene watch: analysing a frame failed")
         finally:
@@ -310,23 +311,21 @@ class SceneWatch:
             log.info("scene change (score %.0f) saved as %s", change.score, name)
 
     def _on_event(self, change, frame):
-        """Keep the event change for the catalogue (with a snapshot and a clip when it starts), then notify."""
+        """Hand the event change (with a snapshot and a clip when it starts) to the event store, which
+        writes it to the catalogue, then notifies."""
         event = change.event
         if change.change == STARTED:
             snapshot = self._save_picture(frame, "motion", f"{event.kind} event")
-            stored = self.events.save(event, snapshot, self._start_clip() if self.record_events else None)
+            self.events.save(change, snapshot, self._start_clip() if self.record_events else None)
         else:
-            stored = self.events.save(event)
+            self.events.save(change)
             if change.change == ENDED and self._clip is not None:   # noticed event_quiet_s after the end
                 self._clip_stop_at = event.end + self.postroll_s
-        message = {**change.to_dict(), "snapshot": stored.snapshot, "clip": stored.clip,
-                   "catalogue_id": stored.catalogue_id}
         log.info("event %s: %s %s", change.change, event.kind, ", ".join(sorted(event.labels)))
-        for notifier in self.notifiers:
-            notifier.notify(message)
 
     def _save_picture(self, frame, kind, note):
-        """Save the frame's JPEG as a ``kind`` picture and catalogue it; its name, None when not saved.
+        """Save the frame's JPEG as a ``kind`` picture for the event store to catalogue; its name, None
+        when not saved.
 
         A picture the catalogue cannot take (locked, disk full) stays: start-up repair lists it, by
         its name's prefix, as the same kind.
@@ -340,11 +339,8 @@ class SceneWatch:
             log.error("%s picture not saved: %s", kind, error)
             return None
         height, width = frame.image.shape[:2]
-        try:
-            self.catalogue.add(path.name, kind, created=frame.timestamp, width=width, height=height,
-                               camera=self.camera.kind, note=note)
-        except SAVE_ERRORS as error:
-            log.warning("%s is saved but not catalogued (%s): the next start lists it", path.name, error)
+        self.events.add_picture(path.name, kind, created=frame.timestamp, width=width, height=height,
+                                camera=self.camera.kind, note=note)
         return path.name
 
     def _room_for_pictures(self):
@@ -397,17 +393,6 @@ class SceneWatch:
         finally:
             if self._clip is not None:
                 self._stop_clip()
-
-
-def close_interrupted_events(catalogue):
-    """Give an end to the events a crash or kill left open (their start: the last time known)."""
-    interrupted = [event for event in catalogue.events() if event["end"] is None]
-    for event in interrupted:
-        catalogue.update_event(event["id"], end=event["start"])
-    if interrupted:
-        log.warning("closed %d events left open by the last run: %s", len(interrupted),
-                    ", ".join(str(event["id"]) for event in interrupted))
-    return len(interrupted)
 
 
 def detector_options(settings):

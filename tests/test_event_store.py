@@ -1,11 +1,14 @@
-"""event_store.py: an event is added once and then updated; a catalogue that is locked or on a full
-disk delays the write (retried at most every retry_s), and after max_attempts the event is dropped
-with a log line. Nothing raises."""
+"""event_store.py: an event is added once and then updated, and each change is notified after the
+write that includes it; a catalogue that is locked or on a full disk delays the write (retried at most
+every retry_s), never the hand-over, and after max_attempts the event is dropped with a log line.
+Nothing raises. Most tests drive the writer's rounds (write_due) with a fake clock; the last ones run
+its thread."""
 import dataclasses
 import errno
 import logging
 import sqlite3
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,12 +17,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from catalogue_fields import UnknownEvent  # noqa: E402
+from conftest import wait_for  # noqa: E402
 from event_store import EventStore  # noqa: E402
-from events import Event  # noqa: E402
+from events import ENDED, STARTED, UPDATED, Event, EventChange  # noqa: E402
 
-STARTED = Event("a1b2", "motion", 100.0, None, 100.0, 0.1)
-UPDATED = dataclasses.replace(STARTED, kind="object", labels=frozenset({"person"}), last_seen=102.0)
-ENDED = dataclasses.replace(UPDATED, end=102.0)
+BEGUN = Event("a1b2", "motion", 100.0, None, 100.0, 0.1)
+LABELLED = dataclasses.replace(BEGUN, kind="object", labels=frozenset({"person"}), last_seen=102.0)
+FINISHED = dataclasses.replace(LABELLED, end=102.0)
+START = EventChange(STARTED, BEGUN, 100.0)
+UPDATE = EventChange(UPDATED, LABELLED, 102.0)
+END = EventChange(ENDED, FINISHED, 107.0)
 
 LOCKED = sqlite3.OperationalError("database is locked")
 FAILURES = [LOCKED, sqlite3.OperationalError("database or disk is full"),
@@ -27,15 +34,20 @@ FAILURES = [LOCKED, sqlite3.OperationalError("database or disk is full"),
 
 
 class Catalogue:
-    """The catalogue's event calls; ``failing``: the error each call raises, while set."""
+    """The catalogue's event and add calls; ``failing``: the error each call raises, while set;
+    ``gate`` cleared: add_event waits for it."""
 
     def __init__(self):
         self.calls = []
         self.rows = {}
+        self.pictures = []
         self.failing = None
+        self.gate = threading.Event()
+        self.gate.set()
 
     def add_event(self, start, kind, **fields):
         self.calls.append("add")
+        self.gate.wait(30)
         if self.failing:
             raise self.failing
         event_id = len(self.rows) + 1
@@ -50,6 +62,12 @@ class Catalogue:
             raise UnknownEvent(f"there is no event {event_id!r}")
         self.rows[event_id].update(fields)
 
+    def add(self, filename, kind=None, **fields):
+        self.calls.append(f"list {filename}")
+        if self.failing:
+            raise self.failing
+        self.pictures.append((filename, kind, fields))
+
 
 class Clock:
     def __init__(self):
@@ -57,6 +75,17 @@ class Clock:
 
     def __call__(self):
         return self.now
+
+
+class Messages:
+    def __init__(self):
+        self.received = []
+
+    def notify(self, message):
+        self.received.append(message)
+
+    def sent(self):
+        return [(message["type"], message["catalogue_id"]) for message in self.received]
 
 
 @pytest.fixture
@@ -69,58 +98,84 @@ def clock():
     return Clock()
 
 
-def test_an_event_is_added_once_then_updated(catalogue, clock):
-    store = EventStore(catalogue, clock=clock)
-    stored = store.save(STARTED, snapshot="motion_1.jpg", clip="video_1.mp4")
-    assert stored.catalogue_id == 1 and stored.saved
-    store.save(UPDATED)
-    store.save(ENDED)
+@pytest.fixture
+def messages():
+    return Messages()
+
+
+def test_an_event_is_added_once_then_updated_and_each_change_notified_after_its_write(catalogue, clock, messages):
+    store = EventStore(catalogue, [messages], clock=clock)
+    store.save(START, snapshot="motion_1.jpg", clip="video_1.mp4")
+    assert catalogue.calls == [] and messages.received == []       # handed over: the writer does the rest
+    store.write_due()
+    assert messages.sent() == [("started", 1)]
+    store.save(UPDATE)
+    store.write_due()
+    store.save(END)
+    store.write_due()
     assert catalogue.calls == ["add", "update", "update"]
     assert catalogue.rows == {1: {"start": 100.0, "kind": "object", "end": 102.0, "peak_score": 0.1,
                                   "labels": ["person"], "snapshot": "motion_1.jpg", "clip": "video_1.mp4"}}
+    assert messages.sent() == [("started", 1), ("updated", 1), ("ended", 1)]
+    assert messages.received[2]["snapshot"] == "motion_1.jpg" and messages.received[2]["clip"] == "video_1.mp4"
     assert store.unsaved == []
 
 
+def test_changes_handed_over_between_writes_are_written_once_as_the_newest_state(catalogue, clock, messages):
+    store = EventStore(catalogue, [messages], clock=clock)
+    for change in (START, UPDATE, END):
+        store.save(change)
+    store.write_due()
+    assert catalogue.calls == ["add"] and catalogue.rows[1]["end"] == 102.0
+    assert messages.sent() == [("started", 1), ("updated", 1), ("ended", 1)]
+
+
 @pytest.mark.parametrize("error", FAILURES, ids=["locked", "sqlite full", "ENOSPC"])
-def test_a_failed_start_is_saved_whole_when_the_catalogue_answers_again(catalogue, clock, error, caplog):
+def test_a_failed_start_is_saved_whole_when_the_catalogue_answers_again(catalogue, clock, messages, error, caplog):
     caplog.set_level(logging.INFO)
-    store = EventStore(catalogue, retry_s=5.0, clock=clock)
+    store = EventStore(catalogue, [messages], retry_s=5.0, clock=clock)
     catalogue.failing = error
-    assert store.save(STARTED, snapshot="motion_1.jpg").catalogue_id is None      # no exception
-    store.save(UPDATED)                     # the retry is not due: no attempt
-    store.retry()
-    assert catalogue.calls == ["add"]
+    store.save(START, snapshot="motion_1.jpg")
+    store.write_due()                       # no exception
+    store.save(UPDATE)
+    store.write_due()                       # the retry is not due: no attempt, but the message goes out
+    assert catalogue.calls == ["add"] and messages.sent() == [("started", None), ("updated", None)]
     catalogue.failing = None
     clock.now += 5.0
-    store.save(ENDED)                       # due now: the whole event in one add
+    store.save(END)
+    store.write_due()                       # due now: the whole event in one add
     assert catalogue.calls == ["add", "add"] and store.unsaved == []
     assert catalogue.rows[1]["end"] == 102.0 and catalogue.rows[1]["labels"] == ["person"]
     assert catalogue.rows[1]["snapshot"] == "motion_1.jpg"
+    assert messages.sent()[-1] == ("ended", 1)
     assert "event a1b2 (motion, going on) not saved yet" in caplog.text and "trying again every 5 s" in caplog.text
     assert "event a1b2 saved after 1 failed attempts" in caplog.text
 
 
-def test_a_failed_update_is_retried_by_retry(catalogue, clock):
-    store = EventStore(catalogue, retry_s=5.0, clock=clock)
-    store.save(STARTED)
+def test_a_failed_update_is_retried_when_due(catalogue, clock, messages):
+    store = EventStore(catalogue, [messages], retry_s=5.0, clock=clock)
+    store.save(START)
+    store.write_due()
     catalogue.failing = LOCKED
-    store.save(ENDED)
+    store.save(END)
+    store.write_due()
     catalogue.failing = None
-    store.retry()
+    store.write_due()
     assert catalogue.rows[1]["end"] is None                  # not due yet
     clock.now += 5.0
-    store.retry()
+    store.write_due()
     assert catalogue.rows[1]["end"] == 102.0 and store.unsaved == []
+    assert messages.sent() == [("started", 1), ("ended", 1)]     # the id was known before the failure
 
 
 @pytest.mark.parametrize("error", FAILURES, ids=["locked", "sqlite full", "ENOSPC"])
 def test_an_event_is_dropped_with_a_log_line_after_max_attempts(catalogue, clock, error, caplog):
     store = EventStore(catalogue, retry_s=5.0, max_attempts=3, clock=clock)
     catalogue.failing = error
-    store.save(STARTED, snapshot="motion_1.jpg", clip="video_1.mp4")
+    store.save(START, snapshot="motion_1.jpg", clip="video_1.mp4")
     for _ in range(10):
+        store.write_due()
         clock.now += 5.0
-        store.retry()
     assert catalogue.calls == ["add"] * 3 and store.unsaved == []
     dropped = [record for record in caplog.records if "dropped" in record.getMessage()]
     assert len(dropped) == 1 and dropped[0].levelno == logging.ERROR
@@ -128,18 +183,74 @@ def test_an_event_is_dropped_with_a_log_line_after_max_attempts(catalogue, clock
     assert "motion_1.jpg and video_1.mp4 stay in the media folder" in dropped[0].getMessage()
 
 
-def test_an_event_the_catalogue_forgot_while_it_lasted_is_added_again(catalogue, clock):
-    store = EventStore(catalogue, clock=clock)
-    store.save(STARTED)
+def test_an_event_the_catalogue_forgot_while_it_lasted_is_added_again(catalogue, clock, messages):
+    store = EventStore(catalogue, [messages], clock=clock)
+    store.save(START)
+    store.write_due()
     catalogue.rows.clear()                                   # /database/new
-    assert store.save(ENDED).catalogue_id == 1
+    store.save(END)
+    store.write_due()
     assert catalogue.calls == ["add", "update", "add"] and catalogue.rows[1]["end"] == 102.0
+    assert messages.sent() == [("started", 1), ("ended", 1)]
 
 
-def test_close_makes_a_last_attempt_and_names_what_is_lost(catalogue, clock, caplog):
-    store = EventStore(catalogue, retry_s=5.0, clock=clock)
+def test_pictures_are_listed_and_those_behind_a_refused_one_are_left_for_the_next_start(catalogue, clock,
+                                                                                        caplog):
+    store = EventStore(catalogue, clock=clock)
+    store.add_picture("change_1.jpg", "change", created=1.0, note="score 400")
+    store.write_due()
+    assert catalogue.pictures == [("change_1.jpg", "change", {"created": 1.0, "note": "score 400"})]
     catalogue.failing = LOCKED
-    store.save(STARTED)
+    for number in (2, 3, 4):
+        store.add_picture(f"change_{number}.jpg", "change")
+    store.write_due()
+    assert catalogue.calls[-1] == "list change_2.jpg"        # one wait for the lock, not three
+    assert ("change_2.jpg, change_3.jpg, change_4.jpg are saved but not catalogued (database is locked): "
+            "the next start lists them") in caplog.text
+    catalogue.failing = None
+    store.write_due()
+    assert len(catalogue.pictures) == 1                      # not tried again
+
+
+def test_close_makes_a_last_attempt_and_names_what_is_lost(catalogue, clock, messages, caplog):
+    store = EventStore(catalogue, [messages], retry_s=5.0, clock=clock)
+    catalogue.failing = LOCKED
+    store.save(START)
+    store.write_due()
+    store.save(END)
     store.close()                                            # not waiting for the retry
     assert catalogue.calls == ["add", "add"] and store.unsaved == []
-    assert "event a1b2 (motion, going on) dropped" in caplog.text
+    assert "event a1b2 (object, ended) dropped" in caplog.text
+    assert messages.sent() == [("started", None), ("ended", None)]
+    store.save(START)                                        # after the close: refused with a log line
+    assert "came after the close" in caplog.text and store.unsaved == []
+
+
+def test_the_writer_thread_writes_then_notifies_while_the_hand_over_never_waits(catalogue, messages):
+    store = EventStore(catalogue, [messages]).start()
+    catalogue.gate.clear()                                   # the catalogue holds the writer in add_event
+    store.save(START)
+    assert wait_for(lambda: catalogue.calls == ["add"])
+    store.save(UPDATE)                                       # handed over while the writer waits
+    store.save(END)
+    store.add_picture("motion_1.jpg", "motion")
+    assert messages.received == [] and catalogue.rows == {}
+    catalogue.gate.set()
+    assert wait_for(lambda: messages.sent() == [("started", 1), ("updated", 1), ("ended", 1)])
+    assert wait_for(lambda: catalogue.pictures and store.unsaved == [])
+    assert catalogue.rows[1]["end"] == 102.0
+    store.close()
+
+
+def test_close_gives_up_on_a_write_the_catalogue_holds_and_says_what_is_lost(catalogue, messages, caplog):
+    store = EventStore(catalogue, [messages]).start()
+    catalogue.gate.clear()
+    store.save(START)
+    store.add_picture("motion_1.jpg", "motion")
+    assert wait_for(lambda: catalogue.calls == ["add"])
+    try:
+        store.close(timeout=0.2)                             # returns though add_event still waits
+        assert "event a1b2 (motion, going on) not saved: the catalogue did not answer before the close" in caplog.text
+        assert "motion_1.jpg is saved but not catalogued" in caplog.text
+    finally:
+        catalogue.gate.set()

@@ -20,7 +20,6 @@ import scene_watch
 import scenes
 from app import create_app, main_app, stop_services
 from camera_base import Camera, CameraError, Source
-from event_store import EventStore
 from events import ENDED, EncodedFrame, Event, EventChange, EventTracker
 from media_catalogue import CatalogueError, MediaCatalogue
 from motion import MotionDetector
@@ -393,7 +392,7 @@ class ClipRecorder:
     """Stands in for the recorder: the event clips started and stopped."""
 
     def __init__(self):
-        self.started, self.stopped = [], []
+        self.started, self.stopped, self.stopped_at = [], [], []
 
     def start(self, preroll=()):
         self.started.append(f"event-{len(self.started) + 1}.mp4")
@@ -401,6 +400,7 @@ class ClipRecorder:
 
     def stop(self, filename=None):
         self.stopped.append(filename)
+        self.stopped_at.append(time.time())
 
 
 class Messages:
@@ -419,15 +419,15 @@ class Messages:
 @pytest.fixture
 def still_watch_with(tmp_path):
     """make(**options): a SceneWatch over a still camera and a real catalogue (busy timeout 0.2 s) in
-    tmp_path; no detector, the tests hand its results. ``retry_s``: its event store's."""
+    tmp_path; no detector, the tests hand its results."""
     made = []
 
-    def make(retry_s=5.0, **options):
+    def make(**options):
         source = StillSource()
         camera = Camera(source, kind="fake", width=64, height=48, idle_timeout=0.2)
         catalogue = MediaCatalogue(tmp_path / "media.db", tmp_path, busy_timeout=0.2)
         options = {"monitor": SceneMonitor(), "motion": MotionDetector(), "tracker": EventTracker(quiet_s=30.0),
-                   "event_store": EventStore(catalogue, retry_s=retry_s), **options}
+                   **options}
         watch = scene_watch.SceneWatch(camera, catalogue, tmp_path, **options)
         made.append((watch, source, camera, catalogue))
         return watch, source
@@ -515,22 +515,40 @@ def test_the_watch_thread_is_started_again_after_closing_an_event_failed(still_w
     assert wait_for(lambda: len(watch.catalogue.events()) == 2)   # watched again: a new event
 
 
-def test_the_event_clip_stops_even_when_the_end_of_the_event_cannot_be_saved(tmp_path):
-    class LockedCatalogue:
-        def add_event(self, start, **fields):
-            raise sqlite3.OperationalError("database is locked")
+def test_the_watch_goes_on_while_the_catalogue_holds_a_write_and_notifies_in_order_after_it(still_watch_with,
+                                                                                         monkeypatch):
+    messages = Messages()
+    watch, _ = still_watch_with(recorder=ClipRecorder(), record_events=True, postroll_s=0.2, notifiers=[messages])
+    holding, release = threading.Event(), threading.Event()
+    real_add_event = watch.catalogue.add_event
 
-        update_event = add_event
+    def add_event(start, kind, **fields):          # held as long as the test likes, like another process's lock
+        holding.set()
+        release.wait(30)
+        return real_add_event(start, kind, **fields)
 
-    watch = scene_watch.SceneWatch(None, LockedCatalogue(), tmp_path, monitor=None, motion=None,
-                                   tracker=EventTracker(quiet_s=5.0), recorder=ClipRecorder())
-    (started,) = watch.tracker.update(100.0, detections=PERSON)
-    watch.events.save(started.event, clip="event.mp4")
-    watch._clip = "event.mp4"
-    watch._finish_events(101.0)
-    assert watch.recorder.stopped == ["event.mp4"]
-    (unsaved,) = watch.events.unsaved                  # kept, to be saved when the catalogue answers
-    assert unsaved.event.end == 100.0 and unsaved.clip == "event.mp4"
+    monkeypatch.setattr(watch.catalogue, "add_event", add_event)
+    updates = tracker_updates(watch, monkeypatch)
+    try:
+        watch.start_motion()
+        watch._on_detections(new_frame(watch.camera), PERSON)
+        assert holding.wait(10)                                        # the writer waits in add_event
+        watch._on_detections(new_frame(watch.camera), [Detection("cat", 0.8, (1, 1, 5, 5))])
+        assert wait_for(lambda: "cat" in getattr(watch.tracker.current, "labels", ()))     # "updated"
+        watch.tracker.quiet_s = 0.3                                    # from now on the event ends soon
+        assert wait_for(lambda: watch.recorder.stopped == ["event-1.mp4"])   # ended, and its clip stopped
+        assert watch.status()["motion"]["event"] is None
+        seen = updates.count(True)
+        assert wait_for(lambda: updates.count(True) >= seen + 10)      # frames still analysed
+        assert messages.received == [] and watch.catalogue.events() == []    # nobody told before the write
+    finally:
+        release.set()
+    assert wait_for(lambda: [message["type"] for message in messages.received] == ["started", "updated", "ended"])
+    (event,) = watch.catalogue.events()
+    assert [message["catalogue_id"] for message in messages.received] == [event["id"]] * 3
+    assert event["end"] is not None and (event["kind"], event["labels"]) == ("object", ["cat", "person"])
+    assert watch.recorder.stopped_at[0] >= event["end"] + 0.2           # postroll_s after the end
+    assert wait_for(lambda: watch.catalogue.get(messages.received[0]["snapshot"]) is not None)
 
 
 def lock_catalogue(catalogue):
@@ -567,12 +585,6 @@ def test_an_event_the_locked_catalogue_refused_still_ends_stops_its_clip_and_is_
     assert wait_for(lambda: len(watch.catalogue.events()) == 2)
 
 
-def stop_watching(watch):
-    watch.stop_monitor()
-    watch.stop_motion()
-    assert wait_for(lambda: watch._thread is None)
-
-
 def test_scene_changes_are_kept_while_the_catalogue_is_locked_and_listed_at_the_next_start(still_watch_with):
     watch, source = still_watch_with(monitor=SceneMonitor(threshold=100, cooldown_s=0))
     watch.take_baseline()
@@ -584,7 +596,7 @@ def test_scene_changes_are_kept_while_the_catalogue_is_locked_and_listed_at_the_
         assert wait_for(lambda: watch.changes_saved >= 2)
         watch._on_detections(new_frame(watch.camera), PERSON)        # events still start meanwhile
         assert wait_for(lambda: watch.tracker.current is not None)
-        stop_watching(watch)
+        watch.close()                                                  # shut down while it is locked
     finally:
         holder.rollback()
         holder.close()
