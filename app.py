@@ -7,6 +7,7 @@ import secrets
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -104,6 +105,7 @@ def _start_services(app, settings, camera, led):
         retention=RetentionTimer(catalogue, settings.keep_days, settings.max_media_gb).start(),
     )
     app.extensions["metrics"] = Metrics(app.extensions, media_dir)
+    app.extensions["stopping"] = threading.Lock()
 
 
 def _reconcile(catalogue, media_dir):
@@ -130,17 +132,24 @@ def _reconcile(catalogue, media_dir):
 
 
 def stop_services(app):
-    """Stop recording, release the camera and the serial board (gunicorn's worker_exit, tests, Ctrl-C)."""
+    """Stop recording, release the camera and the serial board (gunicorn's worker, tests, Ctrl-C).
+
+    Once: a second call (gunicorn's worker_exit after its SIGTERM handler began) waits for the first.
+    """
     if "recorder" not in app.extensions:       # built for a command: nothing was started
         return
-    app.extensions["retention"].stop()
-    app.extensions["watch"].close()
-    app.extensions["recorder"].close()
-    app.extensions["camera"].stop()
-    led = app.extensions.get("led")
-    if led is not None:
-        led.stop()
-    app.extensions["catalogue"].close()
+    with app.extensions["stopping"]:
+        if app.extensions.get("stopped"):
+            return
+        app.extensions["retention"].stop()
+        app.extensions["watch"].close()
+        app.extensions["recorder"].close()
+        app.extensions["camera"].stop()
+        led = app.extensions.get("led")
+        if led is not None:
+            led.stop()
+        app.extensions["catalogue"].close()
+        app.extensions["stopped"] = True
 
 
 def _datetime(unix_seconds):

@@ -348,8 +348,10 @@ class Camera:
         return self._state
 
     def stop(self, timeout=5.0):
-        """Stop the worker thread for good (application shutdown) and release the device."""
+        """Stop the worker thread for good (application shutdown) and release the device; the
+        consumers waiting for a frame leave at once."""
         self._stop.set()
+        self.hub.close()
         thread = self._thread
         if thread is not None:
             thread.join(timeout)

@@ -90,12 +90,17 @@ def call_blocking(function, *args, **kwargs):
 class FrameHub:
     def __init__(self):
         self._latest = None
+        self._closed = False
         self._threads = _ThreadWaiter()
         self._greenlets = None          # made by the first greenlet that waits, in the hub's thread
 
     @property
     def latest(self):
         return self._latest
+
+    @property
+    def closed(self):
+        return self._closed
 
     def publish(self, frame):
         self._latest = frame
@@ -110,11 +115,19 @@ class FrameHub:
             self._greenlets = _GeventWaiter()
         return self._greenlets
 
+    def close(self):
+        """No more frames: every consumer waiting in wait_newer() gets None now, and later ones at once."""
+        self._closed = True
+        self._threads.notify()
+        if self._greenlets is not None:
+            self._greenlets.notify()
+
     def wait_newer(self, seq, timeout):
-        """The newest frame with a sequence number above ``seq``, or None after ``timeout`` s."""
+        """The newest frame with a sequence number above ``seq``, or None after ``timeout`` s (at once
+        once the hub is closed)."""
         def is_ready():
             latest = self._latest
-            return latest is not None and latest.seq > seq
+            return self._closed or (latest is not None and latest.seq > seq)
         self._waiter().wait(is_ready, timeout)
         latest = self._latest
         return latest if latest is not None and latest.seq > seq else None

@@ -18,7 +18,7 @@ except ConfigError as error:
 
 bind = f"{_settings.host}:{_settings.port}"
 workers = 1
-worker_class = {"gevent": "gevent_worker.CameraGeventWorker", "gthread": "gthread"}[
+worker_class = {"gevent": "gunicorn_workers.CameraGeventWorker", "gthread": "gunicorn_workers.CameraThreadWorker"}[
     os.environ.get("WORKER_CLASS", "gevent")]
 # A stream holds its connection (and under gthread its thread) for as long as it is watched, so
 # there is room for max_viewers streams and the page, /status and the controls beside them.
@@ -26,7 +26,10 @@ threads = int(os.environ.get("THREADS", _settings.max_viewers + 64))            
 worker_connections = int(os.environ.get("WORKER_CONNECTIONS", max(1000, _settings.max_viewers + 100)))
 control_socket_disable = True     # gunicorn 25+: no runtime control socket in ~/.gunicorn
 timeout = 60
-graceful_timeout = 5
+# On SIGTERM the services stop at once (gunicorn_workers): the streams end, and a recording is finished
+# with its index in front, which for a long one on an SD card takes a while. Past this, the worker is
+# killed and the recording stays fragmented (it plays, and the next start repairs it).
+graceful_timeout = 30
 # Access and error lines go through the worker's rotating log file (log_file, log_max_mb); gunicorn's own
 # messages also to the terminal (see logging_setup). The log line has the time already.
 logconfig_dict = gunicorn_logconfig()

@@ -231,7 +231,7 @@ class SceneWatch:
             latest = self.camera.hub.latest
             # After an idle stop the newest frame is old: wait for a fresh one instead.
             seq = latest.seq if latest is not None and self.camera.state != "streaming" else 0
-            while self._active():
+            while self._active() and not self.camera.hub.closed:     # closed: the camera stopped for good
                 frame = self.camera.hub.wait_newer(seq, NO_FRAME_TICK_S)
                 if frame is not None:
                     seq = frame.seq

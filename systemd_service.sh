@@ -25,11 +25,11 @@ Restart=on-failure
 RestartSec=5
 # 3: the server cannot start with this config.txt and said why; starting it again would not help.
 RestartPreventExitStatus=3
-# gunicorn's graceful stop: SIGTERM to its master only, which gives the worker graceful_timeout (5 s)
-# to release the camera and end a recording, then kills it. Whatever is left after 20 s is killed.
+# gunicorn's graceful stop: SIGTERM to its master only, which gives the worker graceful_timeout (30 s)
+# to release the camera and finish a recording, then kills it. Whatever is left after 40 s is killed.
 KillSignal=SIGTERM
 KillMode=mixed
-TimeoutStopSec=20
+TimeoutStopSec=40
 
 [Install]
 WantedBy=multi-user.target

@@ -3,6 +3,7 @@ import contextlib
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -236,3 +237,16 @@ def other_greenlets_run_while_held(send, held):
     assert len(ticks) == 50 and not request.ready()      # the others ran while the request waited
     held.let_go.set()
     return request.get(timeout=10)
+
+
+def top_level_boxes(path):
+    """The top-level MP4 box types, read independently of the recorder's own parser."""
+    kinds, data = [], path.read_bytes()
+    offset = 0
+    while offset + 8 <= len(data):
+        size, kind = struct.unpack(">I4s", data[offset:offset + 8])
+        if size == 1:
+            size = struct.unpack(">Q", data[offset + 8:offset + 16])[0]
+        kinds.append(kind.decode("latin-1"))
+        offset += size
+    return kinds

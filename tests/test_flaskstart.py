@@ -1,4 +1,5 @@
 """The README's first command: flaskstart.sh starts gunicorn on the demo camera and logs to a file."""
+import json
 import os
 import pwd
 import shutil
@@ -9,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from conftest import unavailable
+from conftest import top_level_boxes, unavailable, wait_for
 from server_process import ROOT, start_server, status, stop_server, write_config
 
 
@@ -74,6 +75,33 @@ def test_gunicorn_access_lines_go_to_the_rotating_log_file_and_its_own_to_the_te
     assert len(tail) == 150 and all("GET /status" in line for line in tail)     # from flask.log.1 and flask.log
     assert "Listening at: http://" in terminal and "GET /status" not in terminal
     assert not any("Listening at" in path.read_text() for path in logs)     # the master writes no file
+
+
+@pytest.mark.parametrize("worker", ["gevent", "gthread"])
+def test_sigterm_while_watched_and_recording_ends_the_stream_and_finishes_the_recording(
+        tmp_path, free_port, monkeypatch, worker):
+    """systemctl stop sends SIGTERM to gunicorn's master. A stream never ends by itself, so the worker
+    used to wait for it until the master killed it, and the recording stayed unfinished."""
+    monkeypatch.setenv("WORKER_CLASS", worker)
+    process = start_server(tmp_path, free_port, userkey="sesame")
+    try:
+        stream = urllib.request.urlopen(f"http://127.0.0.1:{free_port}/video_feed", timeout=10)
+        assert stream.read(9) == b"--frame\r\n"
+        started = urllib.request.Request(f"http://127.0.0.1:{free_port}/video_capture", data=b"action=start",
+                                         headers={"X-User-Key": "sesame"})
+        recording = json.load(urllib.request.urlopen(started, timeout=10))["file"]
+        assert wait_for(lambda: status(free_port)["recording"]["frames"] > 10)
+        process.send_signal(signal.SIGTERM)
+        terminal = process.communicate(timeout=60)[0]
+        stream.read()                                   # the stream ends: no hang
+    finally:
+        stop_server(process)
+    assert process.returncode == 0, terminal
+    assert "graceful timeout" not in terminal
+    log = (tmp_path / "flask.log").read_text()
+    assert f"recording {recording} ended (shutdown)" in log and "worker stopped, device released" in terminal
+    kinds = top_level_boxes(tmp_path / "media" / recording)
+    assert "moof" not in kinds and kinds.index("moov") < kinds.index("mdat")    # finished: index in front
 
 
 # -- the systemd unit ---------------------------------------------------------------------------------

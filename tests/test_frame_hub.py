@@ -88,3 +88,22 @@ def test_a_blocking_call_from_a_greenlet_leaves_the_others_running():
     assert len(ticks) > 10          # a blocked hub would not have let the ticker run at all
     other.kill()
     assert call_blocking(lambda value: value * 2, 21) == 42     # from a plain thread: a direct call
+
+
+def test_closing_the_hub_lets_every_waiting_thread_and_greenlet_go_with_no_frame():
+    """A stopped camera ends its streams now, not after each viewer's wait times out."""
+    hub = FrameHub()
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(hub.wait_newer(0, 60))) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    greenlets = [gevent.spawn(hub.wait_newer, 0, 60) for _ in range(5)]
+    gevent.sleep(0.01)                      # let them all start waiting
+    closer = threading.Thread(target=hub.close)
+    closer.start()
+    gevent.joinall(greenlets, timeout=10)
+    for thread in threads + [closer]:
+        thread.join(10)
+    assert all(greenlet.ready() and greenlet.value is None for greenlet in greenlets)
+    assert results == [None] * 5 and hub.closed
+    assert hub.wait_newer(0, 60) is None    # later waits answer at once

@@ -422,7 +422,7 @@ def test_the_real_page_under_gunicorn_drives_the_light(tmp_path, free_port, brow
 
 GEVENT_SCRIPT = r"""
 from gevent import monkey
-monkey.patch_socket()  # for this script's urllib clients (greenlets); like gevent_worker, nothing else
+monkey.patch_socket()  # for this script's urllib clients (greenlets); like gunicorn_workers, nothing else
 import sys, tempfile, urllib.request
 import gevent
 from gevent.pywsgi import WSGIServer

@@ -5,7 +5,6 @@ import re
 import signal
 import sqlite3
 import stat
-import struct
 import subprocess
 import sys
 import threading
@@ -22,7 +21,7 @@ import recorder as recorder_module
 from app import create_app, stop_services
 from camera_base import Camera
 from camera_demo import DemoSource
-from conftest import ROOT, FakeSource, small_tmpfs, wait_for
+from conftest import ROOT, FakeSource, small_tmpfs, top_level_boxes, wait_for
 from media_files import MediaExists, MediaNameError, being_written
 from recorder import InsufficientSpace, NotRecording, Recorder, RecordingBusy, RecordingError
 from video_file import EncoderQuality, VideoFileWriter, repair
@@ -35,19 +34,6 @@ def record(recorder, frames, filename=None):
     recorder.start(filename)
     assert wait_for(lambda: recorder.status()["frames"] >= frames)
     return recorder.stop()
-
-
-def top_level_boxes(path):
-    """The top-level MP4 box types, read independently of the recorder's own parser."""
-    kinds, data = [], path.read_bytes()
-    offset = 0
-    while offset + 8 <= len(data):
-        size, kind = struct.unpack(">I4s", data[offset:offset + 8])
-        if size == 1:
-            size = struct.unpack(">Q", data[offset + 8:offset + 16])[0]
-        kinds.append(kind.decode("latin-1"))
-        offset += size
-    return kinds
 
 
 def frame_times(path, keyframes_only=False):
