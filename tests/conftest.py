@@ -1,5 +1,6 @@
 """Shared fixtures: settings in a tmp folder, the app with the demo or a fake camera, free ports."""
 import contextlib
+import logging
 import os
 import shutil
 import socket
@@ -55,6 +56,22 @@ class FakeSource(Source):
     def close(self):
         self.closes += 1
         self.is_open = False
+
+
+@pytest.fixture(autouse=True)
+def server_logging_put_back():
+    """main_app() (and logging_setup.configure) add the server's log handlers to the root and camera
+    loggers; a test that calls it must not leave them, bound to its captured output, to later tests."""
+    import logging_setup
+    loggers = [logging.getLogger()] + [logging.getLogger(name) for name in logging_setup.CAMERA_LOGGERS]
+    before = [(logger, list(logger.handlers), logger.level) for logger in loggers]
+    yield
+    for logger, handlers, level in before:
+        for handler in logger.handlers:
+            if handler not in handlers:
+                handler.close()
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
 
 
 @pytest.fixture

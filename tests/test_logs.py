@@ -10,18 +10,10 @@ from conftest import Held, other_greenlets_run_while_held
 
 @pytest.fixture
 def rotating_log(tmp_path):
-    """The server's logging (logging_setup.configure) with a 2000-byte log file; removed afterwards."""
-    root = logging.getLogger()
-    before = list(root.handlers), root.level
+    """The server's logging (logging_setup.configure) with a 2000-byte log file."""
     log_file = tmp_path / "flask.log"
     logging_setup.configure(log_file, max_bytes=2000)
-    yield log_file
-    for handler in root.handlers[len(before[0]):]:
-        handler.close()
-    root.handlers[:] = before[0]
-    root.setLevel(before[1])
-    for name in logging_setup.CAMERA_LOGGERS:
-        logging.getLogger(name).handlers.clear()
+    yield log_file          # conftest's server_logging_put_back takes the handlers away again
 
 
 def test_the_log_file_is_rotated_by_size_and_three_old_files_are_kept(rotating_log):
