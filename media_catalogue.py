@@ -512,9 +512,14 @@ class MediaCatalogue:
 
 
 def _put_back(set_aside):
+    """Give each set-aside file its name again, unless a new file took the name meanwhile (a link,
+    unlike a rename, never replaces one): then it stays hidden and the log says where."""
     for hidden, original in reversed(set_aside):
         try:
-            os.rename(hidden, original)
+            os.link(hidden, original, follow_symlinks=False)
+            os.unlink(hidden)
+        except FileExistsError:
+            log.error("could not put %s back: a new file has that name; the old one is %s", original.name, hidden)
         except OSError as error:
             log.error("could not put %s back from %s: %s", original.name, hidden, error)
 

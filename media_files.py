@@ -219,13 +219,17 @@ def being_written(path):
         os.close(descriptor)            # and with it the shared lock just taken
 
 
-def remove_leftover_temporaries(media_dir, min_age_s=60.0):
+def remove_leftover_temporaries(media_dir, min_age_s=60.0, now=None):
     """Delete the hidden temporaries a kill left behind (a rewrite or a delete cut short); a live
     writer's are locked or young. Answers the names removed."""
+    now = time.time() if now is None else now
     removed = []
     for path in Path(media_dir).glob(TEMPORARY_PREFIX + "*"):
         try:
-            if time.time() - path.lstat().st_mtime < min_age_s or not path.is_file() or being_written(path):
+            status = path.lstat()
+            # ctime too: a file set aside for a delete (renamed a moment ago by another process) keeps its mtime.
+            young = now - max(status.st_mtime, status.st_ctime) < min_age_s
+            if young or not stat.S_ISREG(status.st_mode) or being_written(path):
                 continue
             path.unlink()
             removed.append(path.name)

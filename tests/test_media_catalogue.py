@@ -692,3 +692,22 @@ def test_links_do_not_count_in_retention_and_are_never_pruned_through(catalogue,
     assert (tmp_path / "outside.jpg").exists() and (media_dir / "media.db").is_file()
     assert sorted(os.listdir(media_dir)) == [name for name in sorted(os.listdir(media_dir))
                                              if name.startswith("media.db")]
+
+
+def test_a_delete_put_back_never_replaces_a_new_file_of_that_name(catalogue, media_dir, monkeypatch, caplog):
+    """The name is free while the file is set aside: a snapshot may take it before the delete fails."""
+    (media_dir / "a.jpg").write_bytes(b"old picture")
+    catalogue.add("a.jpg")
+    set_aside = catalogue._set_aside
+
+    def set_aside_then_a_new_file_takes_the_name(name, files):
+        set_aside(name, files)
+        (media_dir / "a.jpg").write_bytes(b"new snapshot")
+        raise sqlite3.OperationalError("database is locked")
+    monkeypatch.setattr(catalogue, "_set_aside", set_aside_then_a_new_file_takes_the_name)
+    with pytest.raises(sqlite3.OperationalError):
+        catalogue.remove("a.jpg", delete_file=True)
+    assert (media_dir / "a.jpg").read_bytes() == b"new snapshot"
+    hidden = [path for path in media_dir.iterdir() if path.name.startswith(media_catalogue.TRASH_PREFIX)]
+    assert [path.read_bytes() for path in hidden] == [b"old picture"]
+    assert "a new file has that name" in caplog.text and catalogue.get("a.jpg") is not None

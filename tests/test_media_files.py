@@ -99,15 +99,25 @@ def open_file_of(descriptor):
 
 
 def test_leftover_temporaries_are_removed_unless_young_or_locked(tmp_path):
-    old = time.time() - 3600
+    an_hour_later = time.time() + 3600        # the files below are an hour old then, but for the young one
     for name in (".partial-a1b2.mp4", ".partial-removed-c3d4", ".partial-locked.mp4", ".partial-young.mp4"):
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "kept.mp4").write_bytes(b"x")
-    for name in (".partial-a1b2.mp4", ".partial-removed-c3d4", ".partial-locked.mp4", "kept.mp4"):
-        os.utime(tmp_path / name, (old, old))
+    os.utime(tmp_path / ".partial-young.mp4", (an_hour_later, an_hour_later))
     with LockedByAnotherProcess(tmp_path / ".partial-locked.mp4"):
-        removed = remove_leftover_temporaries(tmp_path)
+        removed = remove_leftover_temporaries(tmp_path, now=an_hour_later)
     assert sorted(removed) == [".partial-a1b2.mp4", ".partial-removed-c3d4"]
     assert sorted(path.name for path in tmp_path.iterdir()) == [".partial-locked.mp4", ".partial-young.mp4",
                                                                  "kept.mp4"]
 
+
+def test_a_file_set_aside_a_moment_ago_is_no_leftover_however_old_its_contents(tmp_path):
+    """A delete by another process (database_manager.py prune) renames the file out of sight first: its
+    mtime is the picture's, but the rename is new."""
+    picture = tmp_path / "old.jpg"
+    picture.write_bytes(b"x")
+    long_ago = time.time() - 30 * 24 * 3600
+    os.utime(picture, (long_ago, long_ago))
+    picture.rename(tmp_path / ".partial-removed-e5f6")
+    assert remove_leftover_temporaries(tmp_path) == []
+    assert (tmp_path / ".partial-removed-e5f6").exists()
