@@ -28,13 +28,16 @@ _SITUATIONS = {
                "again"),
     "io": (503, "the disk reported an I/O error",
            "check the disk or SD card (dmesg says more), then try again"),
+    "gone": (503, "the disk is not there any more",
+             "plug it in or mount it again (an unplugged USB disk, a network share that dropped), then try again"),
     "locked": (503, "the media catalogue is locked by another program",
                "wait until it is done (a database_manager.py command, a backup) and try again"),
     "damaged": (503, "the media catalogue media.db is damaged",
                 "move it away while the server is stopped; the next start lists the files anew"),
 }
 _ERRNOS = {errno.ENOSPC: "full", errno.EDQUOT: "full", errno.EROFS: "read_only", errno.EACCES: "denied",
-           errno.EPERM: "denied", errno.EIO: "io"}
+           errno.EPERM: "denied", errno.EIO: "io", errno.ENODEV: "gone", errno.ENXIO: "gone", errno.ESTALE: "gone",
+           errno.ENOTCONN: "gone"}
 # SQLite's primary result codes (the low byte of an extended code).
 _SQLITE_CODES = {13: "full", 8: "read_only", 3: "denied", 14: "denied", 10: "io", 5: "locked", 6: "locked",
                  11: "damaged", 26: "damaged"}
@@ -43,7 +46,7 @@ _SQLITE_MESSAGES = {"database or disk is full": "full", "readonly database": "re
 
 
 def situation(error):
-    """'full', 'read_only', 'denied', 'io', 'locked' or 'damaged' for an OSError or sqlite3 error,
+    """'full', 'read_only', 'denied', 'io', 'gone', 'locked' or 'damaged' for an OSError or sqlite3 error,
     also when it is the cause of another (a CatalogueError that wraps one); None otherwise."""
     while error is not None:
         found = _own_situation(error)

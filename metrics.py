@@ -46,8 +46,12 @@ class _LiveCollector:
     def collect(self):
         yield from _camera_metrics(self._extensions["camera"])
         yield from _recording_metrics(self._extensions["recorder"].status())
-        yield _gauge("camera_media_free_bytes", "free space on the media folder's disk",
-                     shutil.disk_usage(self._media_dir).free)
+        try:
+            free = shutil.disk_usage(self._media_dir).free
+        except OSError:                 # the folder or its disk is gone: no sample, the rest still answers
+            pass
+        else:
+            yield _gauge("camera_media_free_bytes", "free space on the media folder's disk", free)
         yield from _watch_metrics(self._extensions["watch"].status(), self._extensions["catalogue"])
 
 

@@ -324,3 +324,9 @@ def test_a_snapshot_whose_temporary_cannot_be_removed_is_still_saved(client, con
     assert (Path(settings.media_dir) / "porch.jpg").stat().st_size > 0
     assert [entry["filename"] for entry in client.get("/get_database").get_json()] == ["porch.jpg"]
     assert "could not remove the temporary" in caplog.text
+
+
+@pytest.mark.parametrize("number", [errno.ENODEV, errno.ENXIO, errno.ESTALE, errno.ENOTCONN])
+def test_a_disk_that_went_away_is_a_503_that_says_so(number):
+    failure = failures.explain(OSError(number, os.strerror(number), "media/a.jpg"))
+    assert failure.status == 503 and "not there any more" in failure.message and "mount it again" in failure.message

@@ -1,4 +1,5 @@
 """/metrics: Prometheus' text format, read with prometheus_client's own parser."""
+import shutil
 import time
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -106,3 +107,10 @@ def test_a_scrape_does_not_stop_other_greenlets(app, monkeypatch):
     held = Held(catalogue.count_events)
     monkeypatch.setattr(catalogue, "count_events", held)
     assert other_greenlets_run_while_held(lambda: app.test_client().get("/metrics"), held).status_code == 200
+
+
+def test_a_media_folder_that_is_gone_leaves_out_its_free_space_only(client, app):
+    """A media folder on a USB disk that was unplugged: the rest of the metrics still answers."""
+    shutil.rmtree(app.config["MEDIA_DIR"])
+    samples = scrape(client)
+    assert ("camera_media_free_bytes", ()) not in samples and value(samples, "camera_viewers") == 0
