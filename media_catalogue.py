@@ -22,13 +22,12 @@ from catalogue_fields import (EVENT_FIELDS, MEDIA_FIELDS, CatalogueError, Duplic
 # The kinds an entry can have, and the error for a bad value, are part of the catalogue's interface too.
 from catalogue_fields import KINDS, InvalidValue  # noqa: F401
 from failures import is_disk_full
-from media_files import TEMPORARY_PREFIX, MediaNameError, being_written, media_path, regular_file_stat
+from media_files import TRASH_PREFIX, MediaNameError, being_written, media_path, regular_file_stat
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 SCHEMA_PATH = HERE / "media_schema.sql"
 DB_NAME = "media.db"
-TRASH_PREFIX = TEMPORARY_PREFIX + "removed-"     # hidden: scans and listings skip it
 BUSY_TIMEOUT_S = 10.0       # how long a change waits for another program's write lock
 
 

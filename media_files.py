@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 MAX_NAME_LENGTH = 128           # characters, the extension included
 MAX_NAME_BYTES = 255            # the file system's limit on one name, in UTF-8 bytes
 TEMPORARY_PREFIX = ".partial-"  # hidden: scans, listings and /media skip it
+TRASH_PREFIX = TEMPORARY_PREFIX + "removed-"     # a file set aside to be deleted
 _ALLOWED = re.compile(r"^\w[\w .()+-]*$")
 
 
@@ -87,18 +88,20 @@ def regular_file_stat(path):
     return found if stat.S_ISREG(found.st_mode) else None
 
 
-def open_regular_file(path):
-    """The plain file at ``path`` open for reading, never through a symbolic link (and never waiting on
-    a FIFO); None when there is no plain file there (absent, a link, a folder)."""
+def open_regular_file(path, writable=False):
+    """The plain file at ``path`` open for reading (and with ``writable`` writing), never through a
+    symbolic link (and never waiting on a FIFO); None when there is no plain file there (absent, a
+    link, a folder)."""
+    access = os.O_RDWR if writable else os.O_RDONLY
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        descriptor = os.open(path, access | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError as error:
         if error.errno == errno.ELOOP:          # a symbolic link
             return None
         raise
-    handle = os.fdopen(descriptor, "rb")
+    handle = os.fdopen(descriptor, "r+b" if writable else "rb")
     if not stat.S_ISREG(os.fstat(descriptor).st_mode):
         handle.close()
         return None
@@ -189,7 +192,7 @@ def create_locked(path):
     until the returned descriptor is closed, ``being_written(path)`` is true in every process."""
     try:
         with refused_long_names(path.name):
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     except FileExistsError:
         raise MediaExists(f"{path.name} already exists in the media folder; choose another name") from None
     try:
@@ -227,8 +230,10 @@ def remove_leftover_temporaries(media_dir, min_age_s=60.0, now=None):
     for path in Path(media_dir).glob(TEMPORARY_PREFIX + "*"):
         try:
             status = path.lstat()
-            # ctime too: a file set aside for a delete (renamed a moment ago by another process) keeps its mtime.
-            young = now - max(status.st_mtime, status.st_ctime) < min_age_s
+            # A file set aside for a delete (renamed a moment ago by another process) keeps the picture's
+            # mtime: its rename, the ctime, says how old it is.
+            changed = status.st_ctime if path.name.startswith(TRASH_PREFIX) else status.st_mtime
+            young = now - changed < min_age_s
             if young or not stat.S_ISREG(status.st_mode) or being_written(path):
                 continue
             path.unlink()

@@ -374,12 +374,13 @@ class _Recording:
             clean = False
         try:
             if not clean:
-                trim_to_complete_fragments(self.path)
+                trim_to_complete_fragments(self._file_lock, self.name)
                 return True
-            if free_bytes(self.recorder.media_dir) < self.path.stat().st_size + 16 * MB:
+            if free_bytes(self.recorder.media_dir) < os.fstat(self._file_lock).st_size + 16 * MB:
                 log.warning("recording %s: kept fragmented, too little free space to rewrite it", self.name)
                 return True
-            old_lock, self._file_lock = self._file_lock, rewrite_with_index_in_front(self.path)
+            old_lock = self._file_lock
+            self._file_lock = rewrite_with_index_in_front(self.path, source=old_lock)
             os.close(old_lock)          # the lock on the replaced file; the new one is locked already
             return False
         except Exception as error:      # the fragmented file stays, and it plays

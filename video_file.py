@@ -173,8 +173,10 @@ def read_duration(path):
         return None
 
 
-def rewrite_with_index_in_front(path):
+def rewrite_with_index_in_front(path, source=None):
     """Remux (no re-encode) into a regular MP4 with +faststart, then replace the file atomically.
+    ``source``: a descriptor of the file open already, read instead of its name (which a symbolic
+    link could take meanwhile).
 
     A fragmented MP4 states no duration: a player has to find it in the fragments, and some report
     it short. A regular MP4 states it in the index, and with the index in front a browser can show
@@ -187,11 +189,11 @@ def rewrite_with_index_in_front(path):
     try:
         lock_for_writing(descriptor)        # start-up cleaning leaves a locked temporary alone
         copied = 0
-        with av.open(str(path)) as source, \
+        with av.open(_readable(path, source)) as original, \
                 av.open(str(temporary), "w", format="mp4", options=INDEX_IN_FRONT) as target:
-            source_stream = source.streams.video[0]
+            source_stream = original.streams.video[0]
             target_stream = target.add_stream_from_template(source_stream)
-            for packet in source.demux(source_stream):
+            for packet in original.demux(source_stream):
                 if packet.dts is None:
                     continue
                 packet.stream = target_stream
@@ -210,44 +212,55 @@ def rewrite_with_index_in_front(path):
     return descriptor
 
 
-def mp4_boxes(path):
-    """The complete top-level boxes of an MP4 as (type, offset, size); a box cut short ends the list."""
-    boxes = []
-    with open(path, "rb") as handle:
-        end = os.fstat(handle.fileno()).st_size
-        offset = 0
-        while offset + 8 <= end:
-            handle.seek(offset)
-            header = handle.read(16)
-            size, kind = struct.unpack(">I4s", header[:8])
-            if size == 1 and len(header) == 16:
-                size = struct.unpack(">Q", header[8:])[0]
-            if size < 8 or offset + size > end:
-                break
-            boxes.append((kind.decode("latin-1"), offset, size))
-            offset += size
+def _readable(path, descriptor):
+    """What PyAV opens: the open file itself when there is a descriptor (Linux's /proc), else the name."""
+    return str(path) if descriptor is None else f"/proc/self/fd/{descriptor}"
+
+
+def mp4_boxes(file):
+    """The complete top-level boxes of an MP4 (a path, or a readable descriptor) as (type, offset,
+    size); a box cut short ends the list."""
+    if not isinstance(file, int):
+        with open(file, "rb") as handle:
+            return mp4_boxes(handle.fileno())
+    boxes, offset, end = [], 0, os.fstat(file).st_size
+    while offset + 8 <= end:
+        header = os.pread(file, 16, offset)
+        size, kind = struct.unpack(">I4s", header[:8])
+        if size == 1 and len(header) == 16:
+            size = struct.unpack(">Q", header[8:])[0]
+        if size < 8 or offset + size > end:
+            break
+        boxes.append((kind.decode("latin-1"), offset, size))
+        offset += size
     return boxes
 
 
-def trim_to_complete_fragments(path):
-    """Cut what a failed write left after the last complete fragment, so players read to the end."""
-    boxes, keep = mp4_boxes(path), 0
+def trim_to_complete_fragments(descriptor, name):
+    """Cut what a failed write left after the last complete fragment, so players read to the end.
+    Works on the open file (read and write), never on a name a link could take."""
+    boxes, keep = mp4_boxes(descriptor), 0
     for index, (kind, offset, size) in enumerate(boxes):
         follows_moof = kind == "mdat" and index > 0 and boxes[index - 1][0] == "moof"
         if kind in ("ftyp", "moov", "mfra") or follows_moof:
             keep = offset + size
-    if keep < os.path.getsize(path):
-        log.info("%s: cut %d bytes of an unfinished fragment", path.name, os.path.getsize(path) - keep)
-        os.truncate(path, keep)
+    size = os.fstat(descriptor).st_size
+    if keep < size:
+        log.info("%s: cut %d bytes of an unfinished fragment", name, size - keep)
+        os.ftruncate(descriptor, keep)
 
 
-def repair(path):
+def repair(path, descriptor=None):
     """Finish a recording that a crash or power cut left fragmented: cut an unfinished fragment, then
-    rewrite it with the index in front. Answers False when the file was not fragmented."""
-    if "moof" not in [kind for kind, _, _ in mp4_boxes(path)]:
+    rewrite it with the index in front. Answers False when the file was not fragmented.
+    ``descriptor``: the file open for reading and writing (else it is opened by ``path``)."""
+    if descriptor is None:
+        with open(path, "r+b") as handle:
+            return repair(path, handle.fileno())
+    if "moof" not in [kind for kind, _, _ in mp4_boxes(descriptor)]:
         return False
-    trim_to_complete_fragments(path)
-    os.close(rewrite_with_index_in_front(path))
+    trim_to_complete_fragments(descriptor, path.name)
+    os.close(rewrite_with_index_in_front(path, source=descriptor))
     return True
 
 
@@ -260,7 +273,7 @@ def recover_interrupted(media_dir):
         if path.suffix.lower() != ".mp4" or path.name.startswith("."):
             continue
         try:
-            handle = open_regular_file(path)        # never a symbolic link's target
+            handle = open_regular_file(path, writable=True)        # never a symbolic link's target
             if handle is None:
                 continue
             with handle:
@@ -270,7 +283,7 @@ def recover_interrupted(media_dir):
                 if os.fstat(handle.fileno()).st_size == 0:
                     path.unlink()
                     log.info("removed %s: a recording that never got its first frame", path.name)
-                elif repair(path):
+                elif repair(path, handle.fileno()):
                     repaired[path.name] = probe(path)
                     log.info("repaired %s: a recording interrupted by a crash", path.name)
         except (OSError, av.error.FFmpegError, ValueError, VideoFileError) as error:

@@ -15,7 +15,7 @@ import failures
 import media_catalogue
 from media_catalogue import (CatalogueError, DuplicateMedia, FileInUse, InvalidValue, MediaCatalogue, MissingFile,
                              UnknownEvent, UnknownMedia)
-from media_files import MediaNameError, create_locked
+from media_files import TRASH_PREFIX, MediaNameError, create_locked
 
 BAD_NAMES = ["../escape.jpg", "a/b.jpg", "/etc/passwd", "..", "x\x00.jpg", "a\\b.jpg", "", "   ", "noextension",
              "notes.txt"]
@@ -708,6 +708,6 @@ def test_a_delete_put_back_never_replaces_a_new_file_of_that_name(catalogue, med
     with pytest.raises(sqlite3.OperationalError):
         catalogue.remove("a.jpg", delete_file=True)
     assert (media_dir / "a.jpg").read_bytes() == b"new snapshot"
-    hidden = [path for path in media_dir.iterdir() if path.name.startswith(media_catalogue.TRASH_PREFIX)]
+    hidden = [path for path in media_dir.iterdir() if path.name.startswith(TRASH_PREFIX)]
     assert [path.read_bytes() for path in hidden] == [b"old picture"]
     assert "a new file has that name" in caplog.text and catalogue.get("a.jpg") is not None

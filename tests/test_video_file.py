@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import video_file
-from media_files import being_written
+from media_files import being_written, open_regular_file
 from video_file import (EncoderQuality, VideoFileError, VideoFileWriter, _configure, default_encoders, mp4_boxes,
                         pick_encoder, recover_interrupted, rewrite_with_index_in_front)
 from test_media_files import LockedByAnotherProcess
@@ -75,10 +75,10 @@ def test_a_recording_that_cannot_be_repaired_does_not_stop_the_start_up(tmp_path
 
     real_repair = video_file.repair
 
-    def repair(path):
+    def repair(path, descriptor=None):
         if path.name == "mismatch.mp4":
             raise VideoFileError("the rewritten file has 3 frames, not 90")
-        return real_repair(path)
+        return real_repair(path, descriptor)
 
     monkeypatch.setattr(video_file, "repair", repair)
     assert recover_interrupted(tmp_path) == {}
@@ -138,3 +138,20 @@ def test_start_up_repair_never_touches_a_link_s_target(tmp_path):
     os.symlink(tmp_path / "empty.mp4", media_dir / "empty-link.mp4")
     assert recover_interrupted(media_dir) == {}
     assert outside.read_bytes() == before and (tmp_path / "empty.mp4").exists()
+
+
+def test_repair_works_on_the_open_file_even_when_a_link_takes_its_name(tmp_path):
+    """Start-up repair opens the file once; a link planted under its name afterwards is never followed
+    (a truncate by name would have cut the link's target)."""
+    write_fragmented_mp4(tmp_path / "crashed.mp4")
+    with open(tmp_path / "crashed.mp4", "ab") as handle:
+        handle.write(b"\x00\x00\x10\x00moof" + b"cut short")         # an unfinished fragment
+    victim = tmp_path / "victim.bin"
+    victim.write_bytes(b"v" * 100_000)
+    with open_regular_file(tmp_path / "crashed.mp4", writable=True) as handle:
+        (tmp_path / "crashed.mp4").rename(tmp_path / "elsewhere.mp4")
+        (tmp_path / "crashed.mp4").symlink_to(victim)
+        assert video_file.repair(tmp_path / "crashed.mp4", handle.fileno())
+    assert victim.read_bytes() == b"v" * 100_000
+    assert not (tmp_path / "crashed.mp4").is_symlink()                  # the rename replaced the link itself
+    assert "moof" not in [kind for kind, _, _ in mp4_boxes(tmp_path / "crashed.mp4")]
