@@ -4,7 +4,6 @@
 """
 import logging
 import secrets
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ from cameras import create_camera
 from database_manager import media_cli
 from frame_hub import call_blocking
 from light_routes import create_light_blueprint
-from media_catalogue import CatalogueError, MediaCatalogue
+from media_catalogue import MediaCatalogue
 from media_files import (MediaExists, MediaNameError, check_media_name, remove_leftover_temporaries,
                          timestamped_name, write_new_file, write_unique_file)
 from media_routes import create_media_blueprint, register_error_handlers, request_catalogue
@@ -119,7 +118,7 @@ def _reconcile(catalogue, media_dir):
     recover_interrupted(media_dir)
     try:
         found = catalogue.scan(remove_missing=True, read_duration=read_duration)
-    except (CatalogueError, sqlite3.Error, OSError) as error:
+    except failures.SURROUNDINGS as error:
         if failures.explain(error) is None:
             raise
         log.warning("catalogue: start-up repair skipped: %s", failures.explain(error).message)
@@ -343,7 +342,7 @@ def _recent_media():
     try:
         return {"events": request_catalogue().events(limit=5), "entries": request_catalogue().entries(limit=20),
                 "catalogue_error": None}
-    except (CatalogueError, sqlite3.Error, OSError) as error:
+    except failures.SURROUNDINGS as error:
         failure = failures.explain(error)
         if failure is None:
             raise

@@ -35,7 +35,7 @@ def _friendly_errors(command):
     def run(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except (CatalogueError, MediaNameError, settings_module.ConfigError, sqlite3.Error, OSError) as error:
+        except (*failures.SURROUNDINGS, MediaNameError, settings_module.ConfigError) as error:
             raise click.ClickException(_one_line(error)) from None
     return run
 

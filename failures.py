@@ -9,6 +9,8 @@ import dataclasses
 import errno
 import sqlite3
 
+from catalogue_fields import CatalogueError
+
 
 @dataclasses.dataclass(frozen=True)
 class Failure:
@@ -43,6 +45,10 @@ _SQLITE_CODES = {13: "full", 8: "read_only", 3: "denied", 14: "denied", 10: "io"
                  11: "damaged", 26: "damaged"}
 _SQLITE_MESSAGES = {"database or disk is full": "full", "readonly database": "read_only",
                     "disk I/O error": "io", "database is locked": "locked", "malformed": "damaged"}
+
+
+# The errors that may come from the surroundings; explain() says which of them do.
+SURROUNDINGS = (OSError, sqlite3.Error, CatalogueError)
 
 
 def situation(error):

@@ -7,7 +7,6 @@ reach the catalogue through request_catalogue(), off the gevent loop, and list i
 import functools
 import logging
 import os
-import sqlite3
 
 from flask import Blueprint, abort, current_app, jsonify, render_template, request, send_file
 from werkzeug.exceptions import HTTPException
@@ -95,14 +94,14 @@ def register_error_handlers(app):
     an I/O error, a locked catalogue), become a 507 or 503 that says what to do; any other error of
     these kinds stays a 500."""
     app.aborter.mapping[507] = InsufficientStorage
-    for kind in (OSError, sqlite3.Error, CatalogueError):
+    for kind in failures.SURROUNDINGS:
         app.register_error_handler(kind, _surroundings_error)
 
 
 def _surroundings_error(error):
     failure = failures.explain(error)
-    if failure is None and isinstance(error, CatalogueError):     # closed, or its folder is gone
-        failure = failures.Failure(503, str(error))
+    if failure is None and type(error) is CatalogueError:       # closed, or its folder is gone; not a
+        failure = failures.Failure(503, str(error))             # refused value or name, which is a bug here
     if failure is None:
         raise error
     log.warning("%s %s: %s", request.method, request.path, failure.message)     # no traceback
