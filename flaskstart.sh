@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up (on first run) and start the camera server: gunicorn, one worker, on the host and port of
 # config.txt (0.0.0.0:5000 by default).
-# Camera messages show here; everything else goes to the log file (log_file in config.txt).
+# Camera messages show here too; everything goes to the log file (log_file in config.txt).
 #   ./flaskstart.sh --print-service          the systemd unit that starts the server at boot
 #   sudo ./flaskstart.sh --install-service   install it for the user running sudo, and start it
 set -euo pipefail

@@ -1,4 +1,4 @@
-"""Logging for the running server: camera messages in the terminal, everything in the log file.
+"""Logging for the running server: camera messages in the terminal too, everything in the log file.
 
 The log file is rotated by size (``log_max_mb``), keeping ``BACKUPS`` older files (flask.log.1 is the
 newest of them), so months of access lines cannot fill the disk. gunicorn's access and error lines

@@ -13,8 +13,9 @@ import threading
 import time
 import uuid
 import weakref
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from urllib.request import pathname2url
 
 from catalogue_fields import (EVENT_FIELDS, MEDIA_FIELDS, CatalogueError, DuplicateMedia, FileInUse, MissingFile,
                               UnknownEvent, UnknownMedia, check_fields, check_kind, check_number, guess_kind,
@@ -22,7 +23,8 @@ from catalogue_fields import (EVENT_FIELDS, MEDIA_FIELDS, CatalogueError, Duplic
 # The kinds an entry can have, and the error for a bad value, are part of the catalogue's interface too.
 from catalogue_fields import KINDS, InvalidValue  # noqa: F401
 from failures import is_disk_full
-from media_files import TRASH_PREFIX, MediaNameError, being_written, media_path, regular_file_stat
+from media_files import (TRASH_PREFIX, MediaExists, MediaFolderGone, MediaNameError, being_written, give_new_name, media_path,
+                         regular_file_stat)
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -67,6 +69,7 @@ class MediaCatalogue:
         self._connections = weakref.WeakSet()
         self._lock = threading.Lock()
         self._closed = False
+        self._created = False         # the database exists: later connections must not make it again
         self._prepare()
 
     def __repr__(self):
@@ -152,20 +155,25 @@ class MediaCatalogue:
         """Catalogue media files the catalogue lacks, refresh the size of those whose size on disk
         changed (a recording the catalogue refused at its end, one repaired after a crash), and report
         entries whose file is gone (with remove_missing, drop them). With ``read_duration`` (path ->
-        seconds or None), a video added or refreshed gets its duration too.
+        seconds or None), a video added or refreshed, or listed without one (added by hand), gets its
+        duration too.
 
         Answers ``{"added", "refreshed", "missing": [entries], "skipped": [{"filename", "reason"}]}``;
         skipped are files with a media extension whose name the catalogue cannot take. A file being
         recorded (or an empty video, whose recording has not started) is left for its recorder;
         symbolic links are neither listed nor followed.
         """
-        added, refreshed, skipped = [], [], []
+        added, refreshed, skipped, without_duration = [], [], [], []
         with self._transaction() as db:
             known = {row["filename"]: dict(row) for row in db.execute("SELECT * FROM media")}
             for path in sorted(self.media_dir.iterdir()):
                 name, entry = path.name, known.get(path.name)
                 stat = self._scannable(path)
-                if stat is None or (entry is not None and entry["size"] == stat.st_size) or being_written(path):
+                if stat is None or being_written(path):
+                    continue
+                if entry is not None and entry["size"] == stat.st_size:
+                    if entry["kind"] == "video" and entry["duration"] is None:
+                        without_duration.append(entry)
                     continue
                 if entry is not None:
                     db.execute("UPDATE media SET size = ? WHERE id = ?", (stat.st_size, entry["id"]))
@@ -183,7 +191,7 @@ class MediaCatalogue:
             if remove_missing:
                 db.executemany("DELETE FROM media WHERE id = ?", [(entry["id"],) for entry in missing])
         if read_duration is not None:
-            self._note_durations(added + refreshed, read_duration)
+            self._note_durations(added + refreshed + without_duration, read_duration)
         return {"added": added, "refreshed": refreshed, "missing": missing, "skipped": skipped}
 
     def _scannable(self, path):
@@ -301,8 +309,16 @@ class MediaCatalogue:
         return connection
 
     def _connect(self):
+        """A new connection. Only the first one, which prepares the schema, may create the database:
+        later ones open it read-write or fail, so a media folder that went away (an unplugged disk)
+        never gets an empty catalogue in its place."""
+        created = self._created
+        if created and not self.db_path.exists():
+            raise CatalogueError(f"the catalogue {self.db_path} is not there any more") from MediaFolderGone(
+                self.media_dir)
+        target = f"file:{pathname2url(str(self.db_path))}" + ("?mode=rw" if created else "")
         try:
-            connection = sqlite3.connect(self.db_path, timeout=self.busy_timeout, isolation_level=None,
+            connection = sqlite3.connect(target, uri=True, timeout=self.busy_timeout, isolation_level=None,
                                          check_same_thread=False, factory=_Connection)
             connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             connection.execute("PRAGMA synchronous = NORMAL")      # durable enough with WAL, and faster
@@ -363,10 +379,14 @@ class MediaCatalogue:
         log.warning("the disk was full (%s): deleted %s first, then forgot them", error, names)
 
     def _set_aside(self, name, set_aside):
-        """Move a file to be deleted out of sight (the rename is atomic); a missing file is fine."""
+        """Move a file to be deleted out of sight (the rename is atomic); a missing file is fine. The
+        catalogue's own files and hidden ones are never deleted, whatever a row says."""
         try:
             original = media_path(self.media_dir, name)
         except ValueError:          # an original-catalogue name outside the folder, or with a NUL
+            return
+        if self._ignored(name):
+            log.warning("%s is not deleted: it is the catalogue's own or a hidden file, not media", name)
             return
         hidden = original.with_name(f"{TRASH_PREFIX}{uuid.uuid4().hex}")
         try:
@@ -381,6 +401,7 @@ class MediaCatalogue:
         """WAL mode, then the schema: created, or migrated from the original ``media(id, date, fileName)``."""
         statements, version = _schema()
         db = self._db()
+        self._created = True
         try:
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             current = db.execute("PRAGMA user_version").fetchone()[0]
@@ -411,10 +432,16 @@ class MediaCatalogue:
     def _copy_original_rows(self, db):
         """Each file of the original catalogue becomes one entry (filename is UNIQUE now); the rows that
         repeated its name are kept in its note, with their ids and dates."""
-        rows_by_name = {}
+        rows_by_name, not_media = {}, []
         for row in db.execute("SELECT id, date, filename FROM media_original ORDER BY id").fetchall():
             name = (row["filename"] or "").strip() or f"unnamed-{row['id']}"
+            if self._catalogue_file(name):
+                not_media.append(f"row {row['id']} ({name!r}, dated {row['date']!r})")
+                continue
             rows_by_name.setdefault(name, []).append(row)
+        if not_media:       # listed, a delete through it would remove the catalogue itself
+            log.warning("%s: not migrated, because they name the catalogue's own files: %s",
+                        self.db_path, "; ".join(not_media))
         for name, (row, *repeats) in rows_by_name.items():
             notes = [] if (row["filename"] or "").strip() else ["the original catalogue row had no file name"]
             if repeats:
@@ -493,10 +520,18 @@ class MediaCatalogue:
         return dict(db.execute("SELECT * FROM media WHERE id = ?", (entry_id,)).fetchone())
 
     def _ignored(self, name):
-        return name.startswith(".") or name.startswith(DB_NAME) or name.startswith(self.db_path.name)
+        """Hidden files and the catalogue's own are no media, whatever their extension."""
+        return name.startswith(".") or self._catalogue_file(name)
+
+    def _catalogue_file(self, name):
+        """media.db and its -wal, -shm and -journal files."""
+        return name.startswith(DB_NAME) or name.startswith(self.db_path.name)
 
     def _stat_if_inside(self, name):
-        """The stat of the plain file ``name`` in the folder; None for anything else (a link too)."""
+        """The stat of the plain media file ``name`` in the folder; None for anything else (a link, the
+        catalogue's own files)."""
+        if self._ignored(name):
+            return None
         try:
             return regular_file_stat(media_path(self.media_dir, name)) if _plain(name) else None
         except (ValueError, OSError):        # MediaNameError, or a NUL byte in an original-catalogue name
@@ -511,13 +546,14 @@ class MediaCatalogue:
 
 
 def _put_back(set_aside):
-    """Give each set-aside file its name again, unless a new file took the name meanwhile (a link,
-    unlike a rename, never replaces one): then it stays hidden and the log says where."""
+    """Give each set-aside file its name again, unless a new file took the name meanwhile (unlike a
+    rename, give_new_name never replaces one): then it stays hidden and the log says where."""
     for hidden, original in reversed(set_aside):
         try:
-            os.link(hidden, original, follow_symlinks=False)
-            os.unlink(hidden)
-        except FileExistsError:
+            give_new_name(hidden, original)
+            with suppress(FileNotFoundError):
+                os.unlink(hidden)
+        except MediaExists:
             log.error("could not put %s back: a new file has that name; the old one is %s", original.name, hidden)
         except OSError as error:
             log.error("could not put %s back from %s: %s", original.name, hidden, error)

@@ -28,6 +28,14 @@ class MediaExists(FileExistsError):
     """A file of that name is already in the media folder."""
 
 
+class MediaFolderGone(OSError):
+    """The media folder is not there (an unplugged disk, an unmounted share): nothing is written in its
+    place on the disk below. ENODEV, which failures.py explains as a disk that is gone."""
+
+    def __init__(self, folder):
+        super().__init__(errno.ENODEV, "the media folder is not there", str(folder))
+
+
 class WriterLockError(OSError):
     """The writer's lock cannot be taken (some network file systems have no flock); the message says why."""
 
@@ -95,17 +103,23 @@ def open_regular_file(path, writable=False):
     access = os.O_RDWR if writable else os.O_RDONLY
     try:
         descriptor = os.open(path, access | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
     except OSError as error:
-        if error.errno == errno.ELOOP:          # a symbolic link
+        if error.errno in _NO_PLAIN_FILE:
             return None
         raise
-    handle = os.fdopen(descriptor, "r+b" if writable else "rb")
-    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-        handle.close()
-        return None
-    return handle
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            os.close(descriptor)
+            return None
+        return os.fdopen(descriptor, "r+b" if writable else "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+# What opening a name that holds no plain file answers: absent, a symbolic link (ELOOP), a socket
+# (ENXIO), a folder opened for writing, or a name longer than the file system takes.
+_NO_PLAIN_FILE = (errno.ENOENT, errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.ENAMETOOLONG)
 
 
 def timestamped_name(prefix, extension, when=None):
@@ -125,40 +139,63 @@ def refused_long_names(name):
 
 def create_temporary(directory, suffix=""):
     """A new hidden file for writing: (descriptor, path). Unlike mkstemp's 0600, its mode follows the
-    umask like any new file (0644 under the usual 022), so the media stay readable once renamed."""
+    umask like any new file (0644 under the usual 022), so the media stay readable once renamed.
+    MediaFolderGone when the folder is not there: it is never made again here (it would be made on
+    the disk below an unplugged one)."""
     while True:
         path = Path(directory) / f"{TEMPORARY_PREFIX}{secrets.token_hex(8)}{suffix}"
         try:
             return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666), path
         except FileExistsError:
             continue
+        except FileNotFoundError:
+            if not Path(directory).is_dir():
+                raise MediaFolderGone(directory) from None
+            raise
 
 
 def write_new_file(media_dir, name, data):
     """Write ``data`` as ``name``: complete or not at all, and never over an existing file."""
     path = media_path(media_dir, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = create_temporary(path.parent)
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        try:
-            with refused_long_names(name):
-                os.link(temporary, path)        # atomic, and fails when the name is taken
-        except FileExistsError:
-            raise MediaExists(f"{name} already exists in the media folder; choose another name") from None
+        give_new_name(temporary, path)
     finally:
         _remove_temporary(temporary)
     return path
 
 
+def give_new_name(source, path):
+    """Give the file ``source`` the name ``path`` too, never over an existing file (MediaExists). A hard
+    link does it in one step; a file system without them (FAT, exFAT on a USB stick) gets the name
+    reserved with an empty file, then replaced by ``source`` (then ``source`` is gone)."""
+    try:
+        with refused_long_names(path.name):
+            os.link(source, path, follow_symlinks=False)
+        return
+    except FileExistsError:
+        raise MediaExists(f"{path.name} already exists in the media folder; choose another name") from None
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
+    except FileExistsError:
+        raise MediaExists(f"{path.name} already exists in the media folder; choose another name") from None
+    os.replace(source, path)
+
+
 def _remove_temporary(temporary):
-    """The hidden temporary goes; when it cannot, the next start removes it (remove_leftover_temporaries),
-    and the write's own outcome stands."""
+    """The hidden temporary goes (when it has not become the file); when it cannot, the next start
+    removes it (remove_leftover_temporaries), and the write's own outcome stands."""
     try:
         os.unlink(temporary)
+    except FileNotFoundError:
+        pass
     except OSError as error:
         log.warning("could not remove the temporary %s: %s", temporary.name, error)
 

@@ -110,13 +110,19 @@ def query_number(name, default, low, high):
 
 
 def _parameters():
-    """The form fields, or the members of the body's JSON object (none without a body)."""
+    """The form fields, or the members of the body's JSON object (none without a body). A body that is
+    neither (JSON null, text/plain, multipart without its boundary) is a 400, never taken as nothing."""
     if request.form:
         return request.form
-    body = request.get_json(silent=True)
-    if body is not None and not isinstance(body, dict):
-        abort(400, description="send the parameters as form fields or a JSON object")
-    return body or {}
+    if request.is_json and request.get_data(cache=True):
+        body = request.get_json()
+        if not isinstance(body, dict):
+            abort(400, description="send the parameters as form fields or a JSON object")
+        return body
+    if request.get_data(cache=True) and request.mimetype != "application/x-www-form-urlencoded":
+        abort(400, description=f"send the parameters as form fields or a JSON object, not as "
+                               f"{request.mimetype or 'a body without a Content-Type'}")
+    return {}
 
 
 def _sent(name, required, wanted):

@@ -11,7 +11,7 @@ service_unit() {
     project=${project//%/%%}
     cat <<UNIT
 # Installed by 'sudo ./flaskstart.sh --install-service'. systemctl status camera-server;
-# journalctl -u camera-server shows the terminal's lines (camera messages); the rest is in the log file.
+# journalctl -u camera-server shows the terminal's lines (camera messages); everything is in the log file.
 [Unit]
 Description=Camera server ($project)
 Wants=network-online.target

@@ -4,6 +4,7 @@ and the stream keeps going."""
 import errno
 import os
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -330,3 +331,20 @@ def test_a_snapshot_whose_temporary_cannot_be_removed_is_still_saved(client, con
 def test_a_disk_that_went_away_is_a_503_that_says_so(number):
     failure = failures.explain(OSError(number, os.strerror(number), "media/a.jpg"))
     assert failure.status == 503 and "not there any more" in failure.message and "mount it again" in failure.message
+
+
+def test_a_media_folder_that_went_away_is_not_made_again_and_writes_are_a_503(app, client, control, tmp_path):
+    """An unplugged USB disk: nothing is written on the mount point below it, not even a new empty
+    catalogue, and the stream goes on."""
+    media_dir = Path(app.config["MEDIA_DIR"])
+    media_dir.rename(tmp_path / "unplugged")
+    response = client.post("/snapshot", headers=control)
+    assert response.status_code == 503 and "not there any more" in response.get_json()["error"]
+    refused = []
+    reader = threading.Thread(target=lambda: refused.append(failures.explain(
+        pytest.raises(CatalogueError, app.extensions["catalogue"].entries).value)))
+    reader.start()
+    reader.join(10)
+    assert refused[0].status == 503 and "mount it again" in refused[0].message     # a new thread's connection
+    assert not media_dir.exists()
+    assert read_one_part(client)[1].startswith(b"\xff\xd8")

@@ -711,3 +711,23 @@ def test_a_delete_put_back_never_replaces_a_new_file_of_that_name(catalogue, med
     hidden = [path for path in media_dir.iterdir() if path.name.startswith(TRASH_PREFIX)]
     assert [path.read_bytes() for path in hidden] == [b"old picture"]
     assert "a new file has that name" in caplog.text and catalogue.get("a.jpg") is not None
+
+
+def list_the_catalogue_itself(db_path):
+    with contextlib.closing(sqlite3.connect(db_path)) as db, db:
+        db.execute("INSERT INTO media (filename, kind, created) VALUES ('media.db', 'picture', 0)")
+
+
+def test_rows_that_name_the_catalogue_itself_are_not_migrated_and_never_delete_it(db_path, media_dir, caplog):
+    """An original media.db may list media.db or its -wal: listed, a delete or prune removed the catalogue."""
+    make_original_db(db_path, [(1, "2019-01-01", "a.jpg"), (2, "2019-01-03", "media.db"),
+                               (3, "2019-01-04", "media.db-wal")])
+    with MediaCatalogue(db_path, media_dir) as catalogue:
+        assert [entry["filename"] for entry in catalogue.entries()] == ["a.jpg"]
+        assert "row 2 ('media.db', dated '2019-01-03')" in caplog.text and "row 3 ('media.db-wal'" in caplog.text
+        list_the_catalogue_itself(db_path)          # as an earlier version migrated it
+        catalogue.remove("media.db", delete_file=True)
+        assert db_path.exists() and [entry["filename"] for entry in catalogue.entries()] == ["a.jpg"]
+        list_the_catalogue_itself(db_path)
+        assert [entry["filename"] for entry in catalogue.prune(max_age_days=30)] == ["media.db", "a.jpg"]
+        assert db_path.exists() and catalogue.entries() == []

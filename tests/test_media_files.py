@@ -121,3 +121,24 @@ def test_a_file_set_aside_a_moment_ago_is_no_leftover_however_old_its_contents(t
     picture.rename(tmp_path / ".partial-removed-e5f6")
     assert remove_leftover_temporaries(tmp_path) == []
     assert (tmp_path / ".partial-removed-e5f6").exists()
+
+
+def test_without_hard_links_a_new_file_still_never_replaces_one(tmp_path, monkeypatch):
+    """FAT and exFAT (a USB stick) have no hard links: the name is reserved, then replaced."""
+    def no_links(*args, **kwargs):
+        raise OSError(errno.EPERM, "Operation not permitted")
+    monkeypatch.setattr(media_files.os, "link", no_links)
+    path = write_new_file(tmp_path, "a.jpg", b"first")
+    assert path.read_bytes() == b"first"
+    with pytest.raises(media_files.MediaExists):
+        write_new_file(tmp_path, "a.jpg", b"second")
+    assert path.read_bytes() == b"first"
+    assert sorted(entry.name for entry in tmp_path.iterdir()) == ["a.jpg"]      # no temporary left
+
+
+def test_a_media_folder_that_went_away_is_not_made_again(tmp_path):
+    """An unplugged USB disk: writing on the mount point below it would fill the SD card."""
+    gone = tmp_path / "usb"
+    with pytest.raises(media_files.MediaFolderGone) as raised:
+        write_new_file(gone, "a.jpg", b"picture")
+    assert raised.value.errno == errno.ENODEV and not gone.exists()

@@ -1,5 +1,6 @@
 """The catalogue pages and API, media files with range requests, recording routes."""
 import os
+import socket
 import sqlite3
 import threading
 import subprocess
@@ -470,6 +471,26 @@ def test_start_up_refreshes_stale_sizes_and_durations(settings, fake_camera, med
     assert entries["kept.jpg"]["size"] == 4
 
 
+def test_a_video_added_by_hand_gets_its_duration_at_the_next_start(settings, fake_camera, media_dir):
+    application = create_app(settings, camera=fake_camera)
+    try:
+        recorder = application.extensions["recorder"]
+        recorder.start("made")
+        assert wait_for(lambda: recorder.status()["frames"] >= 20)
+        duration = recorder.stop()["duration"]
+        application.extensions["catalogue"].remove("made.mp4")
+        (media_dir / "made.mp4").rename(media_dir / "copied.mp4")          # a video copied into the folder
+        assert application.extensions["catalogue"].add("copied.mp4")["duration"] is None
+    finally:
+        stop_services(application)
+    application = create_app(settings, camera=fake_camera)
+    try:
+        entry = application.extensions["catalogue"].get("copied.mp4")
+    finally:
+        stop_services(application)
+    assert entry["duration"] == pytest.approx(duration, abs=0.05)
+
+
 def test_a_catalogue_locked_at_start_up_does_not_stop_the_start(settings, media_dir, monkeypatch, caplog):
     stop_services(create_app(settings))                     # the catalogue exists
     monkeypatch.setattr(media_catalogue, "BUSY_TIMEOUT_S", 0.2)
@@ -518,6 +539,27 @@ def test_a_link_in_the_media_folder_is_not_served_listed_or_deleted_through(app,
 def test_a_fifo_in_the_media_folder_is_a_404_not_a_hang(client, media_dir):
     os.mkfifo(media_dir / "pipe.jpg")
     assert client.get("/media/pipe.jpg").status_code == 404
+
+
+def open_descriptors():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_folder_a_socket_or_a_name_too_long_is_a_404_and_keeps_no_descriptor(client, media_dir):
+    (media_dir / "folder.jpg").mkdir()
+    listening = socket.socket(socket.AF_UNIX)
+    listening.bind(str(media_dir / "socket.jpg"))
+    try:
+        names = ["folder.jpg", "socket.jpg", "a" * 300 + ".jpg", "\u00e9" * 130 + ".jpg"]
+        client.get("/media/folder.jpg")
+        before = open_descriptors()
+        for _ in range(5):
+            for name in names:
+                response = client.get(f"/media/{name}")
+                assert response.status_code in (400, 404), (name[:20], response.get_json())
+        assert open_descriptors() == before
+    finally:
+        listening.close()
 
 
 def test_served_media_answer_conditional_requests(client, control):

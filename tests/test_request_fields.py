@@ -79,10 +79,24 @@ def test_an_empty_json_body_is_no_parameters(client, control):
     assert response.get_json() == {"grayscale": True}       # absent state: toggle
 
 
-@pytest.mark.parametrize("body", ["[]", "[1]", '"text"', "3", "true"])
+@pytest.mark.parametrize("body", ["[]", "[1]", '"text"', "3", "true", "null"])
 def test_a_json_body_that_is_not_an_object_is_a_400(bare_app, body):
     status, message = read(bare_app, lambda: field("state"), data=body, content_type="application/json")
     assert status == 400 and "form fields or a JSON object" in message
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "multipart/form-data", "application/octet-stream", None])
+def test_a_body_that_is_neither_form_nor_json_is_a_400_not_taken_as_no_parameters(client, control, content_type):
+    """filename=a in text/plain (or multipart without its boundary) used to save a snapshot under a
+    generated name, dropping the one asked for."""
+    response = client.post("/snapshot", data=b"filename=a", content_type=content_type, headers=control)
+    assert response.status_code == 400 and "form fields or a JSON object" in response.get_json()["error"]
+    assert client.get("/get_database").get_json() == []
+
+
+def test_an_empty_body_of_any_type_is_no_parameters(client, control):
+    response = client.post("/grayscale", data=b"", content_type="text/plain", headers=control)
+    assert response.get_json() == {"grayscale": True}
 
 
 # Text
