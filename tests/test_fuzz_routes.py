@@ -149,7 +149,8 @@ QUERY = {
     "connect": ["1", ""],
 }
 PATH_VALUES = ["porch.jpg", "fuzz.mp4", "media.db", ".hidden.jpg", "../secret.txt", "a/../porch.jpg", "style.css",
-               "index.js", "x" * 300, "%2e%2e/x", "nothing.jpg", "snapshot_1.jpg"]
+               "index.js", "x" * 300, "x" * 300 + ".jpg", "\u00e9" * 130 + ".jpg", "%2e%2e/x", "nothing.jpg",
+               "snapshot_1.jpg"]
 ODD_PATHS = ["/nowhere", "/media/", "/static/", "//", "/%ff", "/media/%ed%a0%80.jpg", "/media/%00.jpg", "/?"]
 CONTENT_TYPES = ["application/json", "application/json; charset=utf-16", "application/json; charset=latin-1",
                  "application/vnd.api+json", "multipart/form-data", "multipart/form-data; boundary=",
