@@ -21,7 +21,9 @@ import logging_setup
 from request_fields import FieldRequest, field, number, query_number, switch, text_fields
 from camera_base import CameraError, FocusNotSupported
 from cameras import create_camera
+from catalogue_writer import CatalogueWriter
 from database_manager import media_cli
+from event_store import close_interrupted_events
 from frame_hub import call_blocking
 from light_routes import create_light_blueprint
 from media_catalogue import MediaCatalogue
@@ -85,13 +87,15 @@ def _built_for_a_command():
 
 
 def _start_services(app, settings, camera, led):
-    """The catalogue (reconciled with the folder), camera, light, recorder, scene watch and retention."""
+    """The catalogue (reconciled with the folder) and its background writer, camera, light, recorder,
+    scene watch and retention."""
     media_dir = Path(app.config["MEDIA_DIR"])
     media_dir.mkdir(parents=True, exist_ok=True)
     camera = camera or create_camera(settings)
     catalogue = MediaCatalogue(media_dir / "media.db", media_dir)
-    _reconcile(catalogue, media_dir)
-    recorder = Recorder(camera, media_dir, catalogue=catalogue, camera_name=settings.camera,
+    writer = CatalogueWriter(catalogue)     # started once everything is built
+    _reconcile(catalogue, media_dir, writer)
+    recorder = Recorder(camera, media_dir, catalogue_writer=writer, camera_name=settings.camera,
                         max_seconds=settings.max_recording_minutes * 60, min_free_mb=settings.min_free_mb,
                         encoder=settings.record_encoder,
                         quality=EncoderQuality(crf=settings.record_crf, max_kbps=settings.record_max_kbps))
@@ -99,29 +103,36 @@ def _start_services(app, settings, camera, led):
         camera=camera,
         led=led if led is not None else open_light(settings),
         catalogue=catalogue,
+        catalogue_writer=writer,
         recorder=recorder,
-        watch=create_scene_watch(settings, camera, catalogue, media_dir, recorder),
+        watch=create_scene_watch(settings, camera, catalogue, media_dir, recorder, writer),
         retention=RetentionTimer(catalogue, settings.keep_days, settings.max_media_gb).start(),
     )
     app.extensions["metrics"] = Metrics(app.extensions, media_dir)
     app.extensions["stopping"] = threading.Lock()
+    writer.start()
 
 
-def _reconcile(catalogue, media_dir):
-    """The catalogue lists exactly the media files, with their sizes and durations: a crash, or a
-    catalogue that was locked or full as a recording ended, may have left either side behind.
+def _reconcile(catalogue, media_dir, writer):
+    """The catalogue lists exactly the media files, with their sizes and durations, and every event has
+    an end: a crash, or a catalogue that was locked or full as a recording ended, may have left either
+    side behind.
 
     A file that cannot be repaired or catalogued is logged and left as it is; start-up goes on, also
-    when the catalogue cannot be changed now (locked by another program, its disk full).
+    when the catalogue cannot be changed now (locked by another program, its disk full): then the
+    events a crash left open are closed by the catalogue writer once it can, before it writes anything
+    else, and the rest waits for the next start.
     """
     remove_leftover_temporaries(media_dir)
     recover_interrupted(media_dir)
     try:
         found = catalogue.scan(remove_missing=True, read_duration=read_duration)
+        close_interrupted_events(catalogue)
     except failures.SURROUNDINGS as error:
         if failures.explain(error) is None:
             raise
         log.warning("catalogue: start-up repair skipped: %s", failures.explain(error).message)
+        writer.submit(("events", "left open"), close_interrupted_events, done=_events_left_open)
         return
     for skipped in found["skipped"]:
         log.warning("catalogue: %s is not listed: %s", skipped["filename"], skipped["reason"])
@@ -130,9 +141,17 @@ def _reconcile(catalogue, media_dir):
                  "the size of %d", len(found["added"]), len(found["missing"]), len(found["refreshed"]))
 
 
+def _events_left_open(reason):
+    if reason is not None:
+        log.warning("catalogue: the events the last run left open are not closed (%s); the next start does it",
+                    reason)
+
+
 def stop_services(app):
     """Stop recording, release the camera and the serial board (gunicorn's worker, tests, Ctrl-C).
 
+    The recording is asked to stop first, so its file is finished while the rest closes; the catalogue
+    writer closes after the recorder and the watch, with a last attempt at what they handed over.
     Once: a second call (gunicorn's worker_exit after its SIGTERM handler began) waits for the first.
     """
     if "recorder" not in app.extensions:       # built for a command: nothing was started
@@ -140,9 +159,11 @@ def stop_services(app):
     with app.extensions["stopping"]:
         if app.extensions.get("stopped"):
             return
+        app.extensions["recorder"].shut_down()
         app.extensions["retention"].stop()
         app.extensions["watch"].close()
         app.extensions["recorder"].close()
+        app.extensions["catalogue_writer"].close()
         app.extensions["camera"].stop()
         led = app.extensions.get("led")
         if led is not None:

@@ -5,8 +5,14 @@ puts it in a queue bounded in bytes (QUEUE_BYTES); when the writer falls behind,
 and counted, so the camera never waits and memory stays flat. The writer thread encodes H.264
 yuv420p with PyAV into a fragmented MP4 (video_file.VideoFileWriter), so a crash or kill -9 leaves a
 playable file. A clean stop remuxes it (no re-encode) into a regular MP4 with the index in front.
-The file is locked (media_files.create_locked) from its reservation to its end, so start-up repair,
-the catalogue's deletes and other processes leave it alone.
+The file is locked (media_files.create_locked) from its reservation until the catalogue has its
+entry, so start-up repair, the catalogue's deletes and other processes leave it alone.
+
+The recording's threads never touch the catalogue: its entries (at the first frame, so the file is
+listed while it records, and at the end with its size and duration) are handed to the app's
+catalogue writer (catalogue_writer), which retries while the catalogue is locked or full, and which
+closes the lock on the finished file once the entry is written or given up. The recorder is free
+for the next recording as soon as the file is finished.
 """
 import contextlib
 import errno
@@ -14,15 +20,13 @@ import logging
 import os
 import queue
 import shutil
-import sqlite3
 import threading
 import time
 from pathlib import Path
 
 import simplejpeg
 
-import failures
-from catalogue_fields import CatalogueError
+from media_catalogue import BUSY_TIMEOUT_S
 from media_files import MediaExists, WriterLockError, check_media_name, create_locked, media_path, timestamped_name
 from video_file import (EncoderQuality, VideoFileWriter, default_encoders, probe, rewrite_with_index_in_front,
                         trim_to_complete_fragments)
@@ -34,8 +38,7 @@ DISK_CHECK_INTERVAL = 1.0       # seconds between free-space checks (and fsyncs)
 FEEDER_JOIN_TIMEOUT = 2.0
 QUEUE_BYTES = 32 * MB           # pictures waiting for the writer: 36 at 640x480 (1.2 s), 5 at 1920x1080
 ERROR_REASONS = ("disk_full", "write_error")
-LATE_ENTRY_RETRY_S = 5.0        # a finished recording the catalogue refused is put again this often,
-LATE_ENTRY_GIVE_UP_S = 600.0    # for this long; start-up repair fixes what is left
+ENTRY_WAIT_S = BUSY_TIMEOUT_S + 5.0    # how long stop() waits for the catalogue to take the entry
 
 
 class RecordingError(RuntimeError):
@@ -61,12 +64,12 @@ def free_bytes(path):
 class Recorder:
     """Start and stop recordings of one camera into the media folder, one at a time."""
 
-    def __init__(self, camera, media_dir, *, catalogue=None, camera_name="", max_seconds=0,
+    def __init__(self, camera, media_dir, *, catalogue_writer=None, camera_name="", max_seconds=0,
                  min_free_mb=200, queue_frames=60, queue_bytes=QUEUE_BYTES, encoder="auto",
                  quality=EncoderQuality()):
         self.camera = camera
         self.media_dir = Path(media_dir)
-        self.catalogue = catalogue
+        self.catalogue_writer = catalogue_writer    # a catalogue_writer.CatalogueWriter, or None: no entries
         self.camera_name = camera_name
         self.max_seconds = max_seconds or 0
         self.min_free_mb = min_free_mb or 0
@@ -77,7 +80,6 @@ class Recorder:
         else:
             self.encoders = (encoder,) if encoder == "libx264" else (encoder, "libx264")
         self.quality = quality
-        self.late_entries = _LateEntries(catalogue)
         self._lock = threading.Lock()
         self._current = None
         self._last = None
@@ -107,21 +109,31 @@ class Recorder:
         return self.status()
 
     def stop(self, filename=None, timeout=60.0):
-        """Stop the running recording and answer what was saved, once the file is complete.
+        """Stop the running recording and answer what was saved, once the file is complete and (for
+        ENTRY_WAIT_S at most) the catalogue lists it; when it does not yet, the answer's error says so.
 
         With ``filename``, stop only that recording: an event clip that already ended must not stop
         a recording a person started since.
         """
+        deadline = time.monotonic() + timeout
+        recording = self._ask_to_stop(filename)
+        if not recording.join(timeout):
+            raise RecordingError(f"{recording.name} is still being finished; see the status")
+        return recording.answer(min(max(deadline - time.monotonic(), 0.0), ENTRY_WAIT_S))
+
+    def request_stop(self, filename=None):
+        """Ask the running recording (only ``filename``, when given) to stop, without waiting for its end."""
+        self._ask_to_stop(filename)
+
+    def _ask_to_stop(self, filename):
         with self._lock:
             recording = self._current
             if recording is None:
                 raise NotRecording("no recording is running")
             if filename is not None and recording.name != filename:
                 raise NotRecording(f"{filename} is not being recorded (the recording is {recording.name})")
-            recording.request_stop("stopped")
-        if not recording.join(timeout):
-            raise RecordingError(f"{recording.name} is still being finished; see the status")
-        return recording.result
+        recording.request_stop("stopped")
+        return recording
 
     def status(self):
         with self._lock:
@@ -134,16 +146,20 @@ class Recorder:
             status.update(recording.progress())
         return status
 
-    def close(self, timeout=30.0):
-        """Shutdown: stop a running recording cleanly; later starts are refused."""
+    def shut_down(self):
+        """Refuse later starts and ask the running recording to stop, without waiting; answers it, or None."""
         with self._lock:
             self._closed = True
             recording = self._current
-            if recording is not None:
-                recording.request_stop("shutdown")
+        if recording is not None:
+            recording.request_stop("shutdown")
+        return recording
+
+    def close(self, timeout=30.0):
+        """Shutdown: stop a running recording cleanly (its entry is left to the catalogue writer)."""
+        recording = self.shut_down()
         if recording is not None and not recording.join(timeout):
             log.warning("recording %s: not finished %.0f s after shutdown began", recording.name, timeout)
-        self.late_entries.stop()
 
     @staticmethod
     def _names(filename):
@@ -179,7 +195,7 @@ class _Recording:
     def __init__(self, recorder, name, path, lock, preroll=()):
         self.recorder = recorder
         self.name, self.path = name, path
-        self._file_lock = lock          # the writer's lock on the file, released when it is finished
+        self._file_lock = lock          # the writer's lock on the file, until the catalogue has its entry
         self._preroll = list(preroll)
         self._after_seq = self._preroll[-1].seq if self._preroll else 0
         self.started = self._preroll[0].timestamp if self._preroll else time.time()
@@ -189,6 +205,7 @@ class _Recording:
         self.cpu_seconds = 0.0
         self.reason = self.error = None
         self.result = None
+        self.entry = None               # the catalogue writer's job of the entry at the end
         self.done = threading.Event()
         self._stop = threading.Event()
         self._reason_lock = threading.Lock()
@@ -211,11 +228,25 @@ class _Recording:
         return self.done.is_set()
 
     def request_stop(self, reason, error=None):
-        """Ask both threads to finish; the first reason given is the one reported."""
+        """Ask both threads to finish; the first reason given is the one reported, and an error noted
+        before stays."""
         with self._reason_lock:
             if self.reason is None:
-                self.reason, self.error = reason, error
+                self.reason, self.error = reason, self.error or error
         self._stop.set()
+
+    def note_error(self, error):
+        """Keep the first error to report (any thread)."""
+        with self._reason_lock:
+            self.error = self.error or error
+
+    def answer(self, timeout):
+        """The result, once the catalogue has the entry or ``timeout`` s went by; the error says when it
+        does not have it yet."""
+        entry, writer = self.entry, self.recorder.catalogue_writer
+        if entry is None or writer.wait(entry, timeout):
+            return self.result
+        return dict(self.result, error=self.result["error"] or _not_listed(entry, timeout))
 
     def progress(self):
         return {"file": self.name, "started": self.started, "frames": self.frames, "dropped": self.dropped,
@@ -316,13 +347,14 @@ class _Recording:
         self._file.write(image, captured)
         self.frames += 1
         self.cpu_seconds += time.thread_time() - started
-        if self.frames == 1:            # the file exists now, with its first fragment on the way
-            self._catalogue("put", self.name, "video", created=self.started, **self._picture_fields())
+        if self.frames == 1:            # the file exists now, with its first fragment on the way: list it
+            fields = dict(created=self.started, **self._picture_fields())
+            self._catalogue(lambda catalogue: catalogue.put(self.name, "video", **fields), self._listed)
 
     # -- finishing ---------------------------------------------------------------------------
     def _finish(self):
-        """Finish the file and catalogue it; whatever fails on the way, the recorder is released, so
-        the next recording can start."""
+        """Finish the file and hand its entry to the catalogue writer; whatever fails on the way, the
+        recorder is released, so the next recording can start."""
         self.request_stop("stopped")            # a no-op unless something asked for the stop before
         fragmented, frames, duration, size = True, self.frames, self._file.duration if self._file else 0.0, None
         try:
@@ -334,9 +366,10 @@ class _Recording:
                 self._catalogue_at_end(size, duration)
         except Exception as error:      # the writer thread's last step: a stat or unlink that failed
             log.error("recording %s: finishing the file failed: %s", self.name, error)
-            self.error = self.error or f"finishing the file failed: {error}"
+            self.note_error(f"finishing the file failed: {error}")
         finally:
-            self._release_file()
+            if self.entry is None:      # else the catalogue writer lets go of the file once it has the entry
+                self._release_file()
         self.result = {"file": self.name if frames else None, "duration": round(duration, 3), "size": size,
                        "frames": frames, "dropped": self.dropped, "reason": self.reason, "error": self.error,
                        "encoder": self._file.encoder if self._file else None, "fragmented": fragmented,
@@ -347,11 +380,23 @@ class _Recording:
         self.recorder._finished(self)
 
     def _catalogue_at_end(self, size, duration):
-        """Add or replace the entry (whatever listed the name meanwhile, it is this file); when the
-        catalogue refuses, it is put again later (late_entries)."""
+        """Hand over the entry with the size and duration (a put: whatever listed the name meanwhile,
+        it is this file), and with it the lock on the file, which the catalogue writer closes."""
         fields = dict(created=self.started, size=size, duration=round(duration, 3), **self._picture_fields())
-        if not self._catalogue("put", self.name, "video", **fields) and self.recorder.catalogue is not None:
-            self.recorder.late_entries.add(self.name, fields)
+        self.entry = self._catalogue(lambda catalogue: catalogue.put(self.name, "video", **fields), self._entered)
+
+    def _listed(self, reason):
+        """The entry at the first frame left the catalogue writer; ``reason``: why it was given up."""
+        if reason is not None:
+            log.warning("recording %s: not listed while it records: %s", self.name, reason)
+            self.note_error(f"the catalogue did not list it while it recorded: {reason}")
+
+    def _entered(self, reason):
+        """The entry at the end left the catalogue writer: the file may be deleted from now on."""
+        self._release_file()
+        if reason is not None:
+            log.warning("recording %s: gave up cataloguing its size and duration (%s); the next start does it",
+                        self.name, reason)
 
     def _release_file(self):
         """Let go of the writer's lock: from now on the file may be deleted."""
@@ -407,75 +452,27 @@ class _Recording:
         """No frame was saved: the file goes, and the catalogue must not list it."""
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
-        self._catalogue("remove", self.name, missing_ok=True)
+        self._catalogue(lambda catalogue: catalogue.remove(self.name, missing_ok=True), self._forgotten)
+
+    def _forgotten(self, reason):
+        if reason is not None:
+            log.warning("recording %s: its entry is not removed (%s); the next start does it", self.name, reason)
 
     def _picture_fields(self):
         return {"width": self._file.width, "height": self._file.height, "camera": self.recorder.camera_name}
 
-    def _catalogue(self, action, *args, **fields):
-        """Call the catalogue, if any; answer whether that worked. A failure never stops a recording."""
-        catalogue = self.recorder.catalogue
-        if catalogue is None:
-            return False
-        try:
-            getattr(catalogue, action)(*args, **fields)
-            return True
-        except Exception as error:      # the catalogue's scan can catch up later
-            log.warning("recording %s: catalogue %s failed: %s", self.name, action, error)
-            self.error = self.error or f"catalogue {action} failed: {error}"
-            return False
+    def _catalogue(self, write, done):
+        """Hand ``write(catalogue)`` for this file to the catalogue writer (never waits); the job, None
+        without a writer."""
+        writer = self.recorder.catalogue_writer
+        return None if writer is None else writer.submit(("media", self.name), write, done=done)
 
 
-class _LateEntries:
-    """Finished recordings whose entry the catalogue refused (locked by another program, its disk full):
-    put again every few seconds from one daemon thread, until the catalogue takes them or a while has
-    passed (then start-up repair does it)."""
-
-    def __init__(self, catalogue):
-        self.catalogue = catalogue
-        self.retry_s, self.give_up_s = LATE_ENTRY_RETRY_S, LATE_ENTRY_GIVE_UP_S
-        self._waiting = {}              # name -> (fields, give-up time on the monotonic clock)
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = None
-
-    def add(self, name, fields):
-        with self._lock:
-            self._waiting[name] = (fields, time.monotonic() + self.give_up_s)
-            if self._thread is None and not self._stop.is_set():
-                self._thread = threading.Thread(target=self._run, name="recorder-late-entries", daemon=True)
-                self._thread.start()
-
-    def stop(self, timeout=5.0):
-        self._stop.set()
-        with self._lock:
-            thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-
-    def _run(self):
-        while not self._stop.wait(self.retry_s):
-            try:
-                self._put_waiting()
-            except Exception:           # the thread's top level: try again at the next round
-                log.exception("recording catalogue retries failed")
-            with self._lock:
-                if not self._waiting:
-                    self._thread = None
-                    return
-
-    def _put_waiting(self):
-        with self._lock:
-            waiting = dict(self._waiting)
-        for name, (fields, give_up_at) in waiting.items():
-            try:
-                self.catalogue.put(name, "video", **fields)
-                log.info("recording %s: catalogued its size and duration now that the catalogue takes it", name)
-            except (CatalogueError, sqlite3.Error, OSError, ValueError) as error:
-                if failures.situation(error) is not None and time.monotonic() < give_up_at:
-                    continue            # still locked or full: the next round
-                log.warning("recording %s: gave up cataloguing its size and duration (%s); the next start "
-                            "does it", name, error)
-            with self._lock:
-                if self._waiting.get(name) == (fields, give_up_at):    # not added again meanwhile
-                    del self._waiting[name]
+def _not_listed(entry, waited):
+    """What the stop answer says about an entry the catalogue has not taken yet (None: a newer one took
+    its place)."""
+    if entry.finished:
+        return entry.reason and f"the catalogue did not take its entry ({entry.reason}): the next start lists it"
+    if entry.error is None:
+        return f"the catalogue did not answer in {waited:.0f} s: the recording is listed once it does"
+    return f"not in the catalogue yet ({entry.error}): the recording is listed once the catalogue takes it"

@@ -5,9 +5,10 @@ One daemon thread reads the camera's frames while the monitor or motion detectio
 camera stays open while watched); object detection runs in its own thread on the newest frame with
 motion. Nothing here slows the camera thread: it only draws the latest boxes on the stream. The
 watch thread never waits for the catalogue: it hands each event change and each picture to list to
-the event store, whose writer thread writes them and then notifies (event_store), so a failing
-webhook or broker cannot lose an event, and a catalogue that cannot take it (locked, disk full)
-delays neither the analysis, nor the event's end, nor its clip. Pictures are saved only while the
+the event store, whose writes the app's catalogue writer makes before it notifies (event_store), so a
+failing webhook or broker cannot lose an event, and a catalogue that cannot take it (locked, disk full)
+delays neither the analysis, nor the event's end, nor its clip. An event's clip is asked to stop
+without waiting for its file to be finished or catalogued (Recorder.request_stop). Pictures are saved only while the
 media folder's disk has min_free_mb free, and the monitor saves at most
 monitor_max_changes_per_hour changes.
 """
@@ -17,7 +18,7 @@ import shutil
 import threading
 import time
 
-from event_store import RETRY_S, EventStore, close_interrupted_events
+from event_store import EventStore
 from events import ENDED, STARTED, EventTracker, PreRoll
 from media_files import timestamped_name, write_unique_file
 from motion import MotionDetector, draw_boxes, load_mask_file, parse_masks
@@ -47,16 +48,16 @@ _DETECTOR_KEYS = ("detector_model", "detector_config", "detector_labels", "detec
 
 
 class SceneWatch:
-    def __init__(self, camera, catalogue, media_dir, *, monitor, motion, tracker, recorder=None,
+    def __init__(self, camera, catalogue, media_dir, *, writer, monitor, motion, tracker, recorder=None,
                  detector=None, preroll=None, postroll_s=5.0, record_events=False, notifiers=(),
-                 show_boxes=True, min_free_mb=0, retry_s=RETRY_S):
+                 show_boxes=True, min_free_mb=0):
         self.camera, self.catalogue, self.media_dir = camera, catalogue, media_dir
         self.min_free_mb = min_free_mb
         self.monitor, self.motion, self.tracker = monitor, motion, tracker
         self.recorder, self.preroll, self.postroll_s = recorder, preroll, postroll_s
         self.record_events = record_events and recorder is not None
         self.notifiers = list(notifiers)
-        self.events = EventStore(catalogue, self.notifiers, retry_s=retry_s)    # started with the watch thread
+        self.events = EventStore(writer, self.notifiers)     # writer: the app's catalogue_writer.CatalogueWriter
         self.show_boxes = show_boxes
         self.detector_name = type(detector).__name__ if detector else None
         self._worker = DetectionWorker(detector, self._on_detections).start() if detector else None
@@ -192,7 +193,6 @@ class SceneWatch:
     def _ensure_thread(self):
         """Start the watch thread if it is not running (called with the lock held)."""
         if self._thread is None and not self._stop.is_set():
-            self.events.start()
             self._thread = threading.Thread(target=self._run, name="scene-watch", daemon=True)
             self._thread.start()
 
@@ -381,7 +381,7 @@ class SceneWatch:
     def _stop_clip(self):
         clip, self._clip, self._clip_stop_at = self._clip, None, None
         try:
-            self.recorder.stop(clip)    # only the clip: never a recording a person started since
+            self.recorder.request_stop(clip)    # only the clip, and without waiting for its end
         except NotRecording:
             pass                        # stopped already (by the user, a limit, or the disk)
 
@@ -410,9 +410,8 @@ def detector_options(settings):
     return {option: getattr(settings, key) for key, option in used.items() if getattr(settings, key) != ""}
 
 
-def create_scene_watch(settings, camera, catalogue, media_dir, recorder):
+def create_scene_watch(settings, camera, catalogue, media_dir, recorder, writer):
     """The SceneWatch the settings describe; ValueError (or DetectorError) names a bad setting."""
-    close_interrupted_events(catalogue)
     masks = parse_masks(settings.motion_mask) if settings.motion_mask else []
     if settings.motion_mask_file:
         masks.append(load_mask_file(settings.motion_mask_file))
@@ -426,7 +425,7 @@ def create_scene_watch(settings, camera, catalogue, media_dir, recorder):
                                       username=settings.mqtt_username or None,
                                       password=settings.mqtt_password or None))
     watch = SceneWatch(
-        camera, catalogue, media_dir, recorder=recorder, detector=detector, notifiers=notifiers,
+        camera, catalogue, media_dir, writer=writer, recorder=recorder, detector=detector, notifiers=notifiers,
         monitor=SceneMonitor(settings.monitor_threshold, settings.monitor_cooldown_s,
                              settings.monitor_max_changes_per_hour),
         motion=MotionDetector(min_area=settings.motion_min_area, threshold=settings.motion_threshold,

@@ -293,11 +293,13 @@ def test_the_command_line_and_retention_delete_on_a_full_disk(small_disk):
 
 def test_a_recording_on_a_full_disk_leaves_no_empty_or_half_written_file(small_disk):
     from camera_base import Camera
+    from catalogue_writer import CatalogueWriter
     from conftest import FakeSource
     from recorder import Recorder
     camera = Camera(FakeSource(160, 120), kind="fake", width=160, height=120)
     catalogue = media_catalogue.MediaCatalogue(small_disk / "media.db", small_disk)
-    recorder = Recorder(camera, small_disk, catalogue=catalogue, min_free_mb=0)
+    writer = CatalogueWriter(catalogue).start()
+    recorder = Recorder(camera, small_disk, catalogue_writer=writer, min_free_mb=0)
     try:
         fill(small_disk)
         recorder.start("no room")
@@ -306,6 +308,7 @@ def test_a_recording_on_a_full_disk_leaves_no_empty_or_half_written_file(small_d
         assert status["last_file"] is None and status["last_reason"] == "disk_full"
     finally:
         recorder.close()
+        writer.close()
         camera.stop()
         catalogue.close()
     assert media_names(small_disk) == [] and [name for name in os.listdir(small_disk) if name.startswith(".")] == []

@@ -428,7 +428,7 @@ def test_a_recording_stopped_while_the_catalogue_is_locked_is_listed_right_once_
     try:
         client, recorder = application.test_client(), application.extensions["recorder"]
         control = {"X-Control-Token": application.config["CONTROL_TOKEN"]}
-        recorder.late_entries.retry_s = 0.05
+        application.extensions["catalogue_writer"].retry_s = 0.05
         client.post("/video_capture", headers=control, data={"action": "start", "filename": "late"})
         assert wait_for(lambda: recorder.status()["frames"] >= 20)
         holder = sqlite3.connect(media_dir / "media.db", isolation_level=None)
@@ -436,6 +436,7 @@ def test_a_recording_stopped_while_the_catalogue_is_locked_is_listed_right_once_
         try:
             stopped = client.post("/video_capture", headers=control, data={"action": "stop"})
             assert stopped.status_code == 200 and "database is locked" in stopped.get_json()["error"]
+            assert "the recording is listed once the catalogue takes it" in stopped.get_json()["error"]
             started = client.post("/video_capture", headers=control, data={"action": "start", "filename": "next"})
             assert started.status_code == 200                   # the recorder is free at once
             client.post("/video_capture", headers=control, data={"action": "stop"})

@@ -16,9 +16,12 @@ import av
 import numpy as np
 import pytest
 
+import media_catalogue
 import media_files
 import recorder as recorder_module
 from app import create_app, stop_services
+from catalogue_fields import CatalogueError
+from catalogue_writer import CatalogueWriter
 from camera_base import Camera
 from camera_demo import DemoSource
 from conftest import ROOT, FakeSource, small_tmpfs, top_level_boxes, wait_for
@@ -86,17 +89,22 @@ def media_dir(tmp_path):
 
 @pytest.fixture
 def make_recorder(fake_camera, media_dir):
-    """Recorders over the fake camera (64x48, 100 fps), closed at the end of the test."""
+    """Recorders over the fake camera (64x48, 100 fps), closed at the end of the test; with a
+    ``catalogue``, its entries go through a catalogue writer that retries every 0.05 s."""
     made = []
 
-    def make(camera=None, **options):
+    def make(camera=None, catalogue=None, give_up_s=600.0, **options):
         options.setdefault("min_free_mb", 0)
+        if catalogue is not None:
+            options["catalogue_writer"] = CatalogueWriter(catalogue, retry_s=0.05, give_up_s=give_up_s).start()
         made.append(Recorder(camera or fake_camera, media_dir, **options))
         return made[-1]
 
     yield make
     for recorder in made:
         recorder.close()
+        if recorder.catalogue_writer is not None:
+            recorder.catalogue_writer.close()
 
 
 @pytest.fixture(scope="module")
@@ -313,12 +321,14 @@ def small_disk(tmp_path):
 def test_a_full_disk_stops_the_recording_cleanly_and_the_file_plays(small_disk):
     camera = Camera(NoiseSource(160, 120, interval=0.01), kind="noise", width=160, height=120)
     catalogue = FakeCatalogue(small_disk)
-    recorder = Recorder(camera, small_disk, catalogue=catalogue, min_free_mb=0)
+    writer = CatalogueWriter(catalogue).start()
+    recorder = Recorder(camera, small_disk, catalogue_writer=writer, min_free_mb=0)
     try:
         recorder.start("filled")
         assert wait_for(lambda: not recorder.status()["recording"], timeout=30)
     finally:
         recorder.close()
+        writer.close()
         camera.stop()
     status = recorder.status()
     assert status["last_reason"] == "disk_full" and "disk is full" in status["last_error"]
@@ -353,7 +363,11 @@ def test_free_space_falling_below_the_minimum_stops_the_recording(make_recorder,
 def test_the_catalogue_gets_the_file_once_it_exists_and_its_size_at_the_end(make_recorder, media_dir):
     catalogue = FakeCatalogue(media_dir)
     recorder = make_recorder(catalogue=catalogue, camera_name="bench camera")
-    result = record(recorder, 20, "listed")
+    recorder.start("listed")
+    assert wait_for(lambda: "listed.mp4" in catalogue.entries)          # listed while it records
+    assert catalogue.entries["listed.mp4"].get("size") is None
+    assert wait_for(lambda: recorder.status()["frames"] >= 20)
+    result = recorder.stop()                                            # answers once it is listed whole
     entry = catalogue.entries["listed.mp4"]
     assert catalogue.calls == ["put", "put"] and entry["kind"] == "video"
     assert (entry["width"], entry["height"], entry["camera"]) == (64, 48, "bench camera")
@@ -370,7 +384,10 @@ def test_the_finished_file_stays_locked_until_the_catalogue_has_it(make_recorder
             super().put(filename, kind, **fields)
 
     catalogue = LockCheckingCatalogue(media_dir)
-    result = record(make_recorder(catalogue=catalogue), 20, "finished")
+    recorder = make_recorder(catalogue=catalogue)
+    recorder.start("finished")
+    assert wait_for(lambda: catalogue.locked and recorder.status()["frames"] >= 20)
+    result = recorder.stop()
     assert not result["fragmented"]                     # the file was replaced by its rewrite
     assert catalogue.locked == [True, True]             # the second put comes after the rewrite
     assert not being_written(media_dir / "finished.mp4")
@@ -460,6 +477,23 @@ def test_close_finishes_the_recording_and_a_stopped_camera_ends_one(make_recorde
     fake_camera.stop()
     assert wait_for(lambda: not other.status()["recording"])
     assert other.status()["last_reason"] == "camera_stopped"
+
+
+def test_stop_services_has_the_recording_finish_while_the_rest_closes(settings, fake_camera, monkeypatch):
+    application = create_app(settings, camera=fake_camera)
+    recorder, watch = application.extensions["recorder"], application.extensions["watch"]
+    recorder.start("at shutdown")
+    assert wait_for(lambda: recorder.status()["frames"] >= 5)
+    finished_while_the_watch_closed, real_close = [], watch.close
+
+    def close():        # the watch's close can take long (its thread, its last messages)
+        finished_while_the_watch_closed.append(wait_for(lambda: not recorder.status()["recording"]))
+        real_close()
+
+    monkeypatch.setattr(watch, "close", close)
+    stop_services(application)
+    assert finished_while_the_watch_closed == [True]
+    assert recorder.status()["last_reason"] == "shutdown" and not recorder.status()["last_error"]
 
 
 def test_a_stalled_disk_keeps_the_queue_within_its_byte_budget(media_dir, stalled_disk):
@@ -554,25 +588,79 @@ class RefusingCatalogue(FakeCatalogue):
 def test_a_recording_the_catalogue_refused_at_its_end_is_catalogued_once_it_can(make_recorder, media_dir):
     catalogue = RefusingCatalogue(media_dir)
     recorder = make_recorder(catalogue=catalogue)
-    recorder.late_entries.retry_s = 0.05
     recorder.start("late")
-    assert wait_for(lambda: recorder.status()["frames"] >= 20)
+    assert wait_for(lambda: "late.mp4" in catalogue.entries and recorder.status()["frames"] >= 20)
     catalogue.locked = True
     result = recorder.stop()
-    assert "database is locked" in result["error"] and catalogue.entries["late.mp4"].get("size") is None
+    assert "database is locked" in result["error"] and "listed once the catalogue takes it" in result["error"]
+    assert catalogue.entries["late.mp4"].get("size") is None
+    assert being_written(media_dir / "late.mp4")           # nobody deletes it before it is listed whole
     catalogue.locked = False
     assert wait_for(lambda: catalogue.entries["late.mp4"].get("size") == result["size"])
     assert catalogue.entries["late.mp4"]["duration"] == result["duration"] > 0
     assert result["size"] == (media_dir / "late.mp4").stat().st_size
+    assert wait_for(lambda: not being_written(media_dir / "late.mp4"))
 
 
 def test_refused_entries_are_given_up_after_a_while_with_a_log_line(make_recorder, media_dir, caplog):
     catalogue = RefusingCatalogue(media_dir)
-    recorder = make_recorder(catalogue=catalogue)
-    recorder.late_entries.retry_s, recorder.late_entries.give_up_s = 0.05, 0.0
+    recorder = make_recorder(catalogue=catalogue, give_up_s=0.0)
     recorder.start("never")
     assert wait_for(lambda: recorder.status()["frames"] >= 5)
     catalogue.locked = True
-    recorder.stop()
-    assert wait_for(lambda: "gave up cataloguing its size and duration" in caplog.text)
-    assert wait_for(lambda: recorder.late_entries._thread is None)        # the thread ended with its work
+    result = recorder.stop()
+    assert "the catalogue did not take its entry" in result["error"] and "the next start lists it" in result["error"]
+    assert "gave up cataloguing its size and duration" in caplog.text
+    assert recorder.catalogue_writer.waiting == [] and not being_written(media_dir / "never.mp4")
+
+
+# -- a catalogue locked by another program: the recording never waits for it -------------------------------
+
+
+def test_a_locked_catalogue_costs_no_frame_and_the_finished_file_stays_locked_until_it_is_listed(
+        media_dir, tmp_path):
+    media_dir.mkdir()
+    catalogue = media_catalogue.MediaCatalogue(media_dir / "media.db", media_dir, busy_timeout=2.0)
+    writer = CatalogueWriter(catalogue, retry_s=0.05).start()
+    camera = Camera(FakeSource(64, 48, interval=0.05), kind="fake", width=64, height=48)   # 20 fps
+    recorder = Recorder(camera, media_dir, catalogue_writer=writer, min_free_mb=0, queue_frames=10)
+    holder = sqlite3.connect(media_dir / "media.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")                   # another program's long change (a backup, a prune)
+    try:
+        recorder.start("locked")
+        assert wait_for(lambda: recorder.status()["frames"] >= 60, timeout=30)   # the first put waits 2 s
+        result = recorder.stop()
+        assert result["dropped"] == 0 and result["frames"] >= 60
+        assert "database is locked" in result["error"] and "listed once the catalogue takes it" in result["error"]
+        assert catalogue.get("locked.mp4") is None
+        assert being_written(media_dir / "locked.mp4")  # /database/remove and the command line leave it alone
+        assert recorder.start("next")["recording"]      # the recorder is free already
+        recorder.request_stop("next.mp4")
+    finally:
+        holder.rollback()
+        holder.close()
+    try:
+        assert wait_for(lambda: (catalogue.get("locked.mp4") or {}).get("size") == result["size"])
+        assert catalogue.get("locked.mp4")["duration"] == result["duration"] > 0
+        assert wait_for(lambda: not being_written(media_dir / "locked.mp4"))
+        assert result["size"] == (media_dir / "locked.mp4").stat().st_size
+    finally:
+        recorder.close()
+        writer.close()
+        camera.stop()
+        catalogue.close()
+
+
+def test_the_stop_answer_keeps_an_error_noted_before_the_stop(make_recorder, media_dir):
+    class NoFirstEntry(FakeCatalogue):
+        def put(self, filename, kind, **fields):
+            if "size" not in fields:
+                raise CatalogueError("the catalogue refuses entries without a size")
+            super().put(filename, kind, **fields)
+
+    recorder = make_recorder(catalogue=NoFirstEntry(media_dir))
+    recorder.start("noted")
+    assert wait_for(lambda: recorder.status()["last_error"] is not None)
+    result = recorder.stop()
+    assert "did not list it while it recorded" in result["error"] and "without a size" in result["error"]
+    assert result["reason"] == "stopped" and result["file"] == "noted.mp4"

@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 import simplejpeg
 
+import media_catalogue
 import object_detection
+import recorder as recorder_module
 import scene_watch
 import scenes
 from app import create_app, main_app, stop_services
@@ -26,6 +28,7 @@ from motion import MotionDetector
 from object_detection import Detection
 from recorder import Recorder
 from camera_demo import DemoSource
+from catalogue_writer import CatalogueWriter
 from conftest import FakeSource, read_one_part, wait_for
 from scene_monitor import SceneMonitor
 
@@ -362,8 +365,8 @@ def test_the_clip_stops_postroll_s_after_the_event_ended_not_after_the_end_was_n
         def add_event(self, start, **fields):
             return 7
 
-    watch = scene_watch.SceneWatch(None, Catalogue(), tmp_path, monitor=None, motion=None,
-                                   tracker=EventTracker(quiet_s=5.0), postroll_s=2.0)
+    watch = scene_watch.SceneWatch(None, Catalogue(), tmp_path, writer=CatalogueWriter(Catalogue()), monitor=None,
+                                   motion=None, tracker=EventTracker(quiet_s=5.0), postroll_s=2.0)
     watch._clip = "event.mp4"
     last_motion = 103.0
     noticed = last_motion + 5.0               # the quiet time later
@@ -398,7 +401,7 @@ class ClipRecorder:
         self.started.append(f"event-{len(self.started) + 1}.mp4")
         return {"file": self.started[-1]}
 
-    def stop(self, filename=None):
+    def request_stop(self, filename=None):
         self.stopped.append(filename)
         self.stopped_at.append(time.time())
 
@@ -419,23 +422,32 @@ class Messages:
 @pytest.fixture
 def still_watch_with(tmp_path):
     """make(**options): a SceneWatch over a still camera and a real catalogue (busy timeout 0.2 s) in
-    tmp_path; no detector, the tests hand its results."""
+    tmp_path, written by a catalogue writer (retry_s: its retry time); with ``real_recorder``, event clips
+    are recorded by a Recorder. No detector, the tests hand its results."""
     made = []
 
-    def make(**options):
+    def make(retry_s=5.0, real_recorder=False, **options):
         source = StillSource()
         camera = Camera(source, kind="fake", width=64, height=48, idle_timeout=0.2)
         catalogue = MediaCatalogue(tmp_path / "media.db", tmp_path, busy_timeout=0.2)
+        writer = CatalogueWriter(catalogue, retry_s=retry_s).start()
+        if real_recorder:
+            options["recorder"] = Recorder(camera, tmp_path, catalogue_writer=writer, min_free_mb=0)
         options = {"monitor": SceneMonitor(), "motion": MotionDetector(), "tracker": EventTracker(quiet_s=30.0),
                    **options}
-        watch = scene_watch.SceneWatch(camera, catalogue, tmp_path, **options)
-        made.append((watch, source, camera, catalogue))
+        watch = scene_watch.SceneWatch(camera, catalogue, tmp_path, writer=writer, **options)
+        made.append((watch, source, camera, catalogue, writer))
         return watch, source
 
     yield make
-    for watch, source, camera, catalogue in made:
+    for watch, source, camera, catalogue, writer in made:
         source.unhang.set()
+        if isinstance(watch.recorder, Recorder):
+            watch.recorder.shut_down()
         watch.close()
+        if isinstance(watch.recorder, Recorder):
+            watch.recorder.close()
+        writer.close()
         camera.stop()
         catalogue.close()
 
@@ -604,6 +616,60 @@ def test_scene_changes_are_kept_while_the_catalogue_is_locked_and_listed_at_the_
     assert len(changes) == watch.changes_saved
     added = watch.catalogue.scan()["added"]
     assert sorted(entry["filename"] for entry in added if entry["kind"] == "change") == changes
+
+
+def test_an_event_clip_stops_without_waiting_for_its_rewrite_or_a_locked_catalogue(still_watch_with, monkeypatch):
+    watch, _ = still_watch_with(retry_s=0.1, tracker=EventTracker(quiet_s=0.3), real_recorder=True,
+                                record_events=True, postroll_s=0.2)
+    rewriting, release = threading.Event(), threading.Event()
+    real_rewrite = recorder_module.rewrite_with_index_in_front
+
+    def slow_rewrite(path, source):                  # a long clip's remux, held as long as the test likes
+        rewriting.set()
+        release.wait(30)
+        return real_rewrite(path, source=source)
+
+    monkeypatch.setattr(recorder_module, "rewrite_with_index_in_front", slow_rewrite)
+    updates = tracker_updates(watch, monkeypatch)
+    holder = lock_catalogue(watch.catalogue)
+    try:
+        watch.start_motion()
+        watch._on_detections(new_frame(watch.camera), PERSON)
+        assert wait_for(lambda: watch.recorder.status()["frames"] >= 10)     # the clip records
+        assert rewriting.wait(10)                    # the event ended, and its clip is being finished
+        seen = updates.count(True)
+        assert wait_for(lambda: updates.count(True) >= seen + 20)           # the watch goes on meanwhile
+        clip = watch.recorder.status()["file"]
+    finally:
+        release.set()
+        holder.rollback()
+        holder.close()
+    assert wait_for(lambda: (watch.catalogue.get(clip) or {}).get("duration"))
+    assert watch.catalogue.get(clip)["size"] == (watch.media_dir / clip).stat().st_size
+    assert wait_for(lambda: [event["clip"] for event in watch.catalogue.events()] == [clip])
+
+
+def test_start_up_with_a_locked_catalogue_starts_and_closes_the_events_left_open_later(settings, monkeypatch,
+                                                                                      caplog):
+    media = Path(settings.media_dir)
+    media.mkdir(parents=True)
+    with MediaCatalogue(media / "media.db", media) as catalogue:
+        interrupted = catalogue.add_event(1700000100.0, "object", labels=["person"])    # a crash left it open
+    monkeypatch.setattr(media_catalogue, "BUSY_TIMEOUT_S", 0.2)
+    holder = sqlite3.connect(media / "media.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        application = create_app(settings)           # no OperationalError: gunicorn would exit for good
+    finally:
+        holder.rollback()
+        holder.close()
+    try:
+        assert "start-up repair skipped" in caplog.text
+        application.extensions["catalogue_writer"].flush(10)
+        (event,) = application.test_client().get("/events").get_json()
+        assert event["id"] == interrupted and event["end"] == 1700000100.0
+    finally:
+        stop_services(application)
 
 
 def frames_compared(watch, monkeypatch):
