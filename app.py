@@ -4,6 +4,7 @@
 """
 import logging
 import secrets
+import socket
 import subprocess
 import sys
 import threading
@@ -276,6 +277,7 @@ def _register_routes(app):
         leave = camera.admit_viewer(limit)       # counted now, not when the body is first read
         if leave is None:
             abort(503, description=f"this camera already has {limit} viewers (max_viewers); try again later")
+        _keep_send_buffer_small(request.environ.get("gunicorn.socket"), camera.hub.latest)
         try:
             response = Response(_mjpeg(camera, current_app.extensions["metrics"]),
                                 mimetype="multipart/x-mixed-replace; boundary=frame",
@@ -380,6 +382,22 @@ def _power(action):
     except OSError as error:
         abort(503, description=f"could not {action}: {error}")
     return jsonify(action=action, accepted=True), 202
+
+
+MIN_SEND_BUFFER = 64 * 1024     # bytes; the kernel doubles it
+
+
+def _keep_send_buffer_small(connection, latest):
+    """A viewer slower than the camera must skip frames (the stream sends the newest one each time it
+    can), not read seconds-old ones out of the kernel's send buffer, which grows to megabytes: a few
+    frames of room keep its picture recent. Only gunicorn says which socket is the viewer's."""
+    if connection is None:
+        return
+    frame_size = len(latest.jpeg) if latest is not None else 0
+    try:
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, max(MIN_SEND_BUFFER, 3 * frame_size))
+    except OSError as error:
+        log.debug("could not size the viewer's send buffer: %s", error)
 
 
 def _mjpeg(camera, metrics):

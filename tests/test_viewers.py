@@ -108,3 +108,21 @@ def test_a_burst_of_streams_on_the_real_server_gets_max_viewers(tmp_path, free_p
             connection.close()
     finally:
         stop_server(process)
+
+
+class RecordingSocket:
+    def __init__(self):
+        self.options = {}
+
+    def setsockopt(self, level, name, value):
+        self.options[(level, name)] = value
+
+
+def test_a_viewer_s_send_buffer_holds_a_few_frames_not_megabytes(client):
+    """A viewer slower than the camera then skips frames instead of reading seconds-old ones out of
+    the kernel's buffer (bench/bench_slow_viewer.py measures it on the real server)."""
+    connection = RecordingSocket()
+    response = client.get("/video_feed", buffered=False, environ_base={"gunicorn.socket": connection})
+    response.close()
+    size = connection.options[(socket.SOL_SOCKET, socket.SO_SNDBUF)]
+    assert 64 * 1024 <= size <= 256 * 1024
