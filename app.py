@@ -27,7 +27,7 @@ from database_manager import media_cli
 from event_store import close_interrupted_events
 from frame_hub import call_blocking
 from light_routes import create_light_blueprint
-from media_catalogue import MediaCatalogue
+from media_catalogue import open_catalogue
 from media_files import (MediaExists, MediaNameError, check_media_name, remove_leftover_temporaries,
                          timestamped_name, write_new_file, write_unique_file)
 from media_routes import create_media_blueprint, register_error_handlers, request_catalogue
@@ -91,9 +91,12 @@ def _start_services(app, settings, camera, led):
     """The catalogue (reconciled with the folder) and its background writer, camera, light, recorder,
     scene watch and retention."""
     media_dir = Path(app.config["MEDIA_DIR"])
-    media_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        media_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:        # a read-only disk: the catalogue says why, the stream goes on
+        log.error("cannot make the media folder %s: %s", media_dir, error)
     camera = camera or create_camera(settings)
-    catalogue = MediaCatalogue(media_dir / "media.db", media_dir)
+    catalogue = open_catalogue(media_dir / "media.db", media_dir)
     writer = CatalogueWriter(catalogue)     # started once everything is built
     _reconcile(catalogue, media_dir, writer)
     recorder = Recorder(camera, media_dir, catalogue_writer=writer, camera_name=settings.camera,
@@ -124,9 +127,9 @@ def _reconcile(catalogue, media_dir, writer):
     events a crash left open are closed by the catalogue writer once it can, before it writes anything
     else, and the rest waits for the next start.
     """
-    remove_leftover_temporaries(media_dir)
-    recover_interrupted(media_dir)
     try:
+        remove_leftover_temporaries(media_dir)
+        recover_interrupted(media_dir)
         found = catalogue.scan(remove_missing=True, read_duration=read_duration)
         close_interrupted_events(catalogue)
     except failures.SURROUNDINGS as error:

@@ -69,11 +69,13 @@ def is_disk_full(error):
 def explain(error):
     """The Failure (status and message) of an error of the surroundings, None for any other error.
 
-    An error that wraps one (a CatalogueError saying what could not be done) keeps its own words.
+    An error that wraps one (a CatalogueError saying what could not be done) keeps its own words. A
+    catalogue that cannot be used for another reason (closed, its folder gone) is a 503 in its words;
+    a value or name it refused (a subclass) is no surroundings' error.
     """
     found = situation(error)
     if found is None:
-        return None
+        return Failure(503, str(error)) if type(error) is CatalogueError else None
     status, what, advice = _SITUATIONS[found]
     detail = _detail(error) if _own_situation(error) else str(error)
     return Failure(status, f"{what} ({detail}): {advice}")

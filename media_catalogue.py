@@ -4,6 +4,7 @@
 thread, so the server and the command line (database_manager.py) can use one database at the same
 time; every change is one transaction.
 """
+import errno
 import json
 import logging
 import os
@@ -323,7 +324,8 @@ class MediaCatalogue:
             connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             connection.execute("PRAGMA synchronous = NORMAL")      # durable enough with WAL, and faster
         except sqlite3.Error as error:
-            raise CatalogueError(f"cannot open the catalogue {self.db_path}: {error}") from error
+            raise CatalogueError(f"cannot open the catalogue {self.db_path}: {error}") from (
+                _read_only(self.media_dir) or error)
         connection.row_factory = sqlite3.Row
         return connection
 
@@ -566,6 +568,69 @@ def _delete_set_aside(set_aside):
         except OSError as error:
             log.error("removed %s from the catalogue but could not delete the file %s: %s",
                       original.name, hidden, error)
+
+
+REOPEN_S = 5.0      # how often a catalogue that could not be opened is tried again, at the most
+
+
+def _read_only(folder):
+    """An OSError(EROFS) when ``folder`` lies on a read-only file system (SQLite only says it cannot
+    open the database), else None."""
+    try:
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return None
+    return OSError(errno.EROFS, os.strerror(errno.EROFS), str(folder)) if read_only else None
+
+
+def open_catalogue(db_path, media_dir, retry_s=None):
+    """The MediaCatalogue, or, when it cannot be opened now (its folder read-only or gone, media.db
+    damaged), a stand-in that answers each use with the reason (a CatalogueError) and tries to open it
+    again at most every ``retry_s`` seconds: the server starts and streams, and the catalogue comes
+    back once it can, without a restart."""
+    try:
+        return MediaCatalogue(db_path, media_dir)
+    except CatalogueError as error:
+        log.error("the media catalogue cannot be opened now (%s); snapshots, recordings and the lists wait "
+                  "for it, the stream goes on", error)
+        return _CatalogueOpenedLater(db_path, media_dir, error, REOPEN_S if retry_s is None else retry_s)
+
+
+class _CatalogueOpenedLater:
+    """A MediaCatalogue that could not be opened yet: every method tries to open it (at most every
+    ``retry_s``), then runs on it; until then, raises the reason."""
+
+    def __init__(self, db_path, media_dir, error, retry_s):
+        self._arguments = (db_path, media_dir)
+        self._error, self._retry_s = error, retry_s
+        self._tried_at = time.monotonic()
+        self._catalogue = None
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._opened(), name)
+
+    def close(self):
+        with self._lock:
+            self._closed = True
+            if self._catalogue is not None:
+                self._catalogue.close()
+
+    def _opened(self):
+        with self._lock:
+            if self._catalogue is None and not self._closed and time.monotonic() >= self._tried_at + self._retry_s:
+                self._tried_at = time.monotonic()
+                try:
+                    self._catalogue = MediaCatalogue(*self._arguments)
+                    log.info("the media catalogue could be opened now")
+                except CatalogueError as error:
+                    self._error = error
+            if self._catalogue is None:
+                raise CatalogueError(f"the media catalogue could not be opened: {self._error}") from self._error
+            return self._catalogue
 
 
 def _plain(name):

@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 import auth
 import failures
-from catalogue_fields import CatalogueError, guess_kind
+from catalogue_fields import guess_kind
 from frame_hub import call_blocking
 from media_catalogue import DuplicateMedia, FileInUse, MissingFile, UnknownMedia
 from media_files import MediaExists, MediaNameError, media_path, open_regular_file
@@ -100,8 +100,6 @@ def register_error_handlers(app):
 
 def _surroundings_error(error):
     failure = failures.explain(error)
-    if failure is None and type(error) is CatalogueError:       # closed, or its folder is gone; not a
-        failure = failures.Failure(503, str(error))             # refused value or name, which is a bug here
     if failure is None:
         raise error
     log.warning("%s %s: %s", request.method, request.path, failure.message)     # no traceback

@@ -4,18 +4,20 @@ and the stream keeps going."""
 import errno
 import os
 import sqlite3
+import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 
+import catalogue_fields
 import failures
 import media_catalogue
 import media_files
 import recorder as recorder_module
 from app import create_app, stop_services
 from catalogue_fields import CatalogueError
-from conftest import read_one_part, small_tmpfs, wait_for
+from conftest import read_one_part, small_tmpfs, unavailable, wait_for
 
 PICTURE = b"\xff\xd8" + os.urandom(60_000) + b"\xff\xd9"
 
@@ -71,9 +73,15 @@ def test_a_wrapper_keeps_its_words_and_gets_the_advice_of_what_it_wraps():
 
 
 @pytest.mark.parametrize("error", [ValueError("bug"), FileNotFoundError(errno.ENOENT, "gone"), KeyError("x"),
-                                   sqlite3.OperationalError("no such table: media"), CatalogueError("closed")])
+                                   sqlite3.OperationalError("no such table: media"),
+                                   catalogue_fields.InvalidValue("size must be a number")])
 def test_other_errors_are_not_the_surroundings(error):
     assert failures.explain(error) is None
+
+
+def test_a_catalogue_that_cannot_be_used_is_a_503_in_its_own_words():
+    assert failures.explain(CatalogueError("the media catalogue is closed")) == failures.Failure(
+        503, "the media catalogue is closed")
 
 
 # -- a catalogue locked by another program ---------------------------------------------------------------
@@ -351,3 +359,48 @@ def test_a_media_folder_that_went_away_is_not_made_again_and_writes_are_a_503(ap
     assert refused[0].status == 503 and "mount it again" in refused[0].message     # a new thread's connection
     assert not media_dir.exists()
     assert read_one_part(client)[1].startswith(b"\xff\xd8")
+
+
+# -- a catalogue that cannot be opened at start: the server starts, streams, and says why -----------------
+
+
+def test_a_damaged_catalogue_at_start_answers_503_and_comes_back_without_a_restart(settings, monkeypatch):
+    media_dir = Path(settings.media_dir)
+    media_dir.mkdir(parents=True)
+    (media_dir / "media.db").write_bytes(os.urandom(4096))
+    monkeypatch.setattr(media_catalogue, "REOPEN_S", 0.0)
+    application = create_app(settings)
+    try:
+        client = application.test_client()
+        assert read_one_part(client)[1].startswith(b"\xff\xd8")                 # the stream goes on
+        page = client.get("/")
+        assert page.status_code == 200 and "damaged" in page.get_data(as_text=True)
+        response = client.get("/get_database")
+        assert response.status_code == 503 and "move it away" in response.get_json()["error"]
+        (media_dir / "media.db").rename(media_dir / "media.db.damaged")        # as the message says
+        assert client.get("/get_database").get_json() == []
+    finally:
+        stop_services(application)
+
+
+def test_a_read_only_media_folder_at_start_answers_503_and_the_stream_goes_on(settings, tmp_path):
+    media_dir = tmp_path / "read-only"
+    media_dir.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(media_dir)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        unavailable(f"cannot mount a read-only tmpfs (needs root): {mounted.stderr.strip()}")
+    try:
+        application = create_app(settings.replace(media_dir=str(media_dir), min_free_mb=0))
+        try:
+            client = application.test_client()
+            assert read_one_part(client)[1].startswith(b"\xff\xd8")
+            control = {"X-Control-Token": application.config["CONTROL_TOKEN"]}
+            for response in (client.post("/snapshot", headers=control), client.get("/get_database"),
+                             client.post("/video_capture", data={"action": "start"}, headers=control)):
+                assert response.status_code == 503, response.get_json()
+                assert "read-only" in response.get_json()["error"]
+        finally:
+            stop_services(application)
+    finally:
+        subprocess.run(["umount", "-l", str(media_dir)], check=True)
