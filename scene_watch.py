@@ -18,6 +18,7 @@ import shutil
 import threading
 import time
 
+import failures
 from event_store import EventStore
 from events import ENDED, STARTED, EventTracker, PreRoll
 from media_files import timestamped_name, write_unique_file
@@ -34,6 +35,7 @@ NOTIFY_DRAIN_S = 5.0       # at shutdown, how long the notifiers may go on deliv
 NO_FRAME_TICK_S = 0.5      # without a frame for this long (a hung device) time still passes for events
 DETECTIONS_SHOWN_S = 1.0   # detection boxes stay on the stream until replaced or this old
 DISK_CHECK_S = 5.0         # how often the free space of the media folder is looked at
+WRITE_RETRY_S = 60.0       # after a picture could not be written (a read-only or failing disk), the next try
 MB = 1024 * 1024
 
 # The detector_* settings each detector takes, and the option of create_detector() each becomes.
@@ -73,6 +75,7 @@ class SceneWatch:
         self._boxes = ()                 # what the overlay draws: (box, label) pairs
         self._low_disk = None            # why no picture is saved, while the disk is below min_free_mb
         self._disk_checked_at = -math.inf
+        self._write_failure = None       # (why the last picture could not be written, when to try again)
         self._clip = None                # the event clip being recorded, and when to stop it
         self._clip_stop_at = None
         self._relearn_background = True  # at the start and after "no signal": the scene may differ
@@ -168,6 +171,8 @@ class SceneWatch:
             return None
         if self._low_disk:
             return {"reason": "low_disk", "message": self._low_disk}
+        if self._write_failure:
+            return {"reason": "cannot_write", "message": self._write_failure[0]}
         held_until = self.monitor.held_until(time.time())
         if held_until is None:
             return None
@@ -331,21 +336,37 @@ class SceneWatch:
         its name's prefix, as the same kind.
         """
         if not self._room_for_pictures():
-            log.info("%s picture not saved: %s", kind, self._low_disk)
+            log.info("%s picture not saved: %s", kind, self._low_disk or self._write_failure[0])
             return None
         try:
             path = write_unique_file(self.media_dir, timestamped_name(kind, ".jpg", frame.timestamp), frame.jpeg)
         except OSError as error:
-            log.error("%s picture not saved: %s", kind, error)
+            self._writing_failed(error)
             return None
+        if self._write_failure is not None:
+            log.info("scene watch: pictures can be written again")
+            self._write_failure = None
         height, width = frame.image.shape[:2]
         self.events.add_picture(path.name, kind, created=frame.timestamp, width=width, height=height,
                                 camera=self.camera.kind, note=note)
         return path.name
 
+    def _writing_failed(self, error):
+        """A picture could not be written (a read-only or failing disk): none is tried for WRITE_RETRY_S,
+        the status says why, and the log says it once, not at each change."""
+        failure = failures.explain(error)
+        message = failure.message if failure else f"cannot write pictures: {error}"
+        if self._write_failure is None:
+            log.error("scene watch: %s; scene changes and event pictures are tried again every %g s",
+                      message, WRITE_RETRY_S)
+        self._write_failure = (message, time.monotonic() + WRITE_RETRY_S)
+
     def _room_for_pictures(self):
-        """False while the media folder's disk has less than min_free_mb free, looked at every
-        DISK_CHECK_S; the log says when it falls below and when there is room again."""
+        """False while a picture could not be written lately (WRITE_RETRY_S), or while the media folder's
+        disk has less than min_free_mb free, looked at every DISK_CHECK_S; the log says when it falls
+        below and when there is room again."""
+        if self._write_failure is not None and time.monotonic() < self._write_failure[1]:
+            return False
         now = time.monotonic()
         if not self.min_free_mb or now < self._disk_checked_at + DISK_CHECK_S:
             return self._low_disk is None

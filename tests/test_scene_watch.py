@@ -1,6 +1,7 @@
 """Scene watch through the real pipeline: a camera playing synthetic scenes, the watch thread,
 the catalogue, the recorder and a webhook. Each scene gives exactly the expected events."""
 import dataclasses
+import errno
 import http.server
 import itertools
 import json
@@ -30,6 +31,7 @@ from recorder import Recorder
 from camera_demo import DemoSource
 from catalogue_writer import CatalogueWriter
 from conftest import FakeSource, read_one_part, wait_for
+from media_files import write_unique_file
 from scene_monitor import SceneMonitor
 
 
@@ -728,6 +730,32 @@ def test_below_min_free_mb_no_picture_is_saved_and_the_status_says_why(still_wat
     assert watch.changes_saved == 0 and watch.status()["monitor"]["last_score"] > 100
     warnings = [record for record in caplog.records if "not saved until there is more" in record.getMessage()]
     assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING      # said once, not per frame
+
+
+def test_a_disk_that_refuses_writes_is_said_once_and_tried_again_later(still_watch_with, monkeypatch, caplog):
+    """A read-only disk: the log said it at every change (every 2 s), and the status said nothing."""
+    watch, source = still_watch_with(monitor=SceneMonitor(threshold=100, cooldown_s=0))
+    compared = frames_compared(watch, monkeypatch)
+    tries = []
+
+    def read_only(*args, **kwargs):
+        tries.append(args)
+        raise OSError(errno.EROFS, "Read-only file system", str(watch.media_dir))
+    monkeypatch.setattr(scene_watch, "write_unique_file", read_only)
+    watch.take_baseline()
+    source.level = 200
+    watch.start_monitor()
+    assert wait_for(lambda: saving_stopped(watch) == "cannot_write")
+    assert "read-only" in watch.status()["monitor"]["saving_stopped"]["message"]
+    seen = len(compared)
+    assert wait_for(lambda: len(compared) >= seen + 20)               # changed frames, no new try
+    assert len(tries) == 1 and watch.changes_saved == 0
+    errors = [record for record in caplog.records if record.levelno == logging.ERROR]
+    assert len(errors) == 1 and "tried again every 60 s" in errors[0].getMessage()
+    monkeypatch.setattr(scene_watch, "WRITE_RETRY_S", 0.0)
+    monkeypatch.setattr(scene_watch, "write_unique_file", write_unique_file)     # the disk is back
+    watch._write_failure = (watch._write_failure[0], 0.0)
+    assert wait_for(lambda: watch.changes_saved > 0 and saving_stopped(watch) is None)
 
 
 def test_status_and_pages_say_the_monitor_is_not_saving_on_a_low_disk(settings):
