@@ -143,6 +143,10 @@ def _reconcile(catalogue, media_dir, writer):
     if found["added"] or found["missing"] or found["refreshed"]:
         log.info("catalogue: added %d files found in the media folder, forgot %d missing ones, refreshed "
                  "the size of %d", len(found["added"]), len(found["missing"]), len(found["refreshed"]))
+    if found["missing"]:            # nothing leaves the catalogue unnamed
+        names = [entry["filename"] for entry in found["missing"]]
+        log.info("catalogue: forgot, because their files are gone: %s%s", ", ".join(names[:50]),
+                 f" and {len(names) - 50} more" if len(names) > 50 else "")
 
 
 def _events_left_open(reason):
