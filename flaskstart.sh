@@ -18,7 +18,7 @@ case "${1:-}" in
         exit 2 ;;
 esac
 setup_venv requirements.txt
-read -r port log_file < <("$venv_dir/bin/python" -c "import settings
+read -r port log_file < <("$venv_dir/bin/python" -c "from camera_server import settings
 chosen = settings.load_settings()
 print(chosen.port, chosen.log_file)" 2>/dev/null || echo "${PORT:-5000} flask.log")
 [[ $log_file = /* ]] || log_file="$(pwd -P)/$log_file"

@@ -30,9 +30,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import scenes  # noqa: E402
-from motion import MotionDetector, rectangle  # noqa: E402
-from object_detection import DetectorError, create_detector  # noqa: E402
-from scene_monitor import SceneMonitor  # noqa: E402
+from camera_server.watch.detection import DetectorError, create_detector  # noqa: E402
+from camera_server.watch.monitor import SceneMonitor  # noqa: E402
+from camera_server.watch.motion import MotionDetector, rectangle  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 640, 480, 30.0
 NOTES = """

@@ -34,11 +34,11 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 sys.path.insert(0, str(REPO))
 
-from camera_base import Camera  # noqa: E402
+from camera_server.capture.camera import Camera  # noqa: E402
+from camera_server.capture.demo import DemoSource  # noqa: E402
+from camera_server.media.recorder import Recorder  # noqa: E402
+from camera_server.media.video_file import EncoderQuality, encoder_options, probe  # noqa: E402
 from code_version import code_version  # noqa: E402
-from camera_demo import DemoSource  # noqa: E402
-from recorder import Recorder  # noqa: E402
-from video_file import EncoderQuality, encoder_options, probe  # noqa: E402
 
 ME = psutil.Process()
 MB = 1024 * 1024

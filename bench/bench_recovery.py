@@ -24,8 +24,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import camera_base  # noqa: E402
-from camera_base import Camera, CameraError, Source  # noqa: E402
+from camera_server.capture import camera as camera_base  # noqa: E402
+from camera_server.capture.camera import Camera, CameraError, Source  # noqa: E402
 from code_version import code_version  # noqa: E402
 
 
@@ -106,7 +106,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--outage", type=float, default=10.0, help="seconds the source is away (default 10)")
     parser.add_argument("--trials", type=int, default=4, help="outages, each ending at another point (default 4)")
-    parser.add_argument("--backoff", default=None, help="FIRST,MAX seconds instead of camera_base's")
+    parser.add_argument("--backoff", default=None, help="FIRST,MAX seconds instead of the camera worker's")
     parser.add_argument("--write", action="store_true", help="also write bench/results_recovery.md")
     args = parser.parse_args()
     if args.backoff:

@@ -28,8 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import board_emulator  # noqa: E402
-import trinket  # noqa: E402
+from camera_server.board.emulator import BoardEmulator  # noqa: E402
+from camera_server.board import trinket  # noqa: E402
 
 log = logging.getLogger("bench_serial")
 COLORS = ("FF0000", "00FF00", "0000FF", "FFFFFF", "102030", "0A0B0C0D")
@@ -60,8 +60,8 @@ def measure_direct(led, board, count):
 
 def measure_http(led, board, count):
     from flask import Flask
-    import auth  # noqa: F401  (create_light_blueprint needs it)
-    from light_routes import create_light_blueprint
+    from camera_server.web import auth  # noqa: F401  (create_light_blueprint needs it)
+    from camera_server.web.light_routes import create_light_blueprint
     app = Flask(__name__)
     app.config.update(CONTROL_TOKEN="bench", USERKEY="")
     app.register_blueprint(create_light_blueprint(lambda: led))
@@ -102,7 +102,7 @@ def cpu_lines(title, used, seconds):
 def run(count, quiet_seconds):
     out = [f"python {platform.python_version()}, {platform.machine()}, pyserial on a pty"]
     with tempfile.TemporaryDirectory() as by_id:
-        board = board_emulator.BoardEmulator(heart_rate=None).start()
+        board = BoardEmulator(heart_rate=None).start()
         led = trinket.Led(board.port, by_id_dir=by_id).start()
         try:
             led.power_led(True)
@@ -113,7 +113,7 @@ def run(count, quiet_seconds):
         finally:
             led.stop()
             board.stop()
-        board = board_emulator.BoardEmulator(heart_rate=72, report_interval=1.0).start()
+        board = BoardEmulator(heart_rate=72, report_interval=1.0).start()
         led = trinket.Led(board.port, by_id_dir=by_id).start()
         try:
             out += cpu_lines("heart rate once a second, Led threads",

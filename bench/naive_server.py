@@ -19,7 +19,7 @@ import cv2
 from flask import Flask, Response, jsonify
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from camera_demo import DemoSource  # noqa: E402  (the repo root is added above)
+from camera_server.capture.demo import DemoSource  # noqa: E402  (the repo root is added above)
 
 WIDTH = int(os.environ.get("NAIVE_WIDTH", "640"))
 HEIGHT = int(os.environ.get("NAIVE_HEIGHT", "480"))

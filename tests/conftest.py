@@ -6,7 +6,6 @@ import shutil
 import socket
 import struct
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -14,13 +13,13 @@ import cv2
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from camera_server import logging_setup
+from camera_server.board.emulator import BoardEmulator
+from camera_server.capture.camera import Camera, CameraError, Source
+from camera_server.settings import Settings
+from camera_server.web.app import create_app, stop_services
 
-import board_emulator  # noqa: E402
-from app import create_app, stop_services  # noqa: E402
-from camera_base import Camera, CameraError, Source  # noqa: E402
-from settings import Settings  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class FakeSource(Source):
@@ -62,8 +61,7 @@ class FakeSource(Source):
 def server_logging_put_back():
     """main_app() (and logging_setup.configure) add the server's log handlers to the root and camera
     loggers; a test that calls it must not leave them, bound to its captured output, to later tests."""
-    import logging_setup
-    loggers = [logging.getLogger()] + [logging.getLogger(name) for name in logging_setup.CAMERA_LOGGERS]
+    loggers = [logging.getLogger(), logging.getLogger(logging_setup.CAMERA_LOGGER)]
     before = [(logger, list(logger.handlers), logger.level) for logger in loggers]
     yield
     for logger, handlers, level in before:
@@ -77,7 +75,7 @@ def server_logging_put_back():
 @pytest.fixture
 def emulator():
     """The light board's firmware behind a pty, with no heart rate of its own."""
-    board = board_emulator.BoardEmulator(heart_rate=None).start()
+    board = BoardEmulator(heart_rate=None).start()
     yield board
     board.stop()
 

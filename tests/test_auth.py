@@ -9,11 +9,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-import auth
-from app import create_app, stop_services
+from camera_server.settings import ConfigError, load_settings
+from camera_server.web import auth
+from camera_server.web.app import create_app, stop_services
+from camera_server.web.logins import LockedOut, Logins
 from conftest import read_one_part, wait_for
-from logins import LockedOut, Logins
-from settings import ConfigError, load_settings
 
 HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 

@@ -1,15 +1,11 @@
-"""board_emulator.py: the firmware's behaviour on a pty, seen from a plain serial client."""
+"""board/emulator.py: the firmware's behaviour on a pty, seen from a plain serial client."""
 import os
-import sys
 import threading
-from pathlib import Path
 
 import pytest
 import serial
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from board_emulator import BoardEmulator, ColorMessage, LineAssembler, parse_message, pixel_for  # noqa: E402
+from camera_server.board.emulator import BoardEmulator, ColorMessage, LineAssembler, parse_message, pixel_for
 
 WAIT = 5.0
 

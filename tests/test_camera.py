@@ -5,9 +5,9 @@ import time
 import numpy as np
 import pytest
 
-import camera_base
-from camera_base import Camera, CameraError
-from camera_demo import DemoSource
+from camera_server.capture import camera as camera_base
+from camera_server.capture.camera import Camera, CameraError
+from camera_server.capture.demo import DemoSource
 from conftest import FakeSource, wait_for
 
 

@@ -5,7 +5,7 @@ import types
 import numpy as np
 import pytest
 
-from camera_base import Camera, CameraError, FocusNotSupported
+from camera_server.capture.camera import Camera, CameraError, FocusNotSupported
 
 
 class FakePicamera2:
@@ -57,7 +57,7 @@ def fake_picamera2(monkeypatch):
 
 
 def test_frames_come_from_picamera2(fake_picamera2):
-    from camera_pi_cv import PiCameraSource
+    from camera_server.capture.pi import PiCameraSource
     camera = Camera(PiCameraSource(320, 240, 25), kind="pi", idle_timeout=0.2)
     try:
         frame = camera.current_frame()
@@ -71,7 +71,7 @@ def test_frames_come_from_picamera2(fake_picamera2):
 
 
 def test_camera_module_3_focus(fake_picamera2):
-    from camera_pi_cv import LENS_STEP, PiCameraSource
+    from camera_server.capture.pi import LENS_STEP, PiCameraSource
     camera = Camera(PiCameraSource(), kind="pi", idle_timeout=0.2)
     try:
         assert camera.set_autofocus(True)["autofocus"] is True
@@ -86,7 +86,7 @@ def test_camera_module_3_focus(fake_picamera2):
 
 
 def test_a_module_without_autofocus_refuses_focus(fake_picamera2):
-    from camera_pi_cv import PiCameraSource
+    from camera_server.capture.pi import PiCameraSource
     fake_picamera2.autofocus_lens = False
     camera = Camera(PiCameraSource(), kind="pi", idle_timeout=0.2)
     try:
@@ -97,7 +97,7 @@ def test_a_module_without_autofocus_refuses_focus(fake_picamera2):
 
 
 def test_no_camera_attached_is_a_no_signal_reason(fake_picamera2, monkeypatch):
-    from camera_pi_cv import PiCameraSource
+    from camera_server.capture.pi import PiCameraSource
 
     def no_camera():
         raise IndexError("list index out of range")
@@ -110,6 +110,6 @@ def test_no_camera_attached_is_a_no_signal_reason(fake_picamera2, monkeypatch):
 
 def test_off_a_pi_choosing_it_fails_with_install_instructions(monkeypatch):
     monkeypatch.setitem(sys.modules, "picamera2", None)      # makes the import fail
-    from camera_pi_cv import PiCameraSource
+    from camera_server.capture.pi import PiCameraSource
     with pytest.raises(CameraError, match="apt install python3-picamera2.*--system-site-packages"):
         PiCameraSource()

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from werkzeug.serving import make_server
 
-import camera_base
-import camera_usb
-from app import create_app, stop_services
-from camera_base import Camera, CameraError, FocusNotSupported
-from camera_usb import KinectSource, OpenCVSource, demosaic_grbg, describe_source, find_kinect_device
+from camera_server.capture import camera as camera_base
+from camera_server.capture import opencv as camera_usb
+from camera_server.capture.camera import Camera, CameraError, FocusNotSupported
+from camera_server.capture.opencv import KinectSource, OpenCVSource, demosaic_grbg, describe_source, find_kinect_device
+from camera_server.web.app import create_app, stop_services
 from conftest import read_one_part
 
 

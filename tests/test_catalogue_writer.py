@@ -1,15 +1,16 @@
-"""catalogue_writer.py: jobs written in order by one thread, the newest per key; a round ends at the first
-refusal of the surroundings and the next comes retry_s later; a job is given up after give_up_s (or at
-once for a refusal that is not the surroundings'), and close() makes a last attempt. Most tests make
-the rounds (write_due) with a fake clock; the last ones run the thread against a real, locked catalogue."""
+"""The catalogue writer (media/writer.py): jobs written in order by one thread, the newest per key; a round
+ends at the first refusal of the surroundings and the next comes retry_s later; a job is given up after
+give_up_s (or at once for a refusal that is not the surroundings'), and close() makes a last attempt.
+Most tests make the rounds (write_due) with a fake clock; the last ones run the thread against a real,
+locked catalogue."""
 import sqlite3
 import threading
 
 import pytest
 
-from catalogue_writer import CatalogueWriter
+from camera_server.media.catalogue import MediaCatalogue
+from camera_server.media.writer import CatalogueWriter
 from conftest import wait_for
-from media_catalogue import MediaCatalogue
 
 LOCKED = sqlite3.OperationalError("database is locked")
 

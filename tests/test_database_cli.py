@@ -5,19 +5,17 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-import database_manager
-import media_catalogue
-from database_manager import media_cli
-from media_catalogue import MediaCatalogue
-from media_files import create_locked
+from camera_server.media import catalogue as media_catalogue
+from camera_server.media import cli
+from camera_server.media.catalogue import MediaCatalogue
+from camera_server.media.cli import media_cli
+from camera_server.media.files import create_locked
+from conftest import ROOT
 from test_media_catalogue import put
-
-ROOT = Path(database_manager.__file__).resolve().parent
 
 
 @pytest.fixture
@@ -214,7 +212,7 @@ def test_defaults_come_from_config(tmp_path, monkeypatch):
     assert CliRunner().invoke(media_cli, ["add", "a.jpg"]).exit_code == 0
     assert (folder / "media.db").exists()
     config.write_text("[SETTINGS]\nmedia_dir = relative/media\n")
-    assert database_manager._default_media_dir() == ROOT / "relative" / "media"
+    assert cli._default_media_dir() == ROOT / "relative" / "media"
 
 
 def test_under_flask_the_app_media_dir_is_the_default(tmp_path, monkeypatch):
@@ -332,9 +330,8 @@ def test_declining_new_is_one_line(run, media_dir):
 
 CLI_LOOP = """
 import sys
-sys.path.insert(0, sys.argv[1])
-from database_manager import media_cli
-db, media, count = sys.argv[2], sys.argv[3], int(sys.argv[4])
+from camera_server.media.cli import media_cli
+db, media, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 print("ready", flush=True)
 sys.stdin.readline()                    # start together with the threads
 for index in range(count):
@@ -362,24 +359,24 @@ def test_cli_and_server_threads_write_at_the_same_time(media_dir, tmp_path):
         except Exception as error:          # reported by the assertion below
             errors.append(repr(error))
 
-    cli = subprocess.Popen([sys.executable, "-c", CLI_LOOP, str(ROOT), str(db_path), str(media_dir),
-                            str(cli_count)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
+    cli_process = subprocess.Popen([sys.executable, "-c", CLI_LOOP, str(db_path), str(media_dir), str(cli_count)],
+                                   cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True)
     threads = [threading.Thread(target=server_thread, args=(thread,)) for thread in range(threads_count)]
     try:
-        assert cli.stdout.readline() == "ready\n"
-        cli.stdin.write("go\n")
-        cli.stdin.flush()
+        assert cli_process.stdout.readline() == "ready\n"
+        cli_process.stdin.write("go\n")
+        cli_process.stdin.flush()
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        _, cli_errors = cli.communicate(timeout=60)
+        _, cli_errors = cli_process.communicate(timeout=60)
     finally:
-        if cli.poll() is None:
-            cli.kill()
+        if cli_process.poll() is None:
+            cli_process.kill()
     try:
-        assert cli.returncode == 0, cli_errors
+        assert cli_process.returncode == 0, cli_errors
         assert "locked" not in cli_errors
         assert errors == []
         names = {entry["filename"] for entry in catalogue.entries()}

@@ -1,26 +1,21 @@
-"""event_store.py over catalogue_writer.py: an event is added once and then updated, and each change is
-notified after the write that includes it; a catalogue that is locked or on a full disk delays the
-write (retried at most every retry_s), never the hand-over; an event the writer gives up on is dropped
-once it ended, and otherwise added whole at its next change. Nothing raises. Most tests drive the
-writer's rounds (write_due) with a fake clock; the last ones run its thread."""
+"""event_store.py over the catalogue writer (media/writer.py): an event is added once and then updated, and
+each change is notified after the write that includes it; a catalogue that is locked or on a full disk
+delays the write (retried at most every retry_s), never the hand-over; an event the writer gives up on
+is dropped once it ended, and otherwise added whole at its next change. Nothing raises. Most tests drive
+the writer's rounds (write_due) with a fake clock; the last ones run its thread."""
 import dataclasses
 import errno
 import logging
 import sqlite3
-import sys
 import threading
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from catalogue_fields import InvalidValue, UnknownEvent  # noqa: E402
-from catalogue_writer import CatalogueWriter  # noqa: E402
-from conftest import wait_for  # noqa: E402
-from event_store import EventStore  # noqa: E402
-from events import ENDED, STARTED, UPDATED, Event, EventChange  # noqa: E402
+from camera_server.media.fields import InvalidValue, UnknownEvent
+from camera_server.media.writer import CatalogueWriter
+from camera_server.watch.event_store import EventStore
+from camera_server.watch.events import ENDED, STARTED, UPDATED, Event, EventChange
+from conftest import wait_for
 
 BEGUN = Event("a1b2", "motion", 100.0, None, 100.0, 0.1)
 LABELLED = dataclasses.replace(BEGUN, kind="object", labels=frozenset({"person"}), last_seen=102.0)

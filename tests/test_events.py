@@ -1,24 +1,18 @@
 """events.py: the synthetic scenes through MotionDetector and EventTracker give exactly the expected
 events; the tracker's rules one by one; the pre-roll's bounds."""
-import sys
 import threading
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import simplejpeg
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-import scenes  # noqa: E402
-from events import ENDED, STARTED, UPDATED, EventTracker, PreRoll  # noqa: E402
-from camera_base import encode_jpeg  # noqa: E402
-from frame_hub import Frame  # noqa: E402
-from motion import MotionDetector, MotionResult, draw_boxes, rectangle  # noqa: E402
-from object_detection import Detection  # noqa: E402
+import scenes
+from camera_server.capture.camera import encode_jpeg
+from camera_server.capture.hub import Frame
+from camera_server.watch.detection import Detection
+from camera_server.watch.events import ENDED, STARTED, UPDATED, EventTracker, PreRoll
+from camera_server.watch.motion import MotionDetector, MotionResult, draw_boxes, rectangle
 
 
 def scene_events(scene, detector=None, quiet_s=5.0):

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-import catalogue_fields
-import failures
-import media_catalogue
-import media_files
-import recorder as recorder_module
-from app import create_app, stop_services
-from catalogue_fields import CatalogueError
+from camera_server import failures
+from camera_server.media import catalogue as media_catalogue
+from camera_server.media import fields as catalogue_fields
+from camera_server.media import files as media_files
+from camera_server.media import recorder as recorder_module
+from camera_server.media.fields import CatalogueError
+from camera_server.web.app import create_app, stop_services
 from conftest import read_one_part, small_tmpfs, unavailable, wait_for
 
 PICTURE = b"\xff\xd8" + os.urandom(60_000) + b"\xff\xd9"
@@ -137,7 +137,7 @@ def test_changes_to_a_locked_catalogue_are_a_503_and_change_nothing(quick_app, q
         assert status == 503 and "locked by another program" in error and "try again" in error, route
     assert media_names(media_dir) == ["change_1.jpg", "listed.jpg", "outside.jpg"]   # no snapshot, nothing deleted
     assert read_one_part(quick_client)[1].startswith(b"\xff\xd8")                     # the stream goes on
-    warnings = [record for record in caplog.records if record.name == "media_routes"]
+    warnings = [record for record in caplog.records if record.name == "camera_server.web.media_routes"]
     assert len(warnings) == 6 and all(record.levelname == "WARNING" and not record.exc_info for record in warnings)
 
 
@@ -278,8 +278,8 @@ def test_deleting_on_a_full_disk_works_and_frees_space(app_on_a_small_disk, smal
 
 def test_the_command_line_and_retention_delete_on_a_full_disk(small_disk):
     from click.testing import CliRunner
-    from database_manager import media_cli
-    from retention import RetentionTimer
+    from camera_server.media.cli import media_cli
+    from camera_server.media.retention import RetentionTimer
     catalogue = media_catalogue.MediaCatalogue(small_disk / "media.db", small_disk)
     try:
         for name in ("by-hand.jpg", "old.jpg"):
@@ -300,10 +300,10 @@ def test_the_command_line_and_retention_delete_on_a_full_disk(small_disk):
 
 
 def test_a_recording_on_a_full_disk_leaves_no_empty_or_half_written_file(small_disk):
-    from camera_base import Camera
-    from catalogue_writer import CatalogueWriter
+    from camera_server.capture.camera import Camera
+    from camera_server.media.recorder import Recorder
+    from camera_server.media.writer import CatalogueWriter
     from conftest import FakeSource
-    from recorder import Recorder
     camera = Camera(FakeSource(160, 120), kind="fake", width=160, height=120)
     catalogue = media_catalogue.MediaCatalogue(small_disk / "media.db", small_disk)
     writer = CatalogueWriter(catalogue).start()

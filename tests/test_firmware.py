@@ -2,17 +2,14 @@
 import random
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from camera_server.board import emulator
+from conftest import unavailable
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import board_emulator  # noqa: E402
-from conftest import unavailable  # noqa: E402
-
 ARDUINO = ROOT / "arduino"
 AVR_CORE = Path("/usr/share/arduino/hardware/arduino/avr")
 BUILDER_PLATFORM = Path("/usr/share/arduino-builder")
@@ -46,15 +43,15 @@ def test_host_tests_pass(host_tests):
 
 
 def emulator_reading(stream):
-    """How board_emulator takes a byte stream, in the firmware's --parse format."""
+    """How the board emulator takes a byte stream, in the firmware's --parse format."""
     out = []
-    for line, too_long in board_emulator.LineAssembler().feed(stream):
-        message = None if too_long else board_emulator.parse_message(line)
+    for line, too_long in emulator.LineAssembler().feed(stream):
+        message = None if too_long else emulator.parse_message(line)
         if message is None:
             out.append("reject")
             continue
-        rgbw = board_emulator.pixel_for(message, strip_has_white=True)
-        rgb = board_emulator.pixel_for(message, strip_has_white=False)
+        rgbw = emulator.pixel_for(message, strip_has_white=True)
+        rgb = emulator.pixel_for(message, strip_has_white=False)
         parts = (message.red, message.green, message.blue, message.white, message.brightness,
                  int(message.explicit_white), "rgbw", *rgbw, "rgb", *rgb)
         out.append("ok " + " ".join(map(str, parts)))

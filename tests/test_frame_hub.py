@@ -3,7 +3,7 @@ import threading
 import gevent
 import pytest
 
-from frame_hub import Frame, FrameHub
+from camera_server.capture.hub import Frame, FrameHub
 from conftest import parse_part
 
 
@@ -74,7 +74,7 @@ def test_native_threads_and_greenlets_wait_on_the_same_hub():
 
 def test_a_blocking_call_from_a_greenlet_leaves_the_others_running():
     import time
-    from frame_hub import call_blocking
+    from camera_server.blocking import call_blocking
     ticks = []
 
     def ticker():

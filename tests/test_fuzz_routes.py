@@ -25,13 +25,13 @@ import pytest
 from flask import got_request_exception
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
-import board_emulator
-from app import create_app, stop_services
-from camera_base import Camera
+from camera_server.board.emulator import BoardEmulator
+from camera_server.board.trinket import Led
+from camera_server.capture.camera import Camera
+from camera_server.settings import Settings
+from camera_server.web.app import create_app, stop_services
+from camera_server.web.logins import Logins
 from conftest import FakeSource
-from logins import Logins
-from settings import Settings
-from trinket import Led
 
 ROOT = Path(__file__).resolve().parent.parent
 USERKEY = "sesame"
@@ -72,7 +72,7 @@ def _build(folder, board, require_login):
 
 @pytest.fixture(scope="module")
 def open_app(tmp_path_factory):
-    board = board_emulator.BoardEmulator(heart_rate=72, report_interval=0.2).start()
+    board = BoardEmulator(heart_rate=72, report_interval=0.2).start()
     application = _build(tmp_path_factory.mktemp("open"), board, require_login=False)
     yield application
     stop_services(application)
@@ -81,7 +81,7 @@ def open_app(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def login_app(tmp_path_factory):
-    board = board_emulator.BoardEmulator(heart_rate=72, report_interval=0.2).start()
+    board = BoardEmulator(heart_rate=72, report_interval=0.2).start()
     application = _build(tmp_path_factory.mktemp("login"), board, require_login=True)
     yield application
     stop_services(application)

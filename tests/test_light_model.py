@@ -1,12 +1,7 @@
-"""light_model.py: Color, its hex and name forms, and what the board and a strip are sent."""
-import sys
-from pathlib import Path
-
+"""light_model.py: Color, its hex and name forms, and what a strip shows (the board's line: test_trinket)."""
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from light_model import Color, build_color  # noqa: E402
+from camera_server.board.light_model import Color, build_color
 
 
 # --- Color ----------------------------------------------------------------------------------
@@ -57,14 +52,6 @@ def test_build_color_rejects_bad_parts(parts):
         build_color(*parts)
 
 
-def test_to_wire_is_the_original_message_without_white_and_ten_digits_with_it():
-    assert Color(255, 128, 0).to_wire(0x40) == "FF800040"
-    assert Color(0, 0, 0).to_wire(0) == "00000000"
-    assert Color(1, 2, 3, 4).to_wire(255) == "01020304FF"
-    with pytest.raises(ValueError, match="brightness"):
-        Color(1, 2, 3).to_wire(256)
-
-
 def test_to_hex_round_trips():
     for color in (Color(255, 128, 0), Color(1, 2, 3, 4)):
         assert Color.from_hex(color.to_hex()) == color
@@ -83,7 +70,5 @@ def test_an_explicit_zero_white_keeps_a_grey_on_the_rgb_leds():
     assert grey.white is None and explicit.white == 0 and grey != explicit
     assert grey.to_pixel(strip_has_white=True) == (0, 0, 0, 200)
     assert explicit.to_pixel(strip_has_white=True) == (200, 200, 200, 0)
-    assert grey.to_wire(255) == "C8C8C8FF"  # the original message: the board's grey rule applies
-    assert explicit.to_wire(255) == "C8C8C800FF"  # ten digits: the board sets the channels as given
     assert explicit.to_hex() == "C8C8C800" and Color.from_hex(explicit.to_hex()) == explicit
     assert explicit.to_pixel(strip_has_white=False) == grey.to_pixel(strip_has_white=False) == (200, 200, 200, 0)

@@ -5,20 +5,17 @@ import subprocess
 import sys
 import threading
 import types
-from pathlib import Path
 
 import pytest
 from flask import Flask, abort, current_app, jsonify, render_template_string, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import make_server
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import board_emulator  # noqa: E402
-from light_model import Color  # noqa: E402
-from light_routes import create_light_blueprint  # noqa: E402
-from trinket import Led  # noqa: E402
-from conftest import CHROMIUM_FLAGS, chromium_path, wait_for  # noqa: E402
+from camera_server.board.emulator import BoardEmulator
+from camera_server.board.light_model import Color
+from camera_server.board.trinket import Led
+from camera_server.web.light_routes import create_light_blueprint
+from conftest import CHROMIUM_FLAGS, ROOT, chromium_path, wait_for
 
 WAIT = 5.0
 TOKEN = {"X-Control-Token": "t"}
@@ -44,9 +41,9 @@ def contract_auth_module():
 @pytest.fixture(autouse=True)
 def auth_available(monkeypatch):
     try:
-        import auth  # noqa: F401  the real one
+        from camera_server.web import auth  # noqa: F401  the real one
     except ImportError:
-        monkeypatch.setitem(sys.modules, "auth", contract_auth_module())
+        monkeypatch.setitem(sys.modules, "camera_server.web.auth", contract_auth_module())
 
 
 def json_error(error):
@@ -265,7 +262,7 @@ def test_heart_rate_stream_sends_light_changes_at_once(led):
 
 
 def test_heart_rate_stream_tells_at_once_when_the_board_goes_and_comes_back(tmp_path):
-    first = board_emulator.BoardEmulator(heart_rate=None).start()
+    first = BoardEmulator(heart_rate=None).start()
     second = None
     tty = tmp_path / "ttyACM0"
     tty.symlink_to(first.port)
@@ -275,7 +272,7 @@ def test_heart_rate_stream_tells_at_once_when_the_board_goes_and_comes_back(tmp_
         assert stream.next_where(lambda e: True)["connected"] is True
         first.stop()  # unplugged
         stream.next_where(lambda e: e["connected"] is False)
-        second = board_emulator.BoardEmulator(heart_rate=None).start()
+        second = BoardEmulator(heart_rate=None).start()
         tty.unlink()
         tty.symlink_to(second.port)  # plugged in again
         stream.next_where(lambda e: e["connected"] is True)
@@ -353,8 +350,7 @@ def live_page(led):
     """
     from playwright.sync_api import sync_playwright
     executable = chromium_path()
-    root = Path(__file__).resolve().parent.parent
-    app = Flask(__name__, template_folder=str(root / "templates"), static_folder=str(root / "static"))
+    app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
     app.config.update(CONTROL_TOKEN="t", USERKEY="")
     app.register_error_handler(HTTPException, json_error)
     app.register_blueprint(create_light_blueprint(lambda: led))
@@ -423,15 +419,15 @@ def test_the_real_page_under_gunicorn_drives_the_light(tmp_path, free_port, brow
 GEVENT_SCRIPT = r"""
 from gevent import monkey
 monkey.patch_socket()  # for this script's urllib clients (greenlets); like gunicorn_workers, nothing else
-import sys, tempfile, urllib.request
+import tempfile, urllib.request
 import gevent
 from gevent.pywsgi import WSGIServer
 from flask import Flask
-sys.path.insert(0, sys.argv[1])
-import board_emulator, trinket
-from light_routes import create_light_blueprint
-board = board_emulator.BoardEmulator(heart_rate=None).start()
-led = trinket.Led(board.port, by_id_dir=tempfile.mkdtemp()).start()
+from camera_server.board.emulator import BoardEmulator
+from camera_server.board.trinket import Led
+from camera_server.web.light_routes import create_light_blueprint
+board = BoardEmulator(heart_rate=None).start()
+led = Led(board.port, by_id_dir=tempfile.mkdtemp()).start()
 app = Flask("gevent_check")
 app.config.update(CONTROL_TOKEN="t", USERKEY="")
 app.register_blueprint(create_light_blueprint(lambda: led, keepalive_seconds=15))
@@ -459,7 +455,6 @@ server.stop(); led.stop(); board.stop()
 def test_the_stream_does_not_stall_a_gevent_worker():
     """Waiting streams must leave the event loop free (gevent with native threads)."""
     pytest.importorskip("gevent")
-    root = Path(__file__).resolve().parent.parent
-    result = subprocess.run([sys.executable, "-c", GEVENT_SCRIPT, str(root)], capture_output=True,
-                            text=True, timeout=30)
+    result = subprocess.run([sys.executable, "-c", GEVENT_SCRIPT], cwd=ROOT, capture_output=True, text=True,
+                            timeout=30)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stdout + result.stderr

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-import logging_setup
+from camera_server import logging_setup
 from conftest import Held, other_greenlets_run_while_held
 
 

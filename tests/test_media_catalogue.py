@@ -6,16 +6,16 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 
-import catalogue_fields
-import failures
-import media_catalogue
-from media_catalogue import (CatalogueError, DuplicateMedia, FileInUse, InvalidValue, MediaCatalogue, MissingFile,
-                             UnknownEvent, UnknownMedia)
-from media_files import TRASH_PREFIX, MediaNameError, create_locked
+from camera_server import failures
+from camera_server.media import catalogue as media_catalogue
+from camera_server.media import fields as catalogue_fields
+from camera_server.media.catalogue import (CatalogueError, DuplicateMedia, FileInUse, InvalidValue, MediaCatalogue,
+                                           MissingFile, UnknownEvent, UnknownMedia)
+from camera_server.media.files import TRASH_PREFIX, MediaNameError, create_locked
+from conftest import ROOT
 
 BAD_NAMES = ["../escape.jpg", "a/b.jpg", "/etc/passwd", "..", "x\x00.jpg", "a\\b.jpg", "", "   ", "noextension",
              "notes.txt"]
@@ -512,9 +512,8 @@ def test_unsafe_original_names_are_kept_but_never_reach_outside(db_path, media_d
 
 
 def test_the_library_imports_neither_flask_nor_click():
-    code = "import sys, media_catalogue; sys.exit(bool({'flask', 'click'} & set(sys.modules)))"
-    root = Path(media_catalogue.__file__).resolve().parent
-    assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0
+    code = "import sys, camera_server.media.catalogue; sys.exit(bool({'flask', 'click'} & set(sys.modules)))"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 
 # -- the file being recorded (it holds the writer's lock) and the writer's own put -------------------

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-import media_files
-from media_files import (MediaNameError, WriterLockError, being_written, check_media_name, create_locked,
-                         remove_leftover_temporaries, write_new_file)
+from camera_server.media import files as media_files
+from camera_server.media.files import (MediaNameError, WriterLockError, being_written, check_media_name, create_locked,
+                                       remove_leftover_temporaries, write_new_file)
 
 HOLD_LOCK = """
 import fcntl, os, sys

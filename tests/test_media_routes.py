@@ -11,10 +11,10 @@ from pathlib import Path
 import av
 import pytest
 
-import media_catalogue
-from app import create_app, stop_services
+from camera_server.media import catalogue as media_catalogue
+from camera_server.media.recorder import Recorder
+from camera_server.web.app import create_app, stop_services
 from conftest import ROOT, other_greenlets_run_while_held, read_one_part, wait_for
-from recorder import Recorder
 
 
 @pytest.fixture
@@ -164,7 +164,7 @@ def write_fragmented_mp4(path, frames=45):
 
 
 def test_start_up_repairs_interrupted_recordings_and_drops_empty_ones(settings, media_dir):
-    from video_file import mp4_boxes
+    from camera_server.media.video_file import mp4_boxes
     media_dir.mkdir(parents=True, exist_ok=True)
     write_fragmented_mp4(media_dir / "crashed.mp4")
     (media_dir / "never-started.mp4").write_bytes(b"")

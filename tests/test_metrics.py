@@ -4,7 +4,7 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from app import create_app, stop_services
+from camera_server.web.app import create_app, stop_services
 from conftest import Held, other_greenlets_run_while_held, wait_for
 
 

@@ -1,18 +1,12 @@
 """motion.py: the synthetic scenes give the known answers; masks, their text and files; drawing."""
-import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-import scenes  # noqa: E402
-from motion import (MaskShape, MotionDetector, MotionResult, draw_boxes, load_mask_file,  # noqa: E402
-                    parse_masks, rectangle)
+import scenes
+from camera_server.watch.motion import (MaskShape, MotionDetector, MotionResult, draw_boxes, load_mask_file,
+                                        parse_masks, rectangle)
 
 
 def run(scene, detector=None):

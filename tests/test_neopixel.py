@@ -1,16 +1,13 @@
-"""led_neopixel.py, the deprecated GPIO backend, with fakes of rpi_ws281x and of its old `neopixel` wrapper."""
+"""board/neopixel.py, the deprecated GPIO backend, with fakes of rpi_ws281x and of its old `neopixel` wrapper."""
 import sys
 import types
-from pathlib import Path
 
 import pytest
 from flask import Flask
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import led_neopixel  # noqa: E402
-from light_model import LedUnavailable  # noqa: E402
-from light_routes import create_light_blueprint  # noqa: E402
+from camera_server.board.light_model import LedUnavailable
+from camera_server.board.neopixel import NeopixelLed
+from camera_server.web.light_routes import create_light_blueprint
 
 TOKEN = {"X-Control-Token": "t"}
 RGB, GRB = 0x00100800, 0x00081000  # two of the driver's strip type constants
@@ -93,7 +90,7 @@ def light_client(led):
 
 
 def test_neopixel_backend_drives_the_strip(fake_ws281x):
-    led = led_neopixel.NeopixelLed(4).start()
+    led = NeopixelLed(4).start()
     strip = FakeStrip.instances[-1]
     assert led.connected and strip.begun and strip.pixels == [0] * 4 and strip.pin == 18
     assert strip.strip_type is None  # the library's own default
@@ -114,7 +111,7 @@ def test_neopixel_backend_drives_the_strip(fake_ws281x):
 
 
 def test_neopixel_rgbw_strip_lights_white_for_grey(fake_ws281x):
-    led = led_neopixel.NeopixelLed(2, strip_has_white=True).start()
+    led = NeopixelLed(2, strip_has_white=True).start()
     led.power_led(True)
     led.set_color("white")
     assert FakeStrip.instances[-1].pixels == [pack(0, 0, 0, 255)] * 2
@@ -127,8 +124,8 @@ def test_neopixel_not_root_is_one_clear_error(fake_ws281x, caplog):
             raise RuntimeError("ws2811_init failed with code -5 (mmap() failed)")
 
     fake_ws281x.PixelStrip = NotRoot
-    with caplog.at_level("ERROR", logger="led_neopixel"):
-        led = led_neopixel.NeopixelLed(3).start()
+    with caplog.at_level("ERROR", logger="camera_server.board.neopixel"):
+        led = NeopixelLed(3).start()
     assert len(caplog.records) == 1 and "mmap" in caplog.records[0].getMessage()
     with pytest.raises(LedUnavailable, match="mmap"):
         led.set_color("red")
@@ -137,11 +134,11 @@ def test_neopixel_not_root_is_one_clear_error(fake_ws281x, caplog):
 
 def test_neopixel_numlights_must_be_positive():
     with pytest.raises(ValueError, match="numlights"):
-        led_neopixel.NeopixelLed(0)
+        NeopixelLed(0)
 
 
 def test_the_old_neopixel_module_drives_the_strip(fake_old_neopixel):
-    led = led_neopixel.NeopixelLed(3).start()
+    led = NeopixelLed(3).start()
     strip = FakeStrip.instances[-1]
     assert led.connected and strip.begun and led.status()["last_error"] is None
     led.set_color("0A0B0C20")  # the white part is mixed into R, G, B on an RGB strip
@@ -156,7 +153,7 @@ def test_the_later_old_module_takes_a_strip_type(monkeypatch):
     module.Adafruit_NeoPixel, module.Color = LaterOldStrip, pack
     monkeypatch.setitem(sys.modules, "rpi_ws281x", None)
     monkeypatch.setitem(sys.modules, "neopixel", module)
-    led = led_neopixel.NeopixelLed(2, strip_type=GRB).start()
+    led = NeopixelLed(2, strip_type=GRB).start()
     assert led.connected and FakeStrip.instances[-1].strip_type == GRB
     led.stop()
 
@@ -166,9 +163,9 @@ def test_settings_the_first_old_module_cannot_take_are_one_clear_error(monkeypat
     module.Adafruit_NeoPixel, module.Color = FirstOldStrip, first_old_pack
     monkeypatch.setitem(sys.modules, "rpi_ws281x", None)
     monkeypatch.setitem(sys.modules, "neopixel", module)
-    with caplog.at_level("ERROR", logger="led_neopixel"):
-        no_strip_type = led_neopixel.NeopixelLed(2, strip_type=GRB).start()
-        no_white = led_neopixel.NeopixelLed(2, strip_has_white=True).start()
+    with caplog.at_level("ERROR", logger="camera_server.board.neopixel"):
+        no_strip_type = NeopixelLed(2, strip_type=GRB).start()
+        no_white = NeopixelLed(2, strip_has_white=True).start()
     assert len(caplog.records) == 2
     for led in (no_strip_type, no_white):
         assert not led.connected and "does not take these settings" in led.status()["last_error"]
@@ -177,7 +174,7 @@ def test_settings_the_first_old_module_cannot_take_are_one_clear_error(monkeypat
 
 
 def test_a_driver_error_in_a_control_is_a_503_with_the_message(fake_ws281x):
-    led = led_neopixel.NeopixelLed(2).start()
+    led = NeopixelLed(2).start()
     strip = FakeStrip.instances[-1]
 
     def render_fails():

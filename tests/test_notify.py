@@ -6,17 +6,12 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import threading
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from notify import MqttNotifier, WebhookNotifier, validate_host, validate_url  # noqa: E402
-from conftest import unavailable, wait_for  # noqa: E402
+from camera_server.watch.notify import MqttNotifier, WebhookNotifier, validate_host, validate_url
+from conftest import unavailable, wait_for
 
 WAIT = 10.0   # an upper bound for things that take milliseconds (MQTT reconnects take about 1 s)
 EVENT = {"type": "started", "at": 1700000000.5, "id": 1, "kind": "motion", "start": 1700000000.5,

@@ -1,10 +1,9 @@
-"""object_detection.py: detector names and options, model file errors, a real ONNX model, the worker.
+"""watch/detection.py: detector names and options, model file errors, a real ONNX model, the worker.
 
 The ONNX models are tiny graphs written byte by byte by scenes.write_onnx (ONNX is protobuf; the
 onnx package is not needed): global average pool -> Gemm -> Reshape, so the output is a known
 function of the picture's mean colour, in the SSD layout (N x 7) or the YOLOv8 layout (4 + classes, N).
 """
-import sys
 import threading
 from pathlib import Path
 
@@ -12,15 +11,12 @@ import cv2
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-import object_detection  # noqa: E402
-from scenes import write_onnx  # noqa: E402
-from conftest import wait_for  # noqa: E402
-from object_detection import (DETECTORS, Detection, DetectionWorker, DetectorError,  # noqa: E402
-                              create_detector, find_cascade, load_labels)
+from camera_server.capture.hub import Frame
+from camera_server.watch import detection as object_detection
+from camera_server.watch.detection import (DETECTORS, Detection, DetectionWorker, DetectorError, create_detector,
+                                           find_cascade, load_labels)
+from conftest import wait_for
+from scenes import write_onnx
 
 WAIT = 5.0   # an upper bound for things that take milliseconds; never a measurement
 
@@ -357,8 +353,6 @@ def test_worker_runs_the_latest_frame_only_and_submit_never_waits():
 
 
 def test_worker_takes_frame_hub_frames_and_passes_them_on():
-    sys.path.insert(0, str(ROOT))
-    from frame_hub import Frame
     got = []
     done = threading.Event()
     detector = GatedDetector()

@@ -16,18 +16,18 @@ import av
 import numpy as np
 import pytest
 
-import media_catalogue
-import media_files
-import recorder as recorder_module
-from app import create_app, stop_services
-from catalogue_fields import CatalogueError
-from catalogue_writer import CatalogueWriter
-from camera_base import Camera
-from camera_demo import DemoSource
+from camera_server.capture.camera import Camera
+from camera_server.capture.demo import DemoSource
+from camera_server.media import catalogue as media_catalogue
+from camera_server.media import files as media_files
+from camera_server.media import recorder as recorder_module
+from camera_server.media.fields import CatalogueError
+from camera_server.media.files import MediaExists, MediaNameError, being_written
+from camera_server.media.recorder import InsufficientSpace, NotRecording, Recorder, RecordingBusy, RecordingError
+from camera_server.media.video_file import EncoderQuality, VideoFileWriter, repair
+from camera_server.media.writer import CatalogueWriter
+from camera_server.web.app import create_app, stop_services
 from conftest import ROOT, FakeSource, small_tmpfs, top_level_boxes, wait_for
-from media_files import MediaExists, MediaNameError, being_written
-from recorder import InsufficientSpace, NotRecording, Recorder, RecordingBusy, RecordingError
-from video_file import EncoderQuality, VideoFileWriter, repair
 
 MB = 1024 * 1024
 
@@ -278,11 +278,10 @@ def test_max_seconds_stops_the_recording(make_recorder):
 
 KILLED_RECORDER = """
 import sys, threading
-sys.path.insert(0, sys.argv[1])
-from camera_base import Camera
-from camera_demo import DemoSource
-from recorder import Recorder
-recorder = Recorder(Camera(DemoSource(160, 120, 30), width=160, height=120), sys.argv[2], min_free_mb=0)
+from camera_server.capture.camera import Camera
+from camera_server.capture.demo import DemoSource
+from camera_server.media.recorder import Recorder
+recorder = Recorder(Camera(DemoSource(160, 120, 30), width=160, height=120), sys.argv[1], min_free_mb=0)
 recorder.start("killed")
 print("recording", flush=True)
 threading.Event().wait()
@@ -291,7 +290,7 @@ threading.Event().wait()
 
 def test_a_recording_killed_with_sigkill_leaves_a_playable_file(tmp_path):
     path = tmp_path / "killed.mp4"
-    child = subprocess.Popen([sys.executable, "-c", KILLED_RECORDER, str(ROOT), str(tmp_path)],
+    child = subprocess.Popen([sys.executable, "-c", KILLED_RECORDER, str(tmp_path)], cwd=ROOT,
                              stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "recording"

@@ -6,7 +6,7 @@ import pytest
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from request_fields import FieldRequest, field, flag, number, query_flag, switch
+from camera_server.web.request_fields import FieldRequest, field, flag, number, query_flag, switch
 
 DEEP = "[" * 1000 + "]" * 1000
 DEEP_OBJECT = '{"a":' * 1000 + "1" + "}" * 1000

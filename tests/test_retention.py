@@ -4,9 +4,9 @@ import time
 
 import pytest
 
+from camera_server.media.catalogue import MediaCatalogue
+from camera_server.media.retention import RetentionTimer
 from conftest import wait_for
-from media_catalogue import MediaCatalogue
-from retention import RetentionTimer
 
 DAY = 86400
 

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-import app as app_module
-from app import create_app, stop_services
-from camera_base import Camera
+from camera_server.capture.camera import Camera
+from camera_server.web import app as app_module
+from camera_server.web.app import create_app, stop_services
 from conftest import FakeSource, read_one_part
 
 

@@ -1,17 +1,11 @@
-"""scene_monitor.py: MSE against the baseline, no uint8 wrap, size/channel mismatch, threshold, cooldown."""
-import sys
-from pathlib import Path
+"""watch/monitor.py: MSE against the baseline, no uint8 wrap, size/channel mismatch, threshold, cooldown."""
 
 import cv2
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-import scenes  # noqa: E402
-from scene_monitor import ChangeResult, NoBaseline, SceneMonitor, validate_threshold  # noqa: E402
+import scenes
+from camera_server.watch.monitor import ChangeResult, NoBaseline, SceneMonitor, validate_threshold
 
 
 def reference_mse(first, second):

@@ -16,23 +16,23 @@ import numpy as np
 import pytest
 import simplejpeg
 
-import media_catalogue
-import object_detection
-import recorder as recorder_module
-import scene_watch
 import scenes
-from app import create_app, main_app, stop_services
-from camera_base import Camera, CameraError, Source
-from events import ENDED, EncodedFrame, Event, EventChange, EventTracker
-from media_catalogue import CatalogueError, MediaCatalogue
-from motion import MotionDetector
-from object_detection import Detection
-from recorder import Recorder
-from camera_demo import DemoSource
-from catalogue_writer import CatalogueWriter
+from camera_server.capture.camera import Camera, CameraError, Source
+from camera_server.capture.demo import DemoSource
+from camera_server.media import catalogue as media_catalogue
+from camera_server.media import recorder as recorder_module
+from camera_server.media.catalogue import CatalogueError, MediaCatalogue
+from camera_server.media.files import write_unique_file
+from camera_server.media.recorder import Recorder
+from camera_server.media.writer import CatalogueWriter
+from camera_server.watch import detection as object_detection
+from camera_server.watch import scene_watch
+from camera_server.watch.detection import Detection
+from camera_server.watch.events import ENDED, EncodedFrame, Event, EventChange, EventTracker
+from camera_server.watch.monitor import SceneMonitor
+from camera_server.watch.motion import MotionDetector
+from camera_server.web.app import create_app, main_app, stop_services
 from conftest import FakeSource, read_one_part, wait_for
-from media_files import write_unique_file
-from scene_monitor import SceneMonitor
 
 
 class ScenePlayback(Source):
@@ -814,7 +814,7 @@ def test_the_pre_roll_of_a_clip_shows_no_motion_boxes(settings, control_for, mon
 def test_recorder_writes_the_pre_roll_first(tmp_path, fake_camera):
     demo = DemoSource(64, 48, 30)
     demo.open()
-    import camera_base
+    from camera_server.capture import camera as camera_base
     now = time.time()
     preroll = [EncodedFrame(seq, now - 1.0 + seq / 30, camera_base.encode_jpeg(demo.read(), 80)) for seq in range(30)]
     recorder = Recorder(fake_camera, tmp_path, min_free_mb=0)
@@ -872,7 +872,7 @@ def test_monitor_start_without_a_picture_is_a_503_and_keeps_the_threshold(client
 
 
 def test_shows_lists_the_newest_changes_and_offers_more(app, client, monkeypatch):
-    import watch_routes
+    from camera_server.web import watch_routes
     monkeypatch.setattr(watch_routes, "SHOWS_PER_PAGE", 3)
     media = Path(app.config["MEDIA_DIR"])
     for number in range(5):

@@ -1,6 +1,8 @@
 import pytest
 
-from settings import ConfigError, Settings, load_settings
+from camera_server import settings as settings_module
+from camera_server.settings import ConfigError, Settings, load_settings
+from conftest import ROOT
 
 ORIGINAL = """[SETTINGS]
 camera = LiquidLens
@@ -96,9 +98,7 @@ def test_bad_environment_value_is_named_too(tmp_path):
 
 
 def test_example_config_documents_every_key():
-    from pathlib import Path
-    import settings as settings_module
-    example = (Path(settings_module.__file__).parent / "config.txt.example").read_text()
+    example = (ROOT / "config.txt.example").read_text()
     for key in settings_module._KEYS:
         assert f"\n{key} =" in example or f"\n# {key} =" in example, key
 

@@ -8,15 +8,13 @@ from types import SimpleNamespace
 import pytest
 import serial
 
+from camera_server.board import light_model
+from camera_server.board import trinket
+from camera_server.board.emulator import BoardEmulator
+from camera_server.board.light_model import Color, LedUnavailable
+from camera_server.board.trinket import Led
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import board_emulator  # noqa: E402
-import light_model  # noqa: E402
-import trinket  # noqa: E402
-from light_model import Color, LedUnavailable  # noqa: E402
-from trinket import Led  # noqa: E402
-
 WAIT = 5.0  # generous upper bound for things that happen in milliseconds; never a measurement
 
 
@@ -62,6 +60,19 @@ def shows(emulator, pixel, brightness=None):
 def test_color_and_build_color_are_part_of_trinket():
     """The project's docs name trinket.Color and trinket.build_color; they live in light_model."""
     assert trinket.Color is light_model.Color and trinket.build_color is light_model.build_color
+
+
+# --- the wire format ----------------------------------------------------------------------
+
+def test_color_message_is_the_original_message_without_white_and_ten_digits_with_it():
+    assert trinket.color_message(Color(255, 128, 0), 0x40) == "FF800040"
+    assert trinket.color_message(Color(0, 0, 0), 0) == "00000000"
+    assert trinket.color_message(Color(1, 2, 3, 4), 255) == "01020304FF"
+    with pytest.raises(ValueError, match="brightness"):
+        trinket.color_message(Color(1, 2, 3), 256)
+    # Only a grey without a white part lights the white LEDs; `RRGGBB00` says "no white".
+    assert trinket.color_message(Color.from_hex("C8C8C8"), 255) == "C8C8C8FF"  # the board's grey rule applies
+    assert trinket.color_message(Color.from_hex("C8C8C800"), 255) == "C8C8C800FF"  # the channels as given
 
 
 # --- by-id paths ----------------------------------------------------------------------------
@@ -166,7 +177,7 @@ def test_heart_rate_lines_are_read(emulator, led_factory):
 
 
 def test_the_emulator_reports_on_its_own(led_factory):
-    board = board_emulator.BoardEmulator(heart_rate=75, report_interval=0.01).start()
+    board = BoardEmulator(heart_rate=75, report_interval=0.01).start()
     try:
         led = led_factory(board.port)
         led.wait_for_heart_rate(0, WAIT)
@@ -213,9 +224,9 @@ def test_status_says_what_the_page_and_status_need(emulator, led_factory):
 
 def test_missing_device_is_one_log_line_and_controls_raise_unavailable(tmp_path, led_factory, caplog):
     missing = str(tmp_path / "ttyACM9")
-    with caplog.at_level("WARNING", logger="trinket"):
+    with caplog.at_level("WARNING", logger="camera_server.board.trinket"):
         led = led_factory(missing)
-    warnings = [r for r in caplog.records if r.name == "trinket"]
+    warnings = [r for r in caplog.records if r.name == "camera_server.board.trinket"]
     assert len(warnings) == 1 and missing in warnings[0].getMessage()
     assert not led.connected
     with pytest.raises(LedUnavailable, match="not connected"):
@@ -227,7 +238,7 @@ def test_missing_device_is_one_log_line_and_controls_raise_unavailable(tmp_path,
 
 def test_unplug_and_replug_reconnects_through_the_by_id_link(tmp_path, led_factory):
     """The configured tty names the device at start; after a replug only the by-id link is right."""
-    first = board_emulator.BoardEmulator(heart_rate=None).start()
+    first = BoardEmulator(heart_rate=None).start()
     second = None
     by_id = tmp_path / "by-id"
     by_id.mkdir()
@@ -247,7 +258,7 @@ def test_unplug_and_replug_reconnects_through_the_by_id_link(tmp_path, led_facto
             led.set_color("red")
         assert "connection lost" in led.status()["last_error"]
         tty.unlink()  # the kernel may give the board another ttyACM number...
-        second = board_emulator.BoardEmulator(heart_rate=None).start()
+        second = BoardEmulator(heart_rate=None).start()
         stable.unlink()  # ...but its by-id link follows it
         stable.symlink_to(second.port)
         assert led.wait_connected(WAIT)
@@ -269,7 +280,7 @@ def test_write_failure_ends_the_link_and_the_state_follows_the_reconnect(emulato
         raise serial.SerialException("device gone")
 
     monkeypatch.setattr(link.reader, "write", broken_write)
-    with caplog.at_level("WARNING", logger="trinket"):
+    with caplog.at_level("WARNING", logger="camera_server.board.trinket"):
         led.power_led(True)  # queued: the web request does not wait for the port
         assert link.lost.wait(WAIT)
     assert any("device gone" in record.getMessage() for record in caplog.records)
@@ -371,8 +382,8 @@ def test_open_light_neopixel_off_a_pi_is_unavailable_not_a_crash(monkeypatch):
 
 
 def test_nothing_starts_at_import():
-    code = ("import threading, light_model, trinket, board_emulator, led_neopixel, light_routes; "
-            "print(threading.active_count())")
+    code = ("import threading, trinket, camera_server.board.light_model, camera_server.board.emulator, "
+            "camera_server.board.neopixel, camera_server.web.light_routes; print(threading.active_count())")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                             timeout=60, check=True)
     assert result.stdout.strip() == "1"

@@ -6,10 +6,11 @@ import av
 import numpy as np
 import pytest
 
-import video_file
-from media_files import being_written, open_regular_file
-from video_file import (EncoderQuality, VideoFileError, VideoFileWriter, _configure, default_encoders, mp4_boxes,
-                        pick_encoder, recover_interrupted, rewrite_with_index_in_front)
+from camera_server.media import video_file
+from camera_server.media.files import being_written, open_regular_file
+from camera_server.media.video_file import (EncoderQuality, VideoFileError, VideoFileWriter, _configure,
+                                            default_encoders, mp4_boxes, pick_encoder, recover_interrupted,
+                                            rewrite_with_index_in_front)
 from test_media_files import LockedByAnotherProcess
 from test_media_routes import write_fragmented_mp4
 

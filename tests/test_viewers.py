@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from app import create_app, stop_services
+from camera_server.web.app import create_app, stop_services
 from conftest import wait_for
 from server_process import start_server, status, stop_server
 

@@ -1,0 +1,1 @@
+"""The camera server: one folder per part (see the README's Architecture section)."""

@@ -1,0 +1,1 @@
+"""Stream: the wire formats the viewers receive."""

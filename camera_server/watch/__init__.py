@@ -1,0 +1,1 @@
+"""Watch: scene-change monitor, motion, object detection, events, notifications."""

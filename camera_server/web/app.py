@@ -1,0 +1,436 @@
+"""The camera server's app: ``create_app()`` wires settings, the camera, the services and the routes.
+
+``python app.py`` runs the development server; ``flaskstart.sh`` runs gunicorn with ``app:main_app()``
+(both through the top-level app.py).
+"""
+import logging
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import click
+from flask import Flask, Response, abort, current_app, jsonify, render_template, request
+from prometheus_client import CONTENT_TYPE_LATEST
+from werkzeug.exceptions import HTTPException
+
+from camera_server import failures, logging_setup
+from camera_server.blocking import call_blocking
+from camera_server.board.trinket import open_light
+from camera_server.capture.backends import create_camera
+from camera_server.capture.camera import CameraError, FocusNotSupported
+from camera_server.media.catalogue import open_catalogue
+from camera_server.media.cli import media_cli
+from camera_server.media.files import (MediaExists, MediaNameError, check_media_name, remove_leftover_temporaries,
+                                       timestamped_name, write_new_file, write_unique_file)
+from camera_server.media.recorder import Recorder
+from camera_server.media.retention import RetentionTimer
+from camera_server.media.video_file import EncoderQuality, read_duration, recover_interrupted
+from camera_server.media.writer import CatalogueWriter
+from camera_server.settings import PROJECT_DIR, ConfigError, load_settings, project_path
+from camera_server.stream import mjpeg
+from camera_server.watch.detection import DetectorError
+from camera_server.watch.event_store import close_interrupted_events
+from camera_server.watch.scene_watch import create_scene_watch
+from camera_server.web import auth
+from camera_server.web.light_routes import create_light_blueprint
+from camera_server.web.media_routes import create_media_blueprint, register_error_handlers, request_catalogue
+from camera_server.web.metrics import Metrics
+from camera_server.web.request_fields import FieldRequest, field, number, query_number, switch, text_fields
+from camera_server.web.watch_routes import create_watch_blueprint
+
+log = logging.getLogger(__name__)
+SNAPSHOT_EXTENSIONS = (".jpg", ".jpeg")
+POWER_COMMANDS = {"shutdown": ["systemctl", "poweroff"], "reboot": ["systemctl", "reboot"]}
+
+
+def create_app(settings=None, camera=None, led=None):
+    """Build the app; tests pass settings and fakes, production loads config.txt.
+
+    Built by the flask command line for a command other than run (``flask --app app media ...``), the
+    app has its settings and routes but starts nothing: the camera, the light, the threads and the
+    start-up repair belong to the server, which may be running beside the command.
+    """
+    settings = settings or load_settings()
+    app = Flask(__name__, root_path=str(PROJECT_DIR))     # templates/ and static/ are at the top
+    app.request_class = FieldRequest        # a body that is not JSON, or nested too deeply, is a 400
+    app.config.update(
+        SETTINGS=settings,
+        USERKEY=settings.userkey,
+        CONTROL_TOKEN=secrets.token_urlsafe(24),
+        MEDIA_DIR=str(project_path(settings.media_dir)),
+        LOG_FILE=str(project_path(settings.log_file)),
+        MAX_CONTENT_LENGTH=64 * 1024,       # controls take a few short fields
+    )
+    register_error_handlers(app)            # a full disk, a locked catalogue...: 503 or 507
+    app.register_error_handler(HTTPException, _json_error)
+    auth.init_app(app, settings)
+    app.context_processor(lambda: {"control_token": app.config["CONTROL_TOKEN"]})
+    app.add_template_filter(_datetime, "datetime")
+    app.add_template_filter(_filesize, "filesize")
+    _register_routes(app)
+    app.register_blueprint(create_light_blueprint(lambda: current_app.extensions["led"]))
+    app.register_blueprint(create_media_blueprint())
+    app.register_blueprint(create_watch_blueprint())
+    app.cli.add_command(media_cli, "media")
+    if not _built_for_a_command():
+        _start_services(app, settings, camera, led)
+    return app
+
+
+def _built_for_a_command():
+    """Whether the flask command line is building the app for a command other than run."""
+    context = click.get_current_context(silent=True)
+    return context is not None and context.command.name != "run"
+
+
+def _start_services(app, settings, camera, led):
+    """The catalogue (reconciled with the folder) and its background writer, camera, light, recorder,
+    scene watch and retention."""
+    media_dir = Path(app.config["MEDIA_DIR"])
+    try:
+        media_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:        # a read-only disk: the catalogue says why, the stream goes on
+        log.error("cannot make the media folder %s: %s", media_dir, error)
+    camera = camera or create_camera(settings)
+    catalogue = open_catalogue(media_dir / "media.db", media_dir)
+    writer = CatalogueWriter(catalogue)     # started once everything is built
+    _reconcile(catalogue, media_dir, writer)
+    recorder = Recorder(camera, media_dir, catalogue_writer=writer, camera_name=settings.camera,
+                        max_seconds=settings.max_recording_minutes * 60, min_free_mb=settings.min_free_mb,
+                        encoder=settings.record_encoder,
+                        quality=EncoderQuality(crf=settings.record_crf, max_kbps=settings.record_max_kbps))
+    app.extensions.update(
+        camera=camera,
+        led=led if led is not None else open_light(settings),
+        catalogue=catalogue,
+        catalogue_writer=writer,
+        recorder=recorder,
+        watch=create_scene_watch(settings, camera, catalogue, media_dir, recorder, writer),
+        retention=RetentionTimer(catalogue, settings.keep_days, settings.max_media_gb).start(),
+    )
+    app.extensions["metrics"] = Metrics(app.extensions, media_dir)
+    app.extensions["stopping"] = threading.Lock()
+    writer.start()
+
+
+def _reconcile(catalogue, media_dir, writer):
+    """The catalogue lists exactly the media files, with their sizes and durations, and every event has
+    an end: a crash, or a catalogue that was locked or full as a recording ended, may have left either
+    side behind.
+
+    A file that cannot be repaired or catalogued is logged and left as it is; start-up goes on, also
+    when the catalogue cannot be changed now (locked by another program, its disk full): then the
+    events a crash left open are closed by the catalogue writer once it can, before it writes anything
+    else, and the rest waits for the next start.
+    """
+    try:
+        remove_leftover_temporaries(media_dir)
+        recover_interrupted(media_dir)
+        found = catalogue.scan(remove_missing=True, read_duration=read_duration)
+        close_interrupted_events(catalogue)
+    except failures.SURROUNDINGS as error:
+        if failures.explain(error) is None:
+            raise
+        log.warning("catalogue: start-up repair skipped: %s", failures.explain(error).message)
+        writer.submit(("events", "left open"), close_interrupted_events, done=_events_left_open)
+        return
+    for skipped in found["skipped"]:
+        log.warning("catalogue: %s is not listed: %s", skipped["filename"], skipped["reason"])
+    if found["added"] or found["missing"] or found["refreshed"]:
+        log.info("catalogue: added %d files found in the media folder, forgot %d missing ones, refreshed "
+                 "the size of %d", len(found["added"]), len(found["missing"]), len(found["refreshed"]))
+    if found["missing"]:            # nothing leaves the catalogue unnamed
+        names = [entry["filename"] for entry in found["missing"]]
+        log.info("catalogue: forgot, because their files are gone: %s%s", ", ".join(names[:50]),
+                 f" and {len(names) - 50} more" if len(names) > 50 else "")
+
+
+def _events_left_open(reason):
+    if reason is not None:
+        log.warning("catalogue: the events the last run left open are not closed (%s); the next start does it",
+                    reason)
+
+
+def stop_services(app):
+    """Stop recording, release the camera and the serial board (gunicorn's worker, tests, Ctrl-C).
+
+    The recording is asked to stop first, so its file is finished while the rest closes; the catalogue
+    writer closes after the recorder and the watch, with a last attempt at what they handed over.
+    Once: a second call (gunicorn's worker_exit after its SIGTERM handler began) waits for the first.
+    """
+    if "recorder" not in app.extensions:       # built for a command: nothing was started
+        return
+    with app.extensions["stopping"]:
+        if app.extensions.get("stopped"):
+            return
+        app.extensions["recorder"].shut_down()
+        app.extensions["retention"].stop()
+        app.extensions["watch"].close()
+        app.extensions["recorder"].close()
+        app.extensions["catalogue_writer"].close()
+        app.extensions["camera"].stop()
+        led = app.extensions.get("led")
+        if led is not None:
+            led.stop()
+        app.extensions["catalogue"].close()
+        app.extensions["stopped"] = True
+
+
+def _datetime(unix_seconds):
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(unix_seconds)) if unix_seconds else ""
+
+
+def _filesize(size):
+    if size is None:
+        return ""
+    for unit in ("B", "KB", "MB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
+def _json_error(error):
+    description = error.description
+    if error.code == 405 and getattr(error, "valid_methods", None):
+        description = f"{request.path} only answers {' or '.join(sorted(error.valid_methods))}"
+    response = jsonify(error=description, status=error.code)
+    response.status_code = error.code
+    return response
+
+
+def _camera():
+    return current_app.extensions["camera"]
+
+
+def take_snapshot(filename=None):
+    """Save the current frame's JPEG in the media folder; answer the file it wrote."""
+    try:
+        name = check_media_name(filename, SNAPSHOT_EXTENSIONS) if filename else None
+        frame = _camera().current_frame()
+        # The write (with fsync) and the catalogue's write lock can wait: not on the gevent loop.
+        path = call_blocking(_save_snapshot, frame, current_app.config["MEDIA_DIR"], name,
+                             current_app.extensions["catalogue"], current_app.config["SETTINGS"].camera)
+    except MediaNameError as error:
+        abort(400, description=str(error))
+    except MediaExists as error:
+        abort(409, description=str(error))
+    except CameraError as error:
+        abort(503, description=str(error))
+    log.info("snapshot saved as %s", path.name)
+    return jsonify(file=path.name, size=len(frame.jpeg), url=f"/media/{path.name}", timestamp=frame.timestamp)
+
+
+def _save_snapshot(frame, media_dir, name, catalogue, camera_name):
+    """Write the frame's JPEG as ``name`` (or a timestamped name) and catalogue it; answer its path."""
+    if name:
+        path = write_new_file(media_dir, name, frame.jpeg)
+    else:
+        path = write_unique_file(media_dir, timestamped_name("snapshot", ".jpg", frame.timestamp), frame.jpeg)
+    height, width = frame.image.shape[:2]
+    try:        # put: the file is new, so an entry of its name is stale (its file was deleted outside)
+        catalogue.put(path.name, "picture", created=frame.timestamp, width=width, height=height, camera=camera_name)
+    except BaseException:
+        path.unlink(missing_ok=True)        # never a file the catalogue does not list
+        raise
+    return path
+
+
+# The 'generic' payloads of /manual_video (seed 001 §5f): name -> function(args).
+PAYLOADS = {
+    "snapshot": lambda args: take_snapshot(args.get("filename")),
+}
+
+
+def video_payload(payload, args):
+    action = PAYLOADS.get(payload)
+    if action is None:
+        abort(400, description=f"unknown payload {payload!r}; known payloads: {', '.join(sorted(PAYLOADS))}")
+    return action(args)
+
+
+def _focus_control(action, *args):
+    try:
+        focus = action(*args)
+    except FocusNotSupported as error:
+        abort(409, description=str(error))
+    except CameraError as error:
+        abort(503, description=str(error))
+    return jsonify(focus=focus)
+
+
+def _register_routes(app):
+    @app.get("/")
+    def index():
+        camera = _camera()
+        return render_template("index.html", status=camera.status(),
+                               has_light=current_app.extensions["led"] is not None,
+                               recording=current_app.extensions["recorder"].status(),
+                               watch=current_app.extensions["watch"].status(),
+                               **_recent_media())
+
+    @app.get("/video_feed")
+    def video_feed():
+        camera, limit = _camera(), current_app.config["SETTINGS"].max_viewers
+        leave = camera.admit_viewer(limit)       # counted now, not when the body is first read
+        if leave is None:
+            abort(503, description=f"this camera already has {limit} viewers (max_viewers); try again later")
+        _keep_send_buffer_small(request.environ.get("gunicorn.socket"), camera.hub.latest)
+        try:
+            response = Response(_mjpeg(camera, current_app.extensions["metrics"]),
+                                mimetype=mjpeg.MIMETYPE,
+                                headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        except BaseException:
+            leave()
+            raise
+        response.call_on_close(leave)           # also when the body was never read (HEAD, a closed socket)
+        return response
+
+    @app.get("/metrics")
+    def metrics():
+        """Prometheus; the same access rules as /status. Reads the disk and catalogue off the gevent loop."""
+        return Response(call_blocking(current_app.extensions["metrics"].exposition),
+                        content_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/status")
+    def status():
+        body = {"camera": _camera().status(), "recording": current_app.extensions["recorder"].status(),
+                **current_app.extensions["watch"].status()}
+        led = current_app.extensions["led"]
+        body["light"] = led.status() if led is not None else None
+        return jsonify(body)
+
+    @app.post("/snapshot")
+    @auth.require_control
+    def snapshot():
+        return take_snapshot(field("filename", required=False))
+
+    @app.post("/grayscale")
+    @auth.require_control
+    def grayscale():
+        camera = _camera()
+        return jsonify(grayscale=camera.set_grayscale(switch("state", camera.grayscale)))
+
+    @app.post("/resolution")
+    @auth.require_control
+    def resolution():
+        camera = _camera()
+        return jsonify(half_resolution=camera.set_half_resolution(switch("state", camera.half_resolution)))
+
+    @app.post("/autofocus")
+    @auth.require_control
+    def autofocus():
+        camera = _camera()
+        focus = camera.source.focus_state() or {}
+        return _focus_control(camera.set_autofocus, switch("state", bool(focus.get("autofocus"))))
+
+    @app.post("/step_focus")
+    @auth.require_control
+    def step_focus():
+        return _focus_control(_camera().step_focus, number("steps", int, -100, 100))
+
+    @app.post("/set_focus")
+    @auth.require_control
+    def set_focus():
+        return _focus_control(_camera().set_focus, number("value", float, 0, 1023))
+
+    @app.post("/manual_video")
+    @auth.require_control
+    def manual_video():
+        return video_payload(field("payload"), text_fields())
+
+    @app.get("/logs")
+    @auth.require_userkey
+    def logs():
+        lines = query_number("lines", 200, 1, 10000)
+        return Response(call_blocking(logging_setup.tail, current_app.config["LOG_FILE"], lines),
+                        mimetype="text/plain")
+
+    @app.post("/shutdown")
+    @auth.require_userkey
+    def shutdown():
+        return _power("shutdown")
+
+    @app.post("/reboot")
+    @auth.require_userkey
+    def reboot():
+        return _power("reboot")
+
+
+def _recent_media():
+    """The newest events and media for the live page. A catalogue that cannot answer (damaged, a disk
+    error) leaves the lists empty and says why: the page and its stream still load."""
+    try:
+        return {"events": request_catalogue().events(limit=5), "entries": request_catalogue().entries(limit=20),
+                "catalogue_error": None}
+    except failures.SURROUNDINGS as error:
+        failure = failures.explain(error)
+        if failure is None:
+            raise
+        log.warning("live page without its lists: %s", failure.message)
+        return {"events": [], "entries": [], "catalogue_error": failure.message}
+
+
+def _power(action):
+    if not current_app.config["SETTINGS"].allow_power_control:
+        abort(403, description=f"{action} is disabled: set allow_power_control = true in config.txt")
+    log.warning("%s requested from %s", action, request.remote_addr)
+    try:
+        subprocess.Popen(POWER_COMMANDS[action])
+    except OSError as error:
+        abort(503, description=f"could not {action}: {error}")
+    return jsonify(action=action, accepted=True), 202
+
+
+MIN_SEND_BUFFER = 64 * 1024     # bytes; the kernel doubles it
+
+
+def _keep_send_buffer_small(connection, latest):
+    """A viewer slower than the camera must skip frames (the stream sends the newest one each time it
+    can), not read seconds-old ones out of the kernel's send buffer, which grows to megabytes: a few
+    frames of room keep its picture recent. Only gunicorn says which socket is the viewer's."""
+    if connection is None:
+        return
+    frame_size = len(latest.jpeg) if latest is not None else 0
+    try:
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, max(MIN_SEND_BUFFER, 3 * frame_size))
+    except OSError as error:
+        log.debug("could not size the viewer's send buffer: %s", error)
+
+
+def _mjpeg(camera, metrics):
+    """The multipart body: each part is prebuilt by the camera, so viewers cost no encoding."""
+    yield mjpeg.FIRST_BOUNDARY
+    sent = None
+    for frame in camera.frames(held=True):
+        yield frame.part
+        metrics.count_sent(sent, frame.seq)
+        sent = frame.seq
+
+
+# gunicorn's WORKER_BOOT_ERROR: its master stops on this exit code instead of rebooting the worker.
+CANNOT_START = 3
+
+
+def main_app():
+    """The production entry point (gunicorn 'app:main_app()'): config, logging, then the app."""
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        _cannot_start(f"config error: {error}")
+    logging_setup.configure(project_path(settings.log_file), max_bytes=int(settings.log_max_mb * 1024 * 1024))
+    try:
+        return create_app(settings)
+    except (CameraError, DetectorError, ValueError) as error:     # ConfigError is a ValueError too
+        _cannot_start(f"cannot start: {error}")
+
+
+def _cannot_start(message):
+    """Say why once and exit with CANNOT_START (any other code makes gunicorn retry forever)."""
+    print(message, file=sys.stderr, flush=True)
+    sys.exit(CANNOT_START)
+
