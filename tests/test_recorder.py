@@ -432,7 +432,7 @@ def test_the_pre_roll_comes_first_then_the_live_frames(make_recorder, fake_camer
     assert reds[0] == pytest.approx(taken[0].seq, abs=3)
     assert all(later > earlier - 3 for earlier, later in zip(reds, reds[1:]))   # in order
     times = frame_times(media_dir / "with pre-roll.mp4")
-    assert min(later - earlier for earlier, later in zip(times, times[1:])) > 0.005   # none twice (100 fps)
+    assert min(later - earlier for earlier, later in zip(times, times[1:])) > 0      # none twice, none back
     assert catalogue.entries["with pre-roll.mp4"]["created"] == taken[0].timestamp
     assert result["duration"] >= taken[-1].timestamp - taken[0].timestamp
 
