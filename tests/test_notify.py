@@ -349,7 +349,9 @@ def test_mqtt_retained_state_and_home_assistant_discovery(broker, notifiers, sub
     subscribers.append(late)
     assert late.wait_for("camera_server/motion", "ON")
     assert late.wait_for("camera_server/status", "online")
-    (config,) = late.payloads("homeassistant/binary_sensor/camera_server/motion/config")
+    discovery = "homeassistant/binary_sensor/camera_server/motion/config"
+    assert wait_for(lambda: late.payloads(discovery))   # its own subscription: may arrive after the others
+    (config,) = late.payloads(discovery)
     config = json.loads(config)
     assert config["device_class"] == "motion" and config["state_topic"] == "camera_server/motion"
     assert config["availability_topic"] == "camera_server/status"
