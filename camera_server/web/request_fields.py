@@ -109,6 +109,15 @@ def query_number(name, default, low, high):
     return int(text)
 
 
+def query_text(name, max_length=64):
+    """A text query parameter (stripped), None when absent or empty; a 400 when longer than
+    ``max_length`` or not text."""
+    text = _valid_text(name, request.args.get(name, "")).strip()
+    if len(text) > max_length:
+        abort(400, description=f"{name} is longer than {max_length} characters")
+    return text or None
+
+
 def _parameters():
     """The form fields, or the members of the body's JSON object (none without a body). A body that is
     neither (JSON null, text/plain, multipart without its boundary) is a 400, never taken as nothing."""
