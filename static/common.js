@@ -1,7 +1,18 @@
-// Shared by the pages: POST with the page's control token, GET of JSON, and a status line.
+// Shared by the pages: POST with the page's control token, GET of JSON, the camera's URLs, and a status line.
 "use strict";
 
 const controlToken = document.querySelector('meta[name="control-token"]').content;
+
+// A camera's page (/cam/<name>/...) sends its controls to that camera; the original pages to the default.
+function cameraUrl(path) {
+  return (document.body.dataset.cameraBase || "") + path;
+}
+
+// "&camera=<name>" for the lists of a camera's page when the server has several cameras, else "".
+function cameraFilter(separator) {
+  const name = document.body.dataset.cameraFilter;
+  return name ? `${separator}camera=${encodeURIComponent(name)}` : "";
+}
 
 async function post(url, fields = {}, headers = {}) {
   return answerOf(url, await fetch(url, {

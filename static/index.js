@@ -9,12 +9,12 @@ function setPressed(id, pressed) {
 }
 
 document.getElementById("grayscale").addEventListener("click", () => run(async () => {
-  const body = await post("/grayscale", { state: "toggle" });
+  const body = await post(cameraUrl("/grayscale"), { state: "toggle" });
   setPressed("grayscale", body.grayscale);
 }));
 
 document.getElementById("resolution-toggle").addEventListener("click", () => run(async () => {
-  const body = await post("/resolution", { state: "toggle" });
+  const body = await post(cameraUrl("/resolution"), { state: "toggle" });
   setPressed("resolution-toggle", body.half_resolution);
 }));
 
@@ -22,7 +22,7 @@ document.getElementById("snapshot-form").addEventListener("submit", (event) => {
   event.preventDefault();
   run(async () => {
     const name = document.getElementById("snapshot-name").value.trim();
-    const body = await post("/snapshot", name ? { filename: name } : {});
+    const body = await post(cameraUrl("/snapshot"), name ? { filename: name } : {});
     message.innerHTML = "";
     const link = document.createElement("a");
     link.href = body.url;
@@ -59,13 +59,13 @@ document.getElementById("record-form").addEventListener("submit", (event) => {
   event.preventDefault();
   run(async () => {
     if (recordButton.classList.contains("recording")) {
-      const body = await post("/video_capture", { action: "stop" });
+      const body = await post(cameraUrl("/video_capture"), { action: "stop" });
       showRecording({ recording: false });
       say(`Saved ${body.file} (${body.duration.toFixed(1)} s)`);
       refreshMedia();
     } else {
       const name = document.getElementById("record-name").value.trim();
-      const body = await post("/video_capture", name ? { action: "start", filename: name } : { action: "start" });
+      const body = await post(cameraUrl("/video_capture"), name ? { action: "start", filename: name } : { action: "start" });
       document.getElementById("record-note").hidden = true;
       showRecording({ recording: true, elapsed_s: 0 });
       say(`Recording ${body.file}`);
@@ -76,7 +76,7 @@ document.getElementById("record-form").addEventListener("submit", (event) => {
 const MEDIA_ROWS = 20;      // as many as the index route renders
 
 async function refreshMedia() {
-  const entries = await getJSON(`/get_database?limit=${MEDIA_ROWS}`);
+  const entries = await getJSON(`/get_database?limit=${MEDIA_ROWS}${cameraFilter("&")}`);
   const rows = document.getElementById("media-rows");
   rows.replaceChildren(...entries.map(mediaRow));
   if (!entries.length) {
@@ -107,18 +107,18 @@ function showFocus(focus) {
 }
 
 document.getElementById("autofocus").addEventListener("click", () => run(async () => {
-  showFocus((await post("/autofocus", { state: "toggle" })).focus);
+  showFocus((await post(cameraUrl("/autofocus"), { state: "toggle" })).focus);
 }));
 
 for (const button of document.querySelectorAll(".step-focus")) {
   button.addEventListener("click", () => run(async () => {
-    showFocus((await post("/step_focus", { steps: button.dataset.steps })).focus);
+    showFocus((await post(cameraUrl("/step_focus"), { steps: button.dataset.steps })).focus);
   }));
 }
 
 document.getElementById("set-focus").addEventListener("click", () => run(async () => {
   const value = document.getElementById("focus-value").value;
-  showFocus((await post("/set_focus", { value })).focus);
+  showFocus((await post(cameraUrl("/set_focus"), { value })).focus);
 }));
 
 function userkeyHeader() {
@@ -149,7 +149,7 @@ for (const button of document.querySelectorAll(".power")) {
 const stream = document.getElementById("stream");
 
 function connectStream() {
-  if (!document.hidden) stream.src = `/video_feed?connect=${Date.now()}`;
+  if (!document.hidden) stream.src = cameraUrl(`/video_feed?connect=${Date.now()}`);
 }
 
 stream.addEventListener("error", () => {
@@ -169,7 +169,7 @@ followVisibility();           // a page opened in a background tab waits until i
 
 async function refreshStatus() {
   try {
-    const status = await getJSON("/status");
+    const status = await getJSON(cameraUrl("/status"));
     const camera = status.camera;
     if (status.recording) {
       noticeRecordingEnd(status.recording);

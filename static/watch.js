@@ -64,7 +64,7 @@ let shownEvents = null;      // the /events answer on the page, so an unchanged 
 async function refreshEvents(limit) {
   const rows = document.getElementById("event-rows");
   if (!rows) return;
-  const answer = await (await fetch(`/events?limit=${limit}`)).text();
+  const answer = await (await fetch(`/events?limit=${limit}${cameraFilter("&")}`)).text();
   if (answer === shownEvents) return;
   shownEvents = answer;
   const events = JSON.parse(answer);
@@ -78,40 +78,40 @@ async function refreshEvents(limit) {
 
 function showBaseline() {
   const baseline = document.getElementById("baseline");
-  baseline.src = `/monitor/baseline.jpg?${Date.now()}`;
+  baseline.src = cameraUrl(`/monitor/baseline.jpg?${Date.now()}`);
   baseline.hidden = false;
 }
 
 bind("take-baseline", async () => {
-  await post("/monitor/baseline");
+  await post(cameraUrl("/monitor/baseline"));
   showBaseline();
   say("Baseline taken");
 });
 
 bind("monitor-toggle", async () => {
   if (pressed("monitor-toggle")) {
-    await post("/monitor/stop");
+    await post(cameraUrl("/monitor/stop"));
   } else {
-    await post("/monitor/start", { threshold: document.getElementById("threshold").value });
+    await post(cameraUrl("/monitor/start"), { threshold: document.getElementById("threshold").value });
     showBaseline();
   }
   await refreshWatch();
 });
 
 bind("motion-toggle", async () => {
-  await post(pressed("motion-toggle") ? "/motion/stop" : "/motion/start");
+  await post(cameraUrl(pressed("motion-toggle") ? "/motion/stop" : "/motion/start"));
   await refreshWatch();
 });
 
 bind("delete-changes", async () => {
   if (!confirm("Delete every captured change? The baseline stays.")) return;
-  const body = await post("/delete");
+  const body = await post(cameraUrl("/delete"));
   say(`Deleted ${body.deleted} pictures`);
   setTimeout(() => window.location.reload(), 600);
 });
 
 async function refreshWatch() {
-  const status = await getJSON("/status");
+  const status = await getJSON(cameraUrl("/status"));
   showWatch(status);
   showWatchSummary(status);
   await refreshEvents(50);     // as many as the /watch page shows

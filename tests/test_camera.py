@@ -173,7 +173,7 @@ def test_a_consumer_can_leave_while_the_device_hangs(fake_camera, fake_source, m
     real_read = fake_source.read
     monkeypatch.setattr(fake_source, "read", lambda: unhang.wait() and real_read())   # delivers nothing
     leave, left = threading.Event(), threading.Event()
-    consumer = threading.Thread(target=lambda: list(fake_camera.frames(timeout=0.05, until=leave)) == [] and left.set())
+    consumer = threading.Thread(target=lambda: list(fake_camera.frames(timeout=0.05, until=leave.is_set)) == [] and left.set())
     consumer.start()
     assert wait_for(lambda: fake_source.is_open)
     leave.set()

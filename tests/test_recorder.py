@@ -359,9 +359,10 @@ def test_free_space_falling_below_the_minimum_stops_the_recording(make_recorder,
     assert len(decode(recorder.media_dir / "squeezed.mp4")[0]) >= 20
 
 
-def test_the_catalogue_gets_the_file_once_it_exists_and_its_size_at_the_end(make_recorder, media_dir):
+def test_the_catalogue_gets_the_file_once_it_exists_and_its_size_at_the_end(make_recorder, fake_camera, media_dir):
     catalogue = FakeCatalogue(media_dir)
-    recorder = make_recorder(catalogue=catalogue, camera_name="bench camera")
+    fake_camera.name = "bench camera"
+    recorder = make_recorder(catalogue=catalogue)
     recorder.start("listed")
     assert wait_for(lambda: "listed.mp4" in catalogue.entries)          # listed while it records
     assert catalogue.entries["listed.mp4"].get("size") is None

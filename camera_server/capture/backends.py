@@ -28,6 +28,6 @@ def create_source(settings):
 
 def create_camera(settings, hub=None):
     """The Camera for these settings; raises CameraError when the backend cannot exist here."""
-    return Camera(create_source(settings), kind=settings.camera, width=settings.width,
+    return Camera(create_source(settings), kind=settings.camera, name=settings.name, width=settings.width,
                   height=settings.height, jpeg_quality=settings.jpeg_quality,
                   idle_timeout=settings.idle_timeout, hub=hub)

@@ -133,10 +133,11 @@ class FrameRate:
 class Camera:
     """Runs a Source in one producer thread and publishes its frames to a FrameHub."""
 
-    def __init__(self, source, *, kind="demo", width=640, height=480, jpeg_quality=80,
+    def __init__(self, source, *, kind="demo", name=None, width=640, height=480, jpeg_quality=80,
                  idle_timeout=2.0, hub=None, control_timeout=CONTROL_TIMEOUT):
         self.source = source
         self.kind = kind
+        self.name = name or kind        # the server's name for it: /cam/<name>/, the catalogue's camera
         self.width, self.height = width, height
         self.jpeg_quality = jpeg_quality
         self.idle_timeout = idle_timeout
@@ -173,7 +174,7 @@ class Camera:
         with self._lock:
             self._consumers += 1
             if self._thread is None and not self._stop.is_set():
-                self._thread = threading.Thread(target=self._run, name=f"camera-{self.kind}", daemon=True)
+                self._thread = threading.Thread(target=self._run, name=f"camera-{self.name}", daemon=True)
                 self._state = "starting"
                 self._thread.start()
 
@@ -213,21 +214,23 @@ class Camera:
     def viewers(self):
         return self._viewers
 
-    def frames(self, timeout=5.0, until=None, held=False):
+    def frames(self, timeout=5.0, until=None, held=False, idle_ticks=False):
         """Yield each newer frame while the caller consumes; a slow caller skips frames.
 
-        The loop ends when the camera stops or the ``until`` event is set, checked at least
-        every ``timeout`` seconds even while a hung device delivers nothing. The frames hold the
-        camera open while they are read, unless the caller ``held`` a place already (admit_viewer).
+        The loop ends when the camera stops or ``until()`` answers true, checked at least every
+        ``timeout`` seconds even while a hung device delivers nothing; with ``idle_ticks`` such a
+        wait yields None, so the caller's clock runs without frames. The frames hold the camera open
+        while they are read, unless the caller ``held`` a place already (admit_viewer).
         """
         with contextlib.nullcontext() if held else self.consumer():
             latest = self.hub.latest
             # After an idle stop the newest frame is old: wait for a fresh one instead.
             seq = latest.seq if latest is not None and self._state != "streaming" else 0
-            while not self._stop.is_set() and not (until is not None and until.is_set()):
+            while not self._stop.is_set() and not (until is not None and until()):
                 frame = self.hub.wait_newer(seq, timeout)
                 if frame is not None:
                     seq = frame.seq
+                if frame is not None or idle_ticks:
                     yield frame
 
     def current_frame(self, timeout=5.0):
@@ -246,6 +249,15 @@ class Camera:
                     return frame
                 seq = frame.seq
         raise CameraError(f"no picture from the camera: {self._last_error or 'it did not answer in time'}")
+
+    def newest_frame(self, timeout=5.0):
+        """The newest frame, a "no signal" picture included, starting the camera for it if needed (a
+        grid tile's still); None when none comes within ``timeout``."""
+        with self.consumer():
+            frame = self.hub.latest
+            if frame is not None and self._state in ("streaming", "no_signal"):
+                return frame
+            return self.hub.wait_newer(frame.seq if frame is not None else 0, timeout)
 
     # -- controls --------------------------------------------------------------------------
     def set_grayscale(self, enabled):
@@ -330,6 +342,7 @@ class Camera:
         latest = self.hub.latest
         shape = latest.image.shape if latest is not None else None
         return {
+            "name": self.name,
             "camera": self.kind,
             "source": self.source.name,
             "state": self._state,
@@ -359,7 +372,7 @@ class Camera:
 
     # -- the producer thread ---------------------------------------------------------------
     def _run(self):
-        log.info("camera %s: worker started", self.kind)
+        log.info("camera %s: worker started", self.name)
         backoff = BACKOFF_FIRST
         opened = False
         next_due = time.monotonic()
@@ -392,7 +405,7 @@ class Camera:
             with self._lock:
                 if self._thread is threading.current_thread():
                     self._thread, self._state = None, "stopped"
-            log.info("camera %s: worker stopped, device released", self.kind)
+            log.info("camera %s: worker stopped, device released", self.name)
 
     def _idle_expired(self):
         return not self._consumers and time.monotonic() - self._idle_since >= self.idle_timeout
@@ -413,13 +426,13 @@ class Camera:
         self.source.open()
         self.open_count += 1
         self._frame_rate.reset()
-        log.info("camera %s: opened %s", self.kind, self.source.name)
+        log.info("camera %s: opened %s", self.name, self.source.name)
 
     def _close_source(self):
         try:
             self.source.close()
         except Exception:
-            log.exception("camera %s: error while closing %s", self.kind, self.source.name)
+            log.exception("camera %s: error while closing %s", self.name, self.source.name)
 
     def _process(self, image):
         if self._grayscale and image.ndim == 3:
@@ -465,7 +478,7 @@ class Camera:
         """Show why there is no picture, every second, until the next attempt to reopen."""
         reason = self.source.redact(str(error) or type(error).__name__)
         if reason != self._last_error:
-            log.warning("camera %s: no signal: %s (retrying)", self.kind, reason)
+            log.warning("camera %s: no signal: %s (retrying)", self.name, reason)
         if self._last_error is None:      # a new outage; set again only by the next live frame
             self.outages += 1
         self._state, self._last_error = "no_signal", reason

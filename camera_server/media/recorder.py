@@ -65,13 +65,12 @@ def free_bytes(path):
 class Recorder:
     """Start and stop recordings of one camera into the media folder, one at a time."""
 
-    def __init__(self, camera, media_dir, *, catalogue_writer=None, camera_name="", max_seconds=0,
+    def __init__(self, camera, media_dir, *, catalogue_writer=None, max_seconds=0,
                  min_free_mb=200, queue_frames=60, queue_bytes=QUEUE_BYTES, encoder="auto",
                  quality=EncoderQuality()):
         self.camera = camera
         self.media_dir = Path(media_dir)
         self.catalogue_writer = catalogue_writer    # a writer.CatalogueWriter, or None: no entries
-        self.camera_name = camera_name
         self.max_seconds = max_seconds or 0
         self.min_free_mb = min_free_mb or 0
         self.queue_frames = queue_frames
@@ -262,7 +261,7 @@ class _Recording:
     # -- the feeder thread: camera -> queue, never blocking the camera -----------------------
     def _feed(self):
         # Checks every 0.5 s for a stopped camera or recording, even while a hung device sends nothing.
-        frames = self.recorder.camera.frames(timeout=0.5, until=self._stop)
+        frames = self.recorder.camera.frames(timeout=0.5, until=self._stop.is_set)
         try:
             for frame in frames:
                 if not frame.live or frame.seq <= self._after_seq:
@@ -460,7 +459,7 @@ class _Recording:
             log.warning("recording %s: its entry is not removed (%s); the next start does it", self.name, reason)
 
     def _picture_fields(self):
-        return {"width": self._file.width, "height": self._file.height, "camera": self.recorder.camera_name}
+        return {"width": self._file.width, "height": self._file.height, "camera": self.recorder.camera.name}
 
     def _catalogue(self, write, done):
         """Hand ``write(catalogue)`` for this file to the catalogue writer (never waits); the job, None

@@ -19,7 +19,7 @@ import threading
 import time
 
 from camera_server import failures
-from camera_server.media.files import timestamped_name, write_unique_file
+from camera_server.media.pictures import save_picture
 from camera_server.media.recorder import NotRecording, RecordingError
 from camera_server.settings import Settings
 from camera_server.watch.detection import DetectionWorker, create_detector
@@ -112,9 +112,10 @@ class SceneWatch:
             self._monitoring = False
         return self.status()["monitor"]
 
-    def delete_changes(self):
-        """Delete every saved change picture (the baseline stays); the number deleted."""
-        entries = self.catalogue.entries(kind="change")
+    def delete_changes(self, camera=None):
+        """Delete the saved change pictures, of ``camera`` only when given (the baseline stays); the
+        number deleted."""
+        entries = self.catalogue.entries(kind="change", camera=camera)
         for entry in entries:
             self.catalogue.remove(entry["filename"], delete_file=True)
         return len(entries)
@@ -227,20 +228,10 @@ class SceneWatch:
                         self._ensure_thread()   # switched on again while this thread was leaving
 
     def _frames(self):
-        """Each newer frame while the watch is on; None after NO_FRAME_TICK_S without one.
-
-        Like camera.frames(), but a device that hangs (no frame, not even "no signal") still lets
-        the watch end an event after its quiet time, and a stop is noticed within the tick.
-        """
-        with self.camera.consumer():
-            latest = self.camera.hub.latest
-            # After an idle stop the newest frame is old: wait for a fresh one instead.
-            seq = latest.seq if latest is not None and self.camera.state != "streaming" else 0
-            while self._active() and not self.camera.hub.closed:     # closed: the camera stopped for good
-                frame = self.camera.hub.wait_newer(seq, NO_FRAME_TICK_S)
-                if frame is not None:
-                    seq = frame.seq
-                yield frame
+        """Each newer frame while the watch is on; None after NO_FRAME_TICK_S without one, so a device
+        that hangs (no frame, not even "no signal") still lets the watch end an event after its quiet
+        time, and a stop is noticed within the tick."""
+        return self.camera.frames(timeout=NO_FRAME_TICK_S, until=lambda: not self._active(), idle_ticks=True)
 
     def _analyse(self, frame):
         if not frame.live:
@@ -339,16 +330,14 @@ class SceneWatch:
             log.info("%s picture not saved: %s", kind, self._low_disk or self._write_failure[0])
             return None
         try:
-            path = write_unique_file(self.media_dir, timestamped_name(kind, ".jpg", frame.timestamp), frame.jpeg)
+            path = save_picture(frame, self.media_dir, kind, self.events.add_picture, camera=self.camera.name,
+                                note=note)
         except OSError as error:
             self._writing_failed(error)
             return None
         if self._write_failure is not None:
             log.info("scene watch: pictures can be written again")
             self._write_failure = None
-        height, width = frame.image.shape[:2]
-        self.events.add_picture(path.name, kind, created=frame.timestamp, width=width, height=height,
-                                camera=self.camera.kind, note=note)
         return path.name
 
     def _writing_failed(self, error):

@@ -16,32 +16,32 @@ from werkzeug.exceptions import HTTPException
 
 from camera_server import failures, logging_setup
 from camera_server.board.trinket import open_light
-from camera_server.capture.backends import create_camera
+from camera_server.cameras import Cameras, open_camera_unit
 from camera_server.capture.camera import CameraError
 from camera_server.media.catalogue import open_catalogue
 from camera_server.media.cli import media_cli
 from camera_server.media.files import remove_leftover_temporaries
-from camera_server.media.recorder import Recorder
 from camera_server.media.retention import RetentionTimer
-from camera_server.media.video_file import EncoderQuality, read_duration, recover_interrupted
+from camera_server.media.video_file import read_duration, recover_interrupted
 from camera_server.media.writer import CatalogueWriter
 from camera_server.settings import PROJECT_DIR, ConfigError, load_settings, project_path
 from camera_server.watch.detection import DetectorError
 from camera_server.watch.event_store import close_interrupted_events
-from camera_server.watch.scene_watch import create_scene_watch
-from camera_server.web import auth
+from camera_server.web import auth, selected_camera
 from camera_server.web.light_routes import create_light_blueprint
 from camera_server.web.live import create_live_blueprint
 from camera_server.web.media_routes import create_media_blueprint, register_error_handlers
 from camera_server.web.metrics import Metrics
 from camera_server.web.request_fields import FieldRequest
-from camera_server.web.watch_routes import create_watch_blueprint
+from camera_server.web.server_routes import create_server_blueprint
+from camera_server.web.watch_routes import create_history_blueprint, create_watch_blueprint
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings=None, camera=None, led=None):
-    """Build the app; tests pass settings and fakes, production loads config.txt.
+    """Build the app; tests pass settings and fakes (``camera``: the default camera's), production
+    loads config.txt.
 
     Built by the flask command line for a command other than run (``flask --app app media ...``), the
     app has its settings and routes but starts nothing: the camera, the light, the threads and the
@@ -61,13 +61,16 @@ def create_app(settings=None, camera=None, led=None):
     register_error_handlers(app)            # a full disk, a locked catalogue...: 503 or 507
     app.register_error_handler(HTTPException, _json_error)
     auth.init_app(app, settings)
+    selected_camera.init_app(app)
     app.context_processor(lambda: {"control_token": app.config["CONTROL_TOKEN"]})
     app.add_template_filter(_datetime, "datetime")
     app.add_template_filter(_filesize, "filesize")
-    app.register_blueprint(create_live_blueprint())
+    selected_camera.register_per_camera(app, create_live_blueprint())
+    selected_camera.register_per_camera(app, create_watch_blueprint())
+    app.register_blueprint(create_server_blueprint())
     app.register_blueprint(create_light_blueprint(lambda: current_app.extensions["led"]))
     app.register_blueprint(create_media_blueprint())
-    app.register_blueprint(create_watch_blueprint())
+    app.register_blueprint(create_history_blueprint())
     app.cli.add_command(media_cli, "media")
     if not _built_for_a_command():
         _start_services(app, settings, camera, led)
@@ -81,28 +84,33 @@ def _built_for_a_command():
 
 
 def _start_services(app, settings, camera, led):
-    """The catalogue (reconciled with the folder) and its background writer, camera, light, recorder,
-    scene watch and retention."""
+    """The catalogue (reconciled with the folder) and its background writer, the cameras (each with
+    its recorder and scene watch), the light and retention."""
     media_dir = Path(app.config["MEDIA_DIR"])
     try:
         media_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:        # a read-only disk: the catalogue says why, the stream goes on
         log.error("cannot make the media folder %s: %s", media_dir, error)
-    camera = camera or create_camera(settings)
     catalogue = open_catalogue(media_dir / "media.db", media_dir)
     writer = CatalogueWriter(catalogue)     # started once everything is built
     _reconcile(catalogue, media_dir, writer)
-    recorder = Recorder(camera, media_dir, catalogue_writer=writer, camera_name=settings.camera,
-                        max_seconds=settings.max_recording_minutes * 60, min_free_mb=settings.min_free_mb,
-                        encoder=settings.record_encoder,
-                        quality=EncoderQuality(crf=settings.record_crf, max_kbps=settings.record_max_kbps))
+    cameras = Cameras(lambda camera_settings, **options: open_camera_unit(camera_settings, catalogue, media_dir,
+                                                                          writer, **options))
+    try:
+        for index, camera_settings in enumerate(settings.all_cameras):
+            cameras.add(camera_settings, camera=camera if index == 0 else None)
+    except BaseException:
+        cameras.close()
+        raise
+    default = cameras.default
     app.extensions.update(
-        camera=camera,
+        cameras=cameras,
+        camera=default.camera,          # the default camera's, for what knows one camera (/metrics)
+        recorder=default.recorder,
+        watch=default.watch,
         led=led if led is not None else open_light(settings),
         catalogue=catalogue,
         catalogue_writer=writer,
-        recorder=recorder,
-        watch=create_scene_watch(settings, camera, catalogue, media_dir, recorder, writer),
         retention=RetentionTimer(catalogue, settings.keep_days, settings.max_media_gb).start(),
     )
     app.extensions["metrics"] = Metrics(app.extensions, media_dir)
@@ -155,17 +163,15 @@ def stop_services(app):
     writer closes after the recorder and the watch, with a last attempt at what they handed over.
     Once: a second call (gunicorn's worker_exit after its SIGTERM handler began) waits for the first.
     """
-    if "recorder" not in app.extensions:       # built for a command: nothing was started
+    if "cameras" not in app.extensions:       # built for a command: nothing was started
         return
     with app.extensions["stopping"]:
         if app.extensions.get("stopped"):
             return
-        app.extensions["recorder"].shut_down()
+        app.extensions["cameras"].shut_down()
         app.extensions["retention"].stop()
-        app.extensions["watch"].close()
-        app.extensions["recorder"].close()
+        app.extensions["cameras"].close()
         app.extensions["catalogue_writer"].close()
-        app.extensions["camera"].stop()
         led = app.extensions.get("led")
         if led is not None:
             led.stop()

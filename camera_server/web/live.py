@@ -1,39 +1,39 @@
-"""Live routes: the live page, the MJPEG stream, /status and /metrics, the camera's controls and
-snapshots, the log tail, and the power controls (a blueprint)."""
+"""Live routes of one camera (a blueprint registered for the default camera and under /cam/<name>):
+the live page, the MJPEG stream and the newest still, its /status, its controls and snapshots."""
 import logging
 import socket
-import subprocess
 
 from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
-from prometheus_client import CONTENT_TYPE_LATEST
 
-from camera_server import failures, logging_setup
+from camera_server import failures
 from camera_server.blocking import call_blocking
 from camera_server.capture.camera import CameraError, FocusNotSupported
-from camera_server.media.files import (MediaExists, MediaNameError, check_media_name, timestamped_name, write_new_file,
-                                       write_unique_file)
+from camera_server.media.files import MediaExists, MediaNameError, check_media_name
+from camera_server.media.pictures import save_picture
 from camera_server.stream import mjpeg
 from camera_server.web import auth
 from camera_server.web.media_routes import request_catalogue
-from camera_server.web.request_fields import field, number, query_number, switch, text_fields
+from camera_server.web.request_fields import field, number, switch, text_fields
+from camera_server.web.selected_camera import cameras, catalogue_filter, selected
 
 log = logging.getLogger(__name__)
 SNAPSHOT_EXTENSIONS = (".jpg", ".jpeg")
-POWER_COMMANDS = {"shutdown": ["systemctl", "poweroff"], "reboot": ["systemctl", "reboot"]}
 
 
 def _camera():
-    return current_app.extensions["camera"]
+    return selected().camera
 
 
 def take_snapshot(filename=None):
     """Save the current frame's JPEG in the media folder; answer the file it wrote."""
     try:
         name = check_media_name(filename, SNAPSHOT_EXTENSIONS) if filename else None
-        frame = _camera().current_frame()
+        camera = _camera()
+        frame = camera.current_frame()
         # The write (with fsync) and the catalogue's write lock can wait: not on the gevent loop.
-        path = call_blocking(_save_snapshot, frame, current_app.config["MEDIA_DIR"], name,
-                             current_app.extensions["catalogue"], current_app.config["SETTINGS"].camera)
+        # put: the file is new, so an entry of its name is stale (its file was deleted outside).
+        path = call_blocking(save_picture, frame, current_app.config["MEDIA_DIR"], "picture",
+                             current_app.extensions["catalogue"].put, filename=name, camera=camera.name)
     except MediaNameError as error:
         abort(400, description=str(error))
     except MediaExists as error:
@@ -42,21 +42,6 @@ def take_snapshot(filename=None):
         abort(503, description=str(error))
     log.info("snapshot saved as %s", path.name)
     return jsonify(file=path.name, size=len(frame.jpeg), url=f"/media/{path.name}", timestamp=frame.timestamp)
-
-
-def _save_snapshot(frame, media_dir, name, catalogue, camera_name):
-    """Write the frame's JPEG as ``name`` (or a timestamped name) and catalogue it; answer its path."""
-    if name:
-        path = write_new_file(media_dir, name, frame.jpeg)
-    else:
-        path = write_unique_file(media_dir, timestamped_name("snapshot", ".jpg", frame.timestamp), frame.jpeg)
-    height, width = frame.image.shape[:2]
-    try:        # put: the file is new, so an entry of its name is stale (its file was deleted outside)
-        catalogue.put(path.name, "picture", created=frame.timestamp, width=width, height=height, camera=camera_name)
-    except BaseException:
-        path.unlink(missing_ok=True)        # never a file the catalogue does not list
-        raise
-    return path
 
 
 # The 'generic' payloads of /manual_video (seed 001 §5f): name -> function(args).
@@ -87,12 +72,12 @@ def create_live_blueprint():
 
     @blueprint.get("/")
     def index():
-        camera = _camera()
-        return render_template("index.html", status=camera.status(),
+        unit = selected()
+        return render_template("index.html", status=unit.camera.status(),
                                has_light=current_app.extensions["led"] is not None,
-                               recording=current_app.extensions["recorder"].status(),
-                               watch=current_app.extensions["watch"].status(),
-                               **_recent_media())
+                               recording=unit.recorder.status(), watch=unit.watch.status(),
+                               camera_names=cameras().names, camera_name=unit.name,
+                               camera_filter=catalogue_filter(unit), **_recent_media(unit))
 
     @blueprint.get("/video_feed")
     def video_feed():
@@ -111,18 +96,27 @@ def create_live_blueprint():
         response.call_on_close(leave)           # also when the body was never read (HEAD, a closed socket)
         return response
 
-    @blueprint.get("/metrics")
-    def metrics():
-        """Prometheus; the same access rules as /status. Reads the disk and catalogue off the gevent loop."""
-        return Response(call_blocking(current_app.extensions["metrics"].exposition),
-                        content_type=CONTENT_TYPE_LATEST)
+    @blueprint.get("/latest.jpg")
+    def latest_picture():
+        """The newest frame as one JPEG (a "no signal" picture while the camera has none): what a grid
+        tile or a script polls. Starts the camera when needed, which stays open idle_timeout after."""
+        camera = _camera()
+        frame = camera.newest_frame()
+        if frame is None:
+            abort(503, description=f"no picture from camera {camera.name} yet; try again")
+        return Response(frame.jpeg, mimetype="image/jpeg",
+                        headers={"Cache-Control": "no-store", "X-Frame-Seq": str(frame.seq),
+                                 "X-Frame-Time": f"{frame.timestamp:.3f}"})
 
     @blueprint.get("/status")
     def status():
-        body = {"camera": _camera().status(), "recording": current_app.extensions["recorder"].status(),
-                **current_app.extensions["watch"].status()}
+        """The camera's status; /status (the default camera's) also lists every camera's."""
+        unit = selected()
+        body = unit.status()
         led = current_app.extensions["led"]
         body["light"] = led.status() if led is not None else None
+        if request.blueprint == "live":
+            body["cameras"] = {other.name: other.status() for other in cameras()}
         return jsonify(body)
 
     @blueprint.post("/snapshot")
@@ -164,49 +158,23 @@ def create_live_blueprint():
     def manual_video():
         return video_payload(field("payload"), text_fields())
 
-    @blueprint.get("/logs")
-    @auth.require_userkey
-    def logs():
-        lines = query_number("lines", 200, 1, 10000)
-        return Response(call_blocking(logging_setup.tail, current_app.config["LOG_FILE"], lines),
-                        mimetype="text/plain")
-
-    @blueprint.post("/shutdown")
-    @auth.require_userkey
-    def shutdown():
-        return _power("shutdown")
-
-    @blueprint.post("/reboot")
-    @auth.require_userkey
-    def reboot():
-        return _power("reboot")
-
     return blueprint
 
 
-def _recent_media():
-    """The newest events and media for the live page. A catalogue that cannot answer (damaged, a disk
-    error) leaves the lists empty and says why: the page and its stream still load."""
+def _recent_media(unit):
+    """The newest events and media for a camera's live page: that camera's when the server has several.
+    A catalogue that cannot answer (damaged, a disk error) leaves the lists empty and says why: the
+    page and its stream still load."""
+    only = catalogue_filter(unit)
     try:
-        return {"events": request_catalogue().events(limit=5), "entries": request_catalogue().entries(limit=20),
-                "catalogue_error": None}
+        return {"events": request_catalogue().events(limit=5, camera=only),
+                "entries": request_catalogue().entries(limit=20, camera=only), "catalogue_error": None}
     except failures.SURROUNDINGS as error:
         failure = failures.explain(error)
         if failure is None:
             raise
         log.warning("live page without its lists: %s", failure.message)
         return {"events": [], "entries": [], "catalogue_error": failure.message}
-
-
-def _power(action):
-    if not current_app.config["SETTINGS"].allow_power_control:
-        abort(403, description=f"{action} is disabled: set allow_power_control = true in config.txt")
-    log.warning("%s requested from %s", action, request.remote_addr)
-    try:
-        subprocess.Popen(POWER_COMMANDS[action])
-    except OSError as error:
-        abort(503, description=f"could not {action}: {error}")
-    return jsonify(action=action, accepted=True), 202
 
 
 MIN_SEND_BUFFER = 64 * 1024     # bytes; the kernel doubles it
@@ -231,5 +199,5 @@ def _mjpeg(camera, metrics):
     sent = None
     for frame in camera.frames(held=True):
         yield frame.part
-        metrics.count_sent(sent, frame.seq)
+        metrics.count_sent(camera.name, sent, frame.seq)
         sent = frame.seq

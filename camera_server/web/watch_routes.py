@@ -1,12 +1,14 @@
-"""Scene watch routes: the scene-change monitor, motion detection, events, and the seed's /shows and /delete."""
-from flask import Blueprint, Response, abort, current_app, jsonify, render_template
+"""Scene watch routes: a camera's scene-change monitor, motion detection, watch page and the seed's
+/delete (a blueprint per camera, see selected_camera), and the events and /shows of all cameras."""
+from flask import Blueprint, Response, abort, jsonify, render_template
 
 from camera_server.blocking import call_blocking
 from camera_server.capture.camera import CameraError
 from camera_server.watch.monitor import validate_threshold
 from camera_server.web import auth
 from camera_server.web.media_routes import request_catalogue
-from camera_server.web.request_fields import number, query_number
+from camera_server.web.request_fields import number, query_number, query_text
+from camera_server.web.selected_camera import catalogue_filter, selected
 
 
 SHOWS_PER_PAGE = 200        # /shows lists the newest changes; ?limit= shows more
@@ -14,7 +16,7 @@ SHOWS_MAX = 10000           # the most ?limit= may ask for
 
 
 def _watch():
-    return current_app.extensions["watch"]
+    return selected().watch
 
 
 def _threshold():
@@ -67,25 +69,39 @@ def create_watch_blueprint():
     def stop_motion():
         return jsonify(_watch().stop_motion())
 
-    @blueprint.get("/events")
-    def events():
-        return jsonify(request_catalogue().events(limit=query_number("limit", 100, 1, 1000)))
-
     @blueprint.get("/watch")
     def watch_page():
-        return render_template("watch.html", status=_watch().status(),
-                               events=request_catalogue().events(limit=50))
-
-    @blueprint.get("/shows")
-    def shows():
-        limit = query_number("limit", SHOWS_PER_PAGE, 1, SHOWS_MAX)
-        entries = request_catalogue().entries(kind="change", limit=limit + 1)
-        return render_template("shows.html", entries=entries[:limit], limit=limit, more=len(entries) > limit,
-                               max_limit=SHOWS_MAX)
+        unit = selected()
+        return render_template("watch.html", status=unit.watch.status(), camera_name=unit.name,
+                               camera_filter=catalogue_filter(unit),
+                               events=request_catalogue().events(limit=50, camera=catalogue_filter(unit)))
 
     @blueprint.post("/delete")
     @auth.require_control
     def delete_changes():
-        return jsonify(deleted=call_blocking(_watch().delete_changes))     # deletes files: off the loop
+        unit = selected()       # deletes files: off the loop
+        return jsonify(deleted=call_blocking(unit.watch.delete_changes, catalogue_filter(unit)))
 
     return blueprint
+
+
+def create_history_blueprint():
+    """The events and saved changes of every camera, or of one with ?camera=NAME."""
+    blueprint = Blueprint("history", __name__)
+
+    @blueprint.get("/events")
+    def events():
+        return jsonify(request_catalogue().events(limit=query_number("limit", 100, 1, 1000), camera=_camera_query()))
+
+    @blueprint.get("/shows")
+    def shows():
+        limit = query_number("limit", SHOWS_PER_PAGE, 1, SHOWS_MAX)
+        entries = request_catalogue().entries(kind="change", limit=limit + 1, camera=_camera_query())
+        return render_template("shows.html", entries=entries[:limit], limit=limit, more=len(entries) > limit,
+                               max_limit=SHOWS_MAX)
+
+    return blueprint
+
+
+def _camera_query():
+    return query_text("camera", max_length=64)
