@@ -20,8 +20,8 @@ def scrape(client, **request):
 SERVER_WIDE = ("camera_media_free_bytes", "camera_events", "camera_events_last_day")
 
 
-def value(samples, name, camera="fake", **labels):
-    """A sample; those of a camera have its name as label ``camera`` (the tests' camera: fake)."""
+def value(samples, name, camera="demo", **labels):
+    """A sample; those of a camera have its name as label ``camera`` (the tests' camera: demo)."""
     if name not in SERVER_WIDE:
         labels["camera"] = camera
     return samples[(name, tuple(sorted(labels.items())))]
