@@ -122,10 +122,23 @@ def test_an_event_is_added_once_then_updated_and_each_change_notified_after_its_
     writer.write_due()
     assert catalogue.calls == ["add", "update", "update"]
     assert catalogue.rows == {1: {"start": 100.0, "kind": "object", "end": 102.0, "peak_score": 0.1,
-                                  "labels": ["person"], "snapshot": "motion_1.jpg", "clip": "video_1.mp4"}}
+                                  "labels": ["person"], "snapshot": "motion_1.jpg", "clip": "video_1.mp4",
+                                  "camera": None}}
     assert messages.sent() == [("started", 1), ("updated", 1), ("ended", 1)]
     assert messages.received[2]["snapshot"] == "motion_1.jpg" and messages.received[2]["clip"] == "video_1.mp4"
     assert store.unsaved == [] and writer.waiting == []
+
+
+def test_each_event_and_message_names_the_store_s_camera(catalogue, writer, messages):
+    store = EventStore(writer, [messages], camera_name="porch")
+    store.save(START)
+    writer.write_due()
+    catalogue.failing = LOCKED              # a message of a refused write names it too
+    store.save(END)
+    writer.write_due()
+    assert catalogue.rows[1]["camera"] == "porch"
+    assert [(message["type"], message["camera"]) for message in messages.received] == [("started", "porch"),
+                                                                                         ("ended", "porch")]
 
 
 def test_changes_handed_over_between_writes_are_written_once_as_the_newest_state(catalogue, writer, store,
@@ -204,7 +217,8 @@ def test_an_event_given_up_while_it_lasts_is_added_whole_at_its_next_change(cata
     store.save(END)
     writer.write_due()
     assert catalogue.rows == {1: {"start": 100.0, "kind": "object", "end": 102.0, "peak_score": 0.1,
-                                  "labels": ["person"], "snapshot": "motion_1.jpg", "clip": "video_1.mp4"}}
+                                  "labels": ["person"], "snapshot": "motion_1.jpg", "clip": "video_1.mp4",
+                                  "camera": None}}
     assert messages.sent() == [("started", None), ("ended", 1)]
     assert (messages.received[-1]["snapshot"], messages.received[-1]["clip"]) == ("motion_1.jpg", "video_1.mp4")
     assert store.unsaved == []

@@ -69,11 +69,11 @@ def catalogue(db_path, media_dir):
 
 def test_a_new_catalogue_has_the_schema_its_version_and_wal(catalogue, db_path):
     assert raw(db_path, "PRAGMA journal_mode") == [("wal",)]
-    assert raw(db_path, "PRAGMA user_version") == [(1,)]
+    assert raw(db_path, "PRAGMA user_version") == [(2,)]
     tables = {name for (name,) in raw(db_path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"media", "events"} <= tables
     indexes = {name for (name,) in raw(db_path, "SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert {"media_created", "events_start"} <= indexes
+    assert {"media_created", "media_camera", "events_start", "events_camera"} <= indexes
     assert catalogue._db().execute("PRAGMA busy_timeout").fetchone()[0] == 10000
 
 
@@ -122,6 +122,60 @@ def test_a_missing_media_folder_is_refused(tmp_path):
         MediaCatalogue(tmp_path / "media.db", tmp_path / "nowhere")
 
 
+# -- migration from version 1 (events without their camera) -----------------------------------------
+
+VERSION_1_SCHEMA = """
+CREATE TABLE media (id INTEGER PRIMARY KEY, filename TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL CHECK (kind IN ('picture', 'video', 'change', 'motion')), created REAL NOT NULL,
+    size INTEGER, duration REAL, width INTEGER, height INTEGER, camera TEXT, note TEXT);
+CREATE INDEX media_created ON media (created);
+CREATE TABLE events (id INTEGER PRIMARY KEY, start REAL NOT NULL, "end" REAL, kind TEXT NOT NULL,
+    peak_score REAL, labels TEXT, snapshot TEXT, clip TEXT);
+CREATE INDEX events_start ON events (start);
+INSERT INTO media (id, filename, kind, created, size, camera) VALUES (4, 'porch.jpg', 'picture', 10, 5, 'porch');
+INSERT INTO events (id, start, "end", kind, peak_score, labels) VALUES (8, 20, 25, 'motion', 0.5, '["cat"]');
+INSERT INTO events (id, start, kind) VALUES (9, 30, 'change');
+PRAGMA user_version = 1;
+"""
+
+
+def make_version_1_db(path):
+    db = sqlite3.connect(path)
+    db.executescript(VERSION_1_SCHEMA)
+    db.close()
+
+
+def test_a_version_1_catalogue_is_migrated_in_place_keeping_every_row(db_path, media_dir):
+    make_version_1_db(db_path)
+    with MediaCatalogue(db_path, media_dir) as catalogue:
+        assert [(entry["id"], entry["filename"], entry["camera"]) for entry in catalogue.entries()] == [
+            (4, "porch.jpg", "porch")]
+        assert [(event["id"], event["kind"], event["labels"], event["camera"]) for event in catalogue.events()] == [
+            (9, "change", [], None), (8, "motion", ["cat"], None)]
+        catalogue.add_event(40.0, "motion", camera="garden")
+        assert [event["id"] for event in catalogue.events(camera="garden")] == [10]
+    assert raw(db_path, "PRAGMA user_version") == [(2,)]
+    indexes = {name for (name,) in raw(db_path, "SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"media_camera", "events_camera"} <= indexes
+    with MediaCatalogue(db_path, media_dir) as again:          # opened again: nothing more to do
+        assert len(again.events()) == 3
+
+
+def test_a_version_1_migration_that_fails_leaves_it_untouched(db_path, media_dir, monkeypatch):
+    make_version_1_db(db_path)
+
+    def failing_statements():            # the column is added, then a statement fails: all is rolled back
+        statements, version = schema()
+        return [*statements[:-1], "CREATE INDEX broken ON nowhere (nothing)", statements[-1]], version
+    schema = media_catalogue._schema
+    monkeypatch.setattr(media_catalogue, "_schema", failing_statements)
+    with pytest.raises(sqlite3.OperationalError):
+        MediaCatalogue(db_path, media_dir)
+    assert raw(db_path, "PRAGMA user_version") == [(1,)]
+    assert "camera" not in {row[1] for row in raw(db_path, "PRAGMA table_info(events)")}
+    assert raw(db_path, "SELECT id FROM events ORDER BY id") == [(8,), (9,)]
+
+
 # -- migration from the original media(id, date, fileName) -----------------------------------------
 
 
@@ -151,7 +205,7 @@ def test_an_original_database_is_migrated_in_place_without_losing_rows(db_path, 
         # A name from the original catalogue (':' is no longer allowed) can still be removed.
         catalogue.remove("2019-04-12 13:45:12.png", delete_file=True)
         assert not (media_dir / "2019-04-12 13:45:12.png").exists()
-    assert raw(db_path, "PRAGMA user_version") == [(1,)]
+    assert raw(db_path, "PRAGMA user_version") == [(2,)]
     assert raw(db_path, "PRAGMA journal_mode") == [("wal",)]
     tables = {name for (name,) in raw(db_path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables == {"media", "events"}
@@ -291,6 +345,42 @@ def test_entries_are_newest_first_and_filter_by_kind(catalogue, media_dir):
     assert [entry["filename"] for entry in catalogue.entries(kind="video")] == ["old.mp4"]
     with pytest.raises(InvalidValue):
         catalogue.entries(kind="sound")
+
+
+def test_entries_and_events_filter_by_camera(catalogue, media_dir):
+    for created, name, camera in [(30, "porch-1.jpg", "porch"), (20, "garden.mp4", "garden"),
+                                  (10, "porch-2.jpg", "porch"), (5, "by-hand.jpg", None)]:
+        put(media_dir, name)
+        catalogue.add(name, created=created, camera=camera)
+    catalogue.add_event(100.0, "motion", camera="porch")
+    catalogue.add_event(200.0, "change", camera="garden")
+    catalogue.add_event(300.0, "change")
+
+    assert [entry["filename"] for entry in catalogue.entries(camera="porch")] == ["porch-1.jpg", "porch-2.jpg"]
+    assert [entry["filename"] for entry in catalogue.entries(camera="porch", kind="video")] == []
+    assert [entry["filename"] for entry in catalogue.entries(camera="porch", limit=1, offset=1)] == ["porch-2.jpg"]
+    assert catalogue.entries(camera="attic") == []             # a camera that made nothing yet
+    assert len(catalogue.entries()) == 4
+    assert [(event["start"], event["camera"]) for event in catalogue.events(camera="garden")] == [(200.0, "garden")]
+    assert [event["camera"] for event in catalogue.events()] == [None, "garden", "porch"]
+    assert catalogue.events(camera="attic", limit=5) == []
+    with pytest.raises(InvalidValue):
+        catalogue.entries(camera=3)
+    with pytest.raises(InvalidValue):
+        catalogue.add_event(1.0, "motion", camera=["porch"])
+
+
+def test_cameras_are_the_names_in_media_and_events_sorted(catalogue, media_dir):
+    assert catalogue.cameras() == []
+    put(media_dir, "a.jpg")
+    put(media_dir, "b.jpg")
+    put(media_dir, "c.jpg")
+    catalogue.add("a.jpg", camera="porch")
+    catalogue.add("b.jpg", camera="garden")
+    catalogue.add("c.jpg")                                      # no camera: not a choice
+    catalogue.add_event(1.0, "motion", camera="attic")
+    catalogue.add_event(2.0, "motion", camera="porch")
+    assert catalogue.cameras() == ["attic", "garden", "porch"]
 
 
 def test_entries_skip_an_offset_in_the_query(catalogue, media_dir):
@@ -458,7 +548,7 @@ def test_events_are_stored_updated_and_listed_newest_first(catalogue):
     second = catalogue.add_event(200.0, "change")
     updated = catalogue.update_event(first, end=110.0, labels=("person", "cat"), clip="m.mp4")
     assert updated == {"id": first, "start": 100.0, "end": 110.0, "kind": "motion", "peak_score": 0.4,
-                       "labels": ["person", "cat"], "snapshot": "m.jpg", "clip": "m.mp4"}
+                       "labels": ["person", "cat"], "snapshot": "m.jpg", "clip": "m.mp4", "camera": None}
     assert [event["id"] for event in catalogue.events()] == [second, first]
     assert catalogue.events(limit=1)[0]["labels"] == []
     with pytest.raises(UnknownEvent):

@@ -139,11 +139,17 @@ class MediaCatalogue:
         removed = self._forget(chosen, delete_file)
         return removed[0] if removed else None
 
-    def entries(self, kind=None, newest_first=True, limit=None, offset=0):
-        """The entries as dicts, newest first unless told otherwise; ``offset`` skips that many first."""
-        where, parameters = "", []
+    def entries(self, kind=None, newest_first=True, limit=None, offset=0, camera=None):
+        """The entries as dicts, newest first unless told otherwise; ``offset`` skips that many first.
+        ``kind`` and ``camera`` (a camera's name, matched exactly) keep only those entries."""
+        conditions, parameters = [], []
         if kind is not None:
-            where, parameters = "WHERE kind = ?", [check_kind("kind", kind)]
+            conditions.append("kind = ?")
+            parameters.append(check_kind("kind", kind))
+        if camera is not None:
+            conditions.append("camera = ?")
+            parameters.append(_camera_name(camera))
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         order = "DESC" if newest_first else "ASC"
         query = f"SELECT * FROM media {where} ORDER BY created {order}, id {order}"
         if limit is not None or offset:
@@ -259,10 +265,12 @@ class MediaCatalogue:
 
     # -- events -----------------------------------------------------------------------------
 
-    def add_event(self, start, kind, *, end=None, peak_score=None, labels=(), snapshot=None, clip=None):
-        """Record a detector event; answers its id."""
+    def add_event(self, start, kind, *, end=None, peak_score=None, labels=(), snapshot=None, clip=None,
+                  camera=None):
+        """Record a detector event (``camera``: the name of the camera that saw it); answers its id."""
         fields = check_fields(EVENT_FIELDS, dict(start=start, kind=kind, end=end, peak_score=peak_score,
                                                  labels=labels, snapshot=snapshot, clip=clip), "add_event")
+        fields["camera"] = None if camera is None else _camera_name(camera)
         with self._transaction() as db:
             columns = ", ".join(f'"{key}"' for key in fields)
             cursor = db.execute(f"INSERT INTO events ({columns}) VALUES (?{', ?' * (len(fields) - 1)})",
@@ -280,9 +288,13 @@ class MediaCatalogue:
                 db.execute(f"UPDATE events SET {assignments} WHERE id = ?", (*changes.values(), event_id))
             return _event(db.execute("SELECT * FROM events WHERE id = ?", (event_id,)).fetchone())
 
-    def events(self, limit=None):
-        """The events, newest first, with labels as a list."""
-        query, parameters = "SELECT * FROM events ORDER BY start DESC, id DESC", []
+    def events(self, limit=None, camera=None):
+        """The events, newest first, with labels as a list; with ``camera``, only that camera's."""
+        query, parameters = "SELECT * FROM events", []
+        if camera is not None:
+            query += " WHERE camera = ?"
+            parameters.append(_camera_name(camera))
+        query += " ORDER BY start DESC, id DESC"
         if limit is not None:
             query += " LIMIT ?"
             parameters.append(check_number("limit", limit, whole=True))
@@ -294,6 +306,13 @@ class MediaCatalogue:
             return self._db().execute("SELECT COUNT(*) FROM events").fetchone()[0]
         since = check_number("since", since, required=True)
         return self._db().execute("SELECT COUNT(*) FROM events WHERE start >= ?", (since,)).fetchone()[0]
+
+    def cameras(self):
+        """The names of the cameras that made media or saw events, sorted: the choices of a camera filter."""
+        rows = self._db().execute("SELECT camera FROM media WHERE camera IS NOT NULL AND camera != '' "
+                                  "UNION SELECT camera FROM events WHERE camera IS NOT NULL AND camera != '' "
+                                  "ORDER BY camera")
+        return [row["camera"] for row in rows]
 
     # -- connections and transactions --------------------------------------------------------
 
@@ -400,7 +419,8 @@ class MediaCatalogue:
         set_aside.append((hidden, original))
 
     def _prepare(self):
-        """WAL mode, then the schema: created, or migrated from the original ``media(id, date, fileName)``."""
+        """WAL mode, then the schema: created, or migrated from the original ``media(id, date, fileName)``
+        or from version 1 (events without their camera), in one transaction that keeps every row."""
         statements, version = _schema()
         db = self._db()
         self._created = True
@@ -425,6 +445,7 @@ class MediaCatalogue:
                     raise CatalogueError(f"{self.db_path} has a media table with unknown columns "
                                          f"({', '.join(sorted(columns))}); move it away to start afresh")
                 db.execute("ALTER TABLE media RENAME TO media_original")
+            _add_missing_columns(db)
             for statement in statements:
                 db.execute(statement)
             if original:
@@ -631,6 +652,26 @@ class _CatalogueOpenedLater:
             if self._catalogue is None:
                 raise CatalogueError(f"the media catalogue could not be opened: {self._error}") from self._error
             return self._catalogue
+
+
+# Columns later versions added to a table, that an older catalogue gets (before the schema's indexes on them).
+_ADDED_COLUMNS = {"events": {"camera": "TEXT"}}      # version 2
+
+
+def _add_missing_columns(db):
+    for table, added in _ADDED_COLUMNS.items():
+        present = {row["name"].lower() for row in db.execute(f"PRAGMA table_info({table})")}
+        for column, kind in added.items():
+            if present and column not in present:       # a table not there yet is made whole by the schema
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                log.info("the catalogue's %s table has a %s column now (schema version 2)", table, column)
+
+
+def _camera_name(value):
+    """A camera's name as stored and filtered by: text."""
+    if not isinstance(value, str):
+        raise InvalidValue(f"camera must be a camera's name (text), not {value!r}")
+    return value
 
 
 def _plain(name):

@@ -49,11 +49,13 @@ class StoredEvent:
 
 
 class EventStore:
-    """Events, their notifications and picture entries: handed over by any thread, written by the writer."""
+    """Events, their notifications and picture entries: handed over by any thread, written by the writer.
+    ``camera_name``: the camera whose events these are, stored with each event and sent in each message."""
 
-    def __init__(self, writer, notifiers=()):
+    def __init__(self, writer, notifiers=(), camera_name=None):
         self.writer = writer
         self.notifiers = notifiers
+        self.camera_name = camera_name
         self._lock = threading.Lock()
         self._events = {}             # StoredEvents by the event's id, until the catalogue has the end
         self._closed = False
@@ -117,7 +119,8 @@ class EventStore:
                 stored.catalogue_id = None
                 log.warning("event %s: the catalogue forgot it while it lasted (a new database?): added again",
                             event.id)
-        stored.catalogue_id = catalogue.add_event(event.start, snapshot=stored.snapshot, clip=stored.clip, **fields)
+        stored.catalogue_id = catalogue.add_event(event.start, snapshot=stored.snapshot, clip=stored.clip,
+                                                  camera=self.camera_name, **fields)
 
     def _refused(self, stored, error):
         """A round went by without writing the event: its changes go out now, with the id known so far."""
@@ -152,7 +155,7 @@ class EventStore:
     def _notify(self, stored, changes):
         for change in changes:
             message = {**change.to_dict(), "snapshot": stored.snapshot, "clip": stored.clip,
-                       "catalogue_id": stored.catalogue_id}
+                       "catalogue_id": stored.catalogue_id, "camera": self.camera_name}
             for notifier in self.notifiers:
                 notifier.notify(message)
 
