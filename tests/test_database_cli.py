@@ -57,7 +57,7 @@ def test_add_list_and_list_json(run, media_dir):
     table = run("list")
     assert table.exit_code == 0
     lines = table.output.splitlines()
-    assert lines[0].split() == ["ID", "CREATED", "KIND", "SIZE", "LENGTH", "FILE", "NOTE"]
+    assert lines[0].split() == ["ID", "CREATED", "CAMERA", "KIND", "SIZE", "LENGTH", "FILE", "NOTE"]
     assert "walk.mp4" in lines[1] and "garden.jpg" in lines[2] and lines[2].endswith("roses")
 
     listed = json.loads(run("list", "--json").output)
@@ -67,6 +67,27 @@ def test_add_list_and_list_json(run, media_dir):
                          "camera": None, "note": "roses"}
     assert [entry["filename"] for entry in json.loads(run("list", "--json", "--kind", "video").output)] == \
         ["walk.mp4"]
+
+
+def test_list_filters_by_camera_and_shows_it(run, media_dir):
+    for created, name, camera in [(1, "porch.jpg", "porch"), (2, "garden.jpg", "garden"), (3, "hand.jpg", None)]:
+        put(media_dir, name, mtime=1_600_000_000 + created)
+    with MediaCatalogue(media_dir / "media.db", media_dir) as catalogue:
+        for name, camera in [("porch.jpg", "porch"), ("garden.jpg", "garden"), ("hand.jpg", None)]:
+            catalogue.add(name, camera=camera)
+    lines = run("list").output.splitlines()
+    camera_column = lines[0].index("CAMERA")
+    assert [line[camera_column:].split()[0] for line in lines[1:]] == ["picture", "garden", "porch"]
+    result = run("list", "--camera", "porch")
+    assert result.exit_code == 0
+    assert [line.split()[-1] for line in result.output.splitlines()[1:]] == ["porch.jpg"]
+    assert "porch" in result.output.splitlines()[1].split()
+    assert [entry["filename"] for entry in json.loads(run("list", "--json", "--camera", "garden").output)] == \
+        ["garden.jpg"]
+    assert json.loads(run("list", "--json", "--camera", "garden", "--kind", "video").output) == []
+    nothing = run("list", "--camera", "attic")
+    assert nothing.exit_code == 0
+    assert nothing.output == "No media from the camera attic yet (the catalogue knows garden, porch).\n"
 
 
 def test_an_empty_list_says_so(run):

@@ -108,8 +108,8 @@ def _size(size):
 
 
 def _table(entries):
-    header = ("ID", "CREATED", "KIND", "SIZE", "LENGTH", "FILE", "NOTE")
-    rows = [(str(entry["id"]), _when(entry["created"]), entry["kind"], _size(entry["size"]),
+    header = ("ID", "CREATED", "CAMERA", "KIND", "SIZE", "LENGTH", "FILE", "NOTE")
+    rows = [(str(entry["id"]), _when(entry["created"]), entry["camera"] or "", entry["kind"], _size(entry["size"]),
              f"{entry['duration']:.1f} s" if entry["duration"] is not None else "", entry["filename"],
              entry["note"] or "") for entry in entries]
     widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
@@ -206,14 +206,20 @@ def remove(file, delete_file):
 @media_cli.command(name="list")
 @click.option("--json", "as_json", is_flag=True, help="Print the entries as a JSON list.")
 @click.option("--kind", type=click.Choice(KINDS), help="Only entries of this kind.")
+@click.option("--camera", metavar="NAME", help="Only entries this camera made (its name, as in config.txt).")
 @_friendly_errors
-def list_entries(as_json, kind):
+def list_entries(as_json, kind, camera):
     """List the catalogue, newest first."""
-    entries = _open_catalogue().entries(kind=kind)
+    catalogue = _open_catalogue()
+    entries = catalogue.entries(kind=kind, camera=camera)
     if as_json:
         click.echo(json.dumps(entries, indent=2))
     elif entries:
         click.echo(_table(entries))
+    elif camera is not None:
+        known = catalogue.cameras()
+        click.echo(f"No media from the camera {camera} yet (the catalogue knows "
+                   f"{', '.join(known) if known else 'no camera names'}).")
     else:
         click.echo("No media yet.")
 
