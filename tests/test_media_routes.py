@@ -1,4 +1,5 @@
-"""The catalogue pages and API, media files with range requests, recording routes."""
+"""The catalogue pages and API, the camera filter, thumbnails, media files with range requests, recording routes."""
+import errno
 import os
 import socket
 import sqlite3
@@ -9,10 +10,14 @@ import time
 from pathlib import Path
 
 import av
+import cv2
+import numpy as np
 import pytest
 
 from camera_server.media import catalogue as media_catalogue
+from camera_server.media import thumbnails
 from camera_server.media.recorder import Recorder
+from camera_server.web import media_routes
 from camera_server.web.app import create_app, stop_services
 from conftest import ROOT, other_greenlets_run_while_held, read_one_part, wait_for
 
@@ -585,5 +590,185 @@ def test_a_media_folder_that_is_a_link_keeps_working(settings, tmp_path):
         assert [entry["filename"] for entry in client.get("/get_database").get_json()] == [name]
         response = client.post("/database/remove", headers=control, data={"filename": name, "delete_file": "true"})
         assert response.status_code == 200 and not (real / name).exists()
+    finally:
+        stop_services(application)
+
+
+# -- many cameras: the camera filter -----------------------------------------------------------------
+
+
+@pytest.fixture
+def two_cameras(app, media_dir):
+    """Pictures of the porch and the garden, and one added by hand (no camera), newest first: p2, g1, p1, h."""
+    catalogue = app.extensions["catalogue"]
+    for created, name, camera in [(1, "hand.jpg", None), (2, "porch-1.jpg", "porch"), (3, "garden-1.jpg", "garden"),
+                                  (4, "porch-2.jpg", "porch")]:
+        (media_dir / name).write_bytes(b"\xff\xd8\xff\xd9")
+        catalogue.put(name, "picture", created=1.7e9 + created, camera=camera)
+    return catalogue
+
+
+def test_get_database_filters_by_camera(client, two_cameras):
+    assert listed(client, "/get_database?camera=porch") == ["porch-2.jpg", "porch-1.jpg"]
+    assert listed(client, "/get_database?camera=porch&limit=1&offset=1") == ["porch-1.jpg"]
+    assert listed(client, "/get_database?camera=porch&kind=video") == []
+    assert listed(client, "/get_database?camera=attic") == []            # made nothing yet: not an error
+    assert listed(client, "/get_database?camera=") == listed(client, "/get_database")
+    assert [entry["camera"] for entry in client.get("/get_database").get_json()] == ["porch", "garden", "porch", None]
+
+
+@pytest.mark.parametrize("route", ["/get_database", "/gallery", "/database"])
+def test_a_camera_parameter_too_long_is_a_400_that_says_why(client, route):
+    assert client.get(f"{route}?camera={'x' * 64}").status_code == 200
+    response = client.get(f"{route}?camera={'x' * 65}")
+    assert response.status_code == 400 and "camera is longer than 64" in response.get_json()["error"]
+
+
+@pytest.mark.parametrize("route", ["/gallery", "/database"])
+def test_the_pages_show_one_camera_and_a_filter_that_keeps_the_other_parameters(client, two_cameras, route):
+    page = client.get(f"{route}?camera=garden&kind=picture&limit=5").get_data(as_text=True)
+    assert "garden-1.jpg" in page and "porch-1.jpg" not in page and "hand.jpg" not in page
+    links = page[page.index('id="camera-filter"'):]
+    links = links[:links.index("</nav>")]
+    assert links.index(">all<") < links.index(">garden<") < links.index(">porch<")
+    assert f'href="{route}?limit=5&amp;kind=picture"' in links
+    assert f'href="{route}?camera=porch&amp;limit=5&amp;kind=picture"' in links
+    assert f'href="{route}?camera=garden&amp;limit=5&amp;kind=picture" aria-current="page"' in links
+    everything = client.get(route).get_data(as_text=True)
+    assert all(name in everything for name in ("hand.jpg", "porch-1.jpg", "garden-1.jpg"))
+    assert f'href="{route}?limit=100" aria-current="page">all<' in everything
+    nothing = client.get(f"{route}?camera=attic")
+    assert nothing.status_code == 200 and ">attic<" in nothing.get_data(as_text=True)
+
+
+def test_the_page_links_keep_the_camera(client, app, media_dir):
+    catalogue = app.extensions["catalogue"]
+    for number in range(3):
+        (media_dir / f"p{number}.jpg").write_bytes(b"\xff\xd8\xff\xd9")
+        catalogue.put(f"p{number}.jpg", "picture", created=1.7e9 + number, camera="porch")
+    page = client.get("/gallery?camera=porch&limit=1&offset=1").get_data(as_text=True)
+    assert 'href="/gallery?limit=1&amp;camera=porch"' in page
+    assert 'href="/gallery?offset=2&amp;limit=1&amp;camera=porch"' in page
+
+
+def test_the_gallery_shows_thumbnails_linking_to_the_files_and_each_camera(client, two_cameras):
+    page = client.get("/gallery").get_data(as_text=True)
+    assert '<img src="/thumbnails/porch-2.jpg" alt="porch-2.jpg" loading="lazy" width="320" height="240">' in page
+    assert '<a href="/media/porch-2.jpg" target="_blank"' in page
+    assert '<span class="camera">garden</span>' in page
+    assert 'src="/media/' not in page                                      # no full-size picture
+
+
+# -- thumbnails --------------------------------------------------------------------------------------
+
+
+def write_video(path, frames=6, size=(320, 240)):
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=6)
+        stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
+        for _ in range(frames):
+            image = np.full((size[1], size[0], 3), 120, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+        container.mux(stream.encode())
+    return path
+
+
+def test_a_snapshot_s_thumbnail_is_made_once_and_kept(client, control, media_dir):
+    name = snapshot(client, control)
+    response = client.get(f"/thumbnails/{name}")
+    assert response.status_code == 200 and response.mimetype == "image/jpeg"
+    assert response.data.startswith(b"\xff\xd8") and len(response.data) < (media_dir / name).stat().st_size
+    cache = response.headers["Cache-Control"]
+    assert cache.startswith("private") and "max-age=" in cache
+    kept = media_dir / ".thumbnails" / f"{name}.jpg"
+    made = kept.stat()
+    again = client.get(f"/thumbnails/{name}")
+    assert again.data == response.data
+    assert (kept.stat().st_ino, kept.stat().st_mtime_ns) == (made.st_ino, made.st_mtime_ns)     # not rewritten
+    assert client.get(f"/thumbnails/{name}", headers={"If-None-Match": response.headers["ETag"]}).status_code == 304
+
+
+def test_a_video_s_thumbnail_is_its_first_frame(client, app, media_dir):
+    write_video(media_dir / "walk.mp4")
+    app.extensions["catalogue"].add("walk.mp4")
+    response = client.get("/thumbnails/walk.mp4")
+    assert response.status_code == 200 and response.data.startswith(b"\xff\xd8")
+    image = cv2.imdecode(np.frombuffer(response.data, np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == (240, 320, 3) and abs(int(image.mean()) - 120) < 10
+
+
+def test_deleting_a_file_deletes_its_thumbnail(client, control, media_dir):
+    name = snapshot(client, control)
+    assert client.get(f"/thumbnails/{name}").status_code == 200
+    assert (media_dir / ".thumbnails" / f"{name}.jpg").exists()
+    response = client.post("/database/remove", headers=control, data={"filename": name, "delete_file": "true"})
+    assert response.status_code == 200
+    assert not (media_dir / ".thumbnails" / f"{name}.jpg").exists()
+    assert client.get(f"/thumbnails/{name}").status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/thumbnails/nothing.jpg", "/thumbnails/notes.txt", "/thumbnails/..%2fflask.log",
+                                  "/thumbnails/a/b.jpg", "/thumbnails/.thumbnails", "/thumbnails/media.db",
+                                  "/thumbnails/%00.jpg", "/thumbnails/" + "a" * 300 + ".jpg"])
+def test_a_name_that_is_not_a_catalogued_media_file_has_no_thumbnail(client, path):
+    response = client.get(path)
+    assert response.status_code == 404 and "error" in response.get_json()
+
+
+def test_an_uncatalogued_file_has_no_thumbnail(client, media_dir):
+    (media_dir / "outside.jpg").write_bytes(cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    assert client.get("/thumbnails/outside.jpg").status_code == 404
+
+
+@pytest.mark.parametrize("name, content", [("broken.jpg", b"\xff\xd8 not really \xff\xd9"), ("broken.mp4", b"junk" * 99),
+                                           ("empty.jpg", b"")])
+def test_a_file_that_cannot_be_decoded_is_a_404_not_a_500(client, app, media_dir, name, content):
+    (media_dir / name).write_bytes(content)
+    app.extensions["catalogue"].put(name)
+    response = client.get(f"/thumbnails/{name}")
+    assert response.status_code == 404 and "cannot be decoded" in response.get_json()["error"]
+
+
+def test_a_thumbnail_never_follows_a_link(client, app, media_dir, tmp_path):
+    (tmp_path / "private.jpg").write_bytes(cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    (media_dir / "x.jpg").write_bytes(b"\xff\xd8\xff\xd9")
+    app.extensions["catalogue"].add("x.jpg")
+    (media_dir / "x.jpg").unlink()
+    os.symlink(tmp_path / "private.jpg", media_dir / "x.jpg")      # a link took the catalogued file's place
+    assert client.get("/thumbnails/x.jpg").status_code == 404
+    assert not (media_dir / ".thumbnails" / "x.jpg.jpg").exists()
+
+
+@pytest.mark.parametrize("error", [errno.ENOSPC, errno.EROFS, errno.EIO])
+def test_a_disk_that_cannot_keep_the_thumbnail_still_gets_it(client, control, media_dir, monkeypatch, error):
+    name = snapshot(client, control)
+
+    def refused(*args):
+        raise OSError(error, os.strerror(error))
+    monkeypatch.setattr(thumbnails, "_keep", refused)
+    response = client.get(f"/thumbnails/{name}")
+    assert response.status_code == 200 and response.data.startswith(b"\xff\xd8")
+    assert not (media_dir / ".thumbnails" / f"{name}.jpg").exists()
+
+
+def test_a_thumbnail_is_made_off_the_event_loop(client, control, monkeypatch):
+    name = snapshot(client, control)
+    calls = []
+
+    def recorded(function, *args, **kwargs):
+        calls.append(getattr(function, "__name__", function))
+        return function(*args, **kwargs)
+    monkeypatch.setattr(media_routes, "call_blocking", recorded)
+    assert client.get(f"/thumbnails/{name}").status_code == 200
+    assert "make_thumbnail" in calls
+
+
+def test_thumbnails_need_a_login_like_the_media(settings):
+    application = create_app(settings.replace(require_login=True))
+    try:
+        client = application.test_client()
+        name = client.post("/snapshot", headers={"X-User-Key": "sesame"}).get_json()["file"]
+        assert client.get(f"/thumbnails/{name}").status_code == 401
+        assert client.get(f"/thumbnails/{name}", headers={"X-User-Key": "sesame"}).status_code == 200
     finally:
         stop_services(application)

@@ -26,6 +26,7 @@ from camera_server.failures import is_disk_full
 from camera_server.media.fields import KINDS, InvalidValue  # noqa: F401
 from camera_server.media.files import (TRASH_PREFIX, MediaExists, MediaFolderGone, MediaNameError, being_written,
                                        give_new_name, media_path, regular_file_stat)
+from camera_server.media.thumbnails import remove_thumbnail
 from camera_server.settings import PROJECT_DIR
 
 log = logging.getLogger(__name__)
@@ -583,7 +584,9 @@ def _put_back(set_aside):
 
 
 def _delete_set_aside(set_aside):
+    """Delete the files set aside, and their thumbnails: the one place media files are deleted."""
     for hidden, original in set_aside:
+        remove_thumbnail(original.parent, original.name)
         try:
             os.unlink(hidden)
         except OSError as error:

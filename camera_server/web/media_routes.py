@@ -1,4 +1,4 @@
-"""Media routes: the catalogue pages and API, the files themselves, and recording.
+"""Media routes: the catalogue pages and API, the files themselves and their thumbnails, and recording.
 
 The catalogue (media.catalogue.MediaCatalogue) and the recorder (media.recorder.Recorder) live in
 ``current_app.extensions``; their exceptions become status codes here and nowhere else. Requests
@@ -14,11 +14,12 @@ from werkzeug.exceptions import HTTPException
 from camera_server import failures
 from camera_server.blocking import call_blocking
 from camera_server.media.catalogue import DuplicateMedia, FileInUse, MissingFile, UnknownMedia
-from camera_server.media.fields import guess_kind
+from camera_server.media.fields import guess_kind, media_name
 from camera_server.media.files import MediaExists, MediaNameError, media_path, open_regular_file
 from camera_server.media.recorder import InsufficientSpace, NotRecording, RecordingBusy, RecordingError
+from camera_server.media.thumbnails import make_thumbnail
 from camera_server.web import auth
-from camera_server.web.request_fields import field, flag, query_flag, query_number
+from camera_server.web.request_fields import field, flag, query_flag, query_number, query_text
 
 # Exceptions of the models -> HTTP status codes.
 _STATUS = {
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 100             # entries on one page of /gallery and /database
 MAX_LIMIT = 1000            # the most entries /get_database answers at once
 MAX_OFFSET = 10_000_000     # SQLite still steps over the rows before a deep page, in the thread pool
+MAX_CAMERA_NAME = 64        # characters of ?camera=
+THUMBNAIL_MAX_AGE_S = 3600  # how long a browser may keep a thumbnail without asking again
 
 
 class _OffTheLoop:
@@ -62,15 +65,24 @@ def _recorder():
 
 
 def _page():
-    """One page of the catalogue, newest first (?limit=, ?offset=, ?kind=): its entries, whether older
-    ones follow, and the parameters that chose it."""
+    """One page of the catalogue, newest first (?limit=, ?offset=, ?kind=, ?camera=): its entries,
+    whether older ones follow, and the parameters that chose it. A camera that made nothing yet has
+    an empty page."""
     limit = query_number("limit", PAGE_SIZE, 1, MAX_LIMIT)
     offset = query_number("offset", 0, 0, MAX_OFFSET)
     kind = request.args.get("kind") or None
     if kind not in (None, "picture", "video", "change", "motion"):
         abort(400, description="kind must be picture, video, change or motion")
-    found = request_catalogue().entries(kind=kind, limit=limit + 1, offset=offset)
-    return dict(entries=found[:limit], more=len(found) > limit, limit=limit, offset=offset, kind=kind)
+    camera = query_text("camera", max_length=MAX_CAMERA_NAME)
+    found = request_catalogue().entries(kind=kind, limit=limit + 1, offset=offset, camera=camera)
+    return dict(entries=found[:limit], more=len(found) > limit, limit=limit, offset=offset, kind=kind,
+                camera=camera)
+
+
+def _page_with_cameras():
+    """A page for /gallery or /database, with the catalogue's camera names for the camera filter."""
+    page = _page()
+    return dict(page, cameras=request_catalogue().cameras())
 
 
 def _answer(action, *args, **kwargs):
@@ -127,11 +139,11 @@ def create_media_blueprint():
 
     @blueprint.get("/database")
     def database_page():
-        return render_template("database.html", **_page())
+        return render_template("database.html", **_page_with_cameras())
 
     @blueprint.get("/gallery")
     def gallery_page():
-        return render_template("gallery.html", **_page())
+        return render_template("gallery.html", **_page_with_cameras())
 
     @blueprint.get("/get_database")
     def get_database():
@@ -167,6 +179,24 @@ def create_media_blueprint():
         if handle is None:
             abort(404, description=f"{name} is not a picture or video in the media folder")
         return _send_open_file(handle, path.name, query_flag("download"))
+
+    @blueprint.get("/thumbnails/<path:name>")
+    def thumbnail(name):
+        """A small JPEG of a catalogued picture or video, made once and kept (media.thumbnails)."""
+        unknown = f"{name} is not a picture or video in the catalogue"
+        try:
+            name = media_name(name)
+        except MediaNameError:
+            abort(404, description=unknown)
+        if request_catalogue().get(name) is None:
+            abort(404, description=unknown)
+        jpeg = call_blocking(make_thumbnail, current_app.config["MEDIA_DIR"], name)
+        if jpeg is None:
+            abort(404, description=f"{name} has no thumbnail: it is not in the media folder or cannot be decoded")
+        response = current_app.response_class(jpeg, mimetype="image/jpeg")
+        response.headers["Cache-Control"] = f"private, max-age={THUMBNAIL_MAX_AGE_S}"
+        response.add_etag()
+        return response.make_conditional(request)
 
     @blueprint.post("/video_capture")
     @auth.require_control
