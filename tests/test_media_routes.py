@@ -651,12 +651,16 @@ def test_the_page_links_keep_the_camera(client, app, media_dir):
     assert 'href="/gallery?offset=2&amp;limit=1&amp;camera=porch"' in page
 
 
-def test_the_gallery_shows_thumbnails_linking_to_the_files_and_each_camera(client, two_cameras):
+def test_the_gallery_shows_thumbnails_linking_to_the_files_and_each_camera(client, app, two_cameras, media_dir):
+    (media_dir / "walk.mp4").write_bytes(b"not played here")
+    app.extensions["catalogue"].put("walk.mp4", "video", created=1.8e9, width=640, height=360, camera="garden")
     page = client.get("/gallery").get_data(as_text=True)
     assert '<img src="/thumbnails/porch-2.jpg" alt="porch-2.jpg" loading="lazy" width="320" height="240">' in page
     assert '<a href="/media/porch-2.jpg" target="_blank"' in page
     assert '<span class="camera">garden</span>' in page
-    assert 'src="/media/' not in page                                      # no full-size picture
+    assert '<img src="/media/' not in page                                 # no full-size picture
+    assert ('<video src="/media/walk.mp4" poster="/thumbnails/walk.mp4" width="320" height="180" controls '
+            'preload="metadata"') in page                                  # a player, with its first frame
 
 
 # -- thumbnails --------------------------------------------------------------------------------------
