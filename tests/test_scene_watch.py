@@ -9,6 +9,7 @@ import logging
 import sqlite3
 import threading
 import time
+import types
 from pathlib import Path
 
 import av
@@ -20,6 +21,7 @@ import scenes
 from camera_server.capture.camera import Camera, CameraError, Source
 from camera_server.capture.demo import DemoSource
 from camera_server.media import catalogue as media_catalogue
+from camera_server.media import pictures
 from camera_server.media import recorder as recorder_module
 from camera_server.media.catalogue import CatalogueError, MediaCatalogue
 from camera_server.media.files import write_unique_file
@@ -367,7 +369,8 @@ def test_the_clip_stops_postroll_s_after_the_event_ended_not_after_the_end_was_n
         def add_event(self, start, **fields):
             return 7
 
-    watch = scene_watch.SceneWatch(None, Catalogue(), tmp_path, writer=CatalogueWriter(Catalogue()), monitor=None,
+    camera = types.SimpleNamespace(name="fake")     # never read: the test drives the clock itself
+    watch = scene_watch.SceneWatch(camera, Catalogue(), tmp_path, writer=CatalogueWriter(Catalogue()), monitor=None,
                                    motion=None, tracker=EventTracker(quiet_s=5.0), postroll_s=2.0)
     watch._clip = "event.mp4"
     last_motion = 103.0
@@ -741,7 +744,7 @@ def test_a_disk_that_refuses_writes_is_said_once_and_tried_again_later(still_wat
     def read_only(*args, **kwargs):
         tries.append(args)
         raise OSError(errno.EROFS, "Read-only file system", str(watch.media_dir))
-    monkeypatch.setattr(scene_watch, "write_unique_file", read_only)
+    monkeypatch.setattr(pictures, "write_unique_file", read_only)
     watch.take_baseline()
     source.level = 200
     watch.start_monitor()
@@ -753,7 +756,7 @@ def test_a_disk_that_refuses_writes_is_said_once_and_tried_again_later(still_wat
     errors = [record for record in caplog.records if record.levelno == logging.ERROR]
     assert len(errors) == 1 and "tried again every 60 s" in errors[0].getMessage()
     monkeypatch.setattr(scene_watch, "WRITE_RETRY_S", 0.0)
-    monkeypatch.setattr(scene_watch, "write_unique_file", write_unique_file)     # the disk is back
+    monkeypatch.setattr(pictures, "write_unique_file", write_unique_file)     # the disk is back
     watch._write_failure = (watch._write_failure[0], 0.0)
     assert wait_for(lambda: watch.changes_saved > 0 and saving_stopped(watch) is None)
 

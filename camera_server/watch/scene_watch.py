@@ -59,7 +59,7 @@ class SceneWatch:
         self.recorder, self.preroll, self.postroll_s = recorder, preroll, postroll_s
         self.record_events = record_events and recorder is not None
         self.notifiers = list(notifiers)
-        self.events = EventStore(writer, self.notifiers)     # writer: the app's media.writer.CatalogueWriter
+        self.events = EventStore(writer, self.notifiers, camera.name)   # writer: the app's media.writer.CatalogueWriter
         self.show_boxes = show_boxes
         self.detector_name = type(detector).__name__ if detector else None
         self._worker = DetectionWorker(detector, self._on_detections).start() if detector else None

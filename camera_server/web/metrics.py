@@ -24,6 +24,9 @@ class Metrics:
         self._frames_dropped = Counter("camera_stream_frames_dropped",
                                        "frames a viewer skipped because it was slower than the camera",
                                        ["camera"], registry=self.registry)
+        for unit in extensions["cameras"]:          # a camera added later shows once it has a viewer
+            self._frames_sent.labels(unit.name)
+            self._frames_dropped.labels(unit.name)
         self.registry.register(_LiveCollector(extensions, media_dir))
 
     def count_sent(self, camera_name, previous_seq, seq):
