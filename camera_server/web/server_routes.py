@@ -15,7 +15,7 @@ from camera_server.cameras import CameraExists, DefaultCameraKept, UnknownCamera
 from camera_server.capture.camera import CameraError
 from camera_server.config_file import CameraNotFound, add_camera_section, remove_camera_section
 from camera_server.config_file import CameraExists as CameraInConfigFile
-from camera_server.settings import CAMERA_TYPES, ConfigError, parse_camera_section, project_path
+from camera_server.settings import CAMERA_TYPES, parse_camera_section, project_path
 from camera_server.url_secrets import redact, url_secrets
 from camera_server.watch.detection import DetectorError
 from camera_server.web import auth
@@ -74,7 +74,7 @@ def create_server_blueprint():
             unit = call_blocking(add_and_write, cameras(), camera_settings, values, _config_file(settings), changes)
         except (CameraExists, CameraInConfigFile) as error:
             abort(409, description=str(error))
-        except (ConfigError, CameraError, DetectorError) as error:      # a bad name or value, a backend not here
+        except (ValueError, CameraError, DetectorError) as error:       # a bad name or value, a backend not here
             abort(400, description=str(error))
         except OSError as error:        # config.txt cannot be written: the camera was not added
             _config_file_failure(error)
@@ -117,8 +117,8 @@ def add_and_write(registry, settings, values, path, lock):
 
 
 def remove_and_write(registry, name, path, lock):
-    """Take the camera's section out of config.txt (if it has one: a camera added while the file could
-    not be read has none), then the camera out of the running server."""
+    """Take the camera's section out of config.txt (if it has one: the file may have been edited since),
+    then the camera out of the running server (its recording is finished)."""
     with lock:
         if registry.get(name) is registry.default:
             raise DefaultCameraKept(f"{name} is the default camera, which the original routes use; it "
