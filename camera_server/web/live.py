@@ -1,5 +1,6 @@
 """Live routes of one camera (a blueprint registered for the default camera and under /cam/<name>):
-the live page, the MJPEG stream and the newest still, its /status, its controls and snapshots."""
+the live page, the MJPEG stream and the newest still, its /status, its controls, snapshots and
+recordings."""
 import logging
 import socket
 
@@ -12,7 +13,7 @@ from camera_server.media.files import MediaExists, MediaNameError, check_media_n
 from camera_server.media.pictures import save_picture
 from camera_server.stream import mjpeg
 from camera_server.web import auth
-from camera_server.web.media_routes import request_catalogue
+from camera_server.web.media_routes import answer, request_catalogue
 from camera_server.web.request_fields import field, number, switch, text_fields
 from camera_server.web.selected_camera import cameras, catalogue_filter, selected
 
@@ -152,6 +153,17 @@ def create_live_blueprint():
     @auth.require_control
     def set_focus():
         return _focus_control(_camera().set_focus, number("value", float, 0, 1023))
+
+    @blueprint.post("/video_capture")
+    @auth.require_control
+    def video_capture():
+        recorder = selected().recorder
+        action = field("action").lower()
+        if action == "start":
+            return jsonify(answer(recorder.start, field("filename", required=False)))
+        if action == "stop":       # waits while the file is finished: not on the event loop
+            return jsonify(answer(call_blocking, recorder.stop))
+        abort(400, description=f"action must be start or stop, not {action!r}")
 
     @blueprint.post("/manual_video")
     @auth.require_control

@@ -1,7 +1,7 @@
-"""Media routes: the catalogue pages and API, the files themselves and their thumbnails, and recording.
+"""Media routes: the catalogue pages and API, the files themselves and their thumbnails.
 
-The catalogue (media.catalogue.MediaCatalogue) and the recorder (media.recorder.Recorder) live in
-``current_app.extensions``; their exceptions become status codes here and nowhere else. Requests
+The catalogue (media.catalogue.MediaCatalogue) lives in ``current_app.extensions``; its exceptions and
+the recorder's (the live routes record) become status codes here and nowhere else (``answer``). Requests
 reach the catalogue through request_catalogue(), off the gevent loop, and list it a page at a time.
 """
 import functools
@@ -60,10 +60,6 @@ def request_catalogue():
     return _OffTheLoop(current_app.extensions["catalogue"])
 
 
-def _recorder():
-    return current_app.extensions["recorder"]
-
-
 def _page():
     """One page of the catalogue, newest first (?limit=, ?offset=, ?kind=, ?camera=): its entries,
     whether older ones follow, and the parameters that chose it. A camera that made nothing yet has
@@ -85,7 +81,7 @@ def _page_with_cameras():
     return dict(page, cameras=request_catalogue().cameras())
 
 
-def _answer(action, *args, **kwargs):
+def answer(action, *args, **kwargs):
     """Run a model call; its known exceptions become a 4xx (or 507) with the model's message."""
     try:
         return action(*args, **kwargs)
@@ -152,14 +148,14 @@ def create_media_blueprint():
     @blueprint.post("/database/add")
     @auth.require_control
     def database_add():
-        entry = _answer(request_catalogue().add, field("filename"), note=field("note", required=False))
+        entry = answer(request_catalogue().add, field("filename"), note=field("note", required=False))
         return jsonify(entry), 201
 
     @blueprint.post("/database/remove")
     @auth.require_control
     def database_remove():
         filename, delete_file = field("filename"), flag("delete_file")
-        _answer(request_catalogue().remove, filename, delete_file=delete_file)
+        answer(request_catalogue().remove, filename, delete_file=delete_file)
         return jsonify(removed=filename, file_deleted=delete_file)
 
     @blueprint.post("/database/new")
@@ -172,7 +168,7 @@ def create_media_blueprint():
 
     @blueprint.get("/media/<path:name>")
     def media_file(name):
-        path = _answer(media_path, current_app.config["MEDIA_DIR"], name)
+        path = answer(media_path, current_app.config["MEDIA_DIR"], name)
         handle = None
         if not path.name.startswith(".") and guess_kind(path.name) is not None:
             handle = open_regular_file(path)        # never through a symbolic link
@@ -197,15 +193,5 @@ def create_media_blueprint():
         response.headers["Cache-Control"] = f"private, max-age={THUMBNAIL_MAX_AGE_S}"
         response.add_etag()
         return response.make_conditional(request)
-
-    @blueprint.post("/video_capture")
-    @auth.require_control
-    def video_capture():
-        action = field("action").lower()
-        if action == "start":
-            return jsonify(_answer(_recorder().start, field("filename", required=False)))
-        if action == "stop":       # waits while the file is finished: not on the event loop
-            return jsonify(_answer(call_blocking, _recorder().stop))
-        abort(400, description=f"action must be start or stop, not {action!r}")
 
     return blueprint
