@@ -82,7 +82,7 @@ async function refreshMedia() {
   if (!entries.length) {
     const row = rows.insertRow();
     row.className = "empty";
-    Object.assign(row.insertCell(), { colSpan: 5, textContent: "No pictures yet" });
+    Object.assign(row.insertCell(), { colSpan: 6, textContent: "No pictures yet" });
   }
 }
 
@@ -92,7 +92,7 @@ function mediaRow(entry) {
   const url = `/media/${encodeURIComponent(entry.filename)}`;
   const link = Object.assign(document.createElement("a"), { href: url, target: "_blank", textContent: entry.filename });
   const download = Object.assign(document.createElement("a"), { href: `${url}?download=1`, textContent: "download" });
-  for (const content of [formatTime(entry.created), link, entry.kind, formatSize(entry.size), download]) {
+  for (const content of [formatTime(entry.created), link, entry.kind, entry.camera || "", formatSize(entry.size), download]) {
     row.insertCell().append(content);
   }
   return row;
