@@ -156,7 +156,7 @@ class Settings:
     userkey: str = setting("", _text, "KEYS", "key for /logs, /shutdown, /reboot and the login")
     require_login: bool = setting(False, _boolean, "KEYS", "every page and control needs a login")
     # Not config keys: where the settings came from, and the cameras.
-    config_path: str = ""
+    config_path: str = ""           # the file load_settings read, or would have read (it did not exist)
     camera_name: str = ""           # this camera's [camera NAME]; empty: named by its kind (camera)
     cameras: tuple = ()             # each camera's Settings, in file order; empty: just this one
     # The per-camera (key, value) texts of [SETTINGS]/[WATCH], which a new camera section inherits.
@@ -210,7 +210,7 @@ def load_settings(path=None, environ=None):
                  for variable, key in _ENVIRONMENT.items() if environ.get(variable, "").strip()}
     server = {key: value for key, value in {**shared, **overrides}.items() if key not in PER_CAMERA_KEYS}
     camera_defaults = tuple((key, value) for key, value in shared.items() if key in PER_CAMERA_KEYS)
-    base = Settings(config_path=str(path) if path.exists() else "", camera_defaults=camera_defaults,
+    base = Settings(config_path=str(path), camera_defaults=camera_defaults,
                     **{key: _KEYS[key]["parse"](key, value) for key, value in server.items()})
     default_camera_overrides = {key: value for key, value in overrides.items() if key in PER_CAMERA_KEYS}
     if not sections:

@@ -95,6 +95,7 @@ def fake_camera(fake_source):
 @pytest.fixture
 def settings(tmp_path):
     return Settings(media_dir=str(tmp_path / "media"), log_file=str(tmp_path / "flask.log"),
+                    config_path=str(tmp_path / "config.txt"),      # /cameras/add writes here, never the project's
                     userkey="sesame", idle_timeout=0.5)
 
 

@@ -55,6 +55,7 @@ class StillSource(FakeSource):
 
 def _build(folder, board, require_login):
     settings = Settings(media_dir=str(folder / "media"), log_file=str(folder / "flask.log"), userkey=USERKEY,
+                        config_path=str(folder / "config.txt"),     # /cameras/add writes here, never the project's
                         idle_timeout=0.5, min_free_mb=0, require_login=require_login, motion_on_start=False,
                         record_events=False)
     led = Led(board.port, by_id_dir=str(folder)).start()

@@ -23,7 +23,7 @@ userkey = let-me-in
 
 def test_no_config_file_means_the_demo_camera(tmp_path):
     settings = load_settings(tmp_path / "missing.txt", environ={})
-    assert settings == Settings()
+    assert settings == Settings(config_path=str(tmp_path / "missing.txt"))     # where a camera added is written
     assert settings.camera == "demo" and settings.port == 5000
 
 

@@ -2,7 +2,6 @@
 the power controls, and the camera grid with adding and removing cameras at run time."""
 import functools
 import logging
-import os
 import subprocess
 import threading
 
@@ -142,9 +141,9 @@ def _camera_values():
 
 
 def _config_file(settings):
-    """The config file the server read, or where it would read one (CONFIG_FILE, else the project's
-    config.txt)."""
-    return settings.config_path or os.environ.get("CONFIG_FILE") or str(project_path("config.txt"))
+    """The config file the server reads at start-up (load_settings names it, whether it exists or not);
+    the project's config.txt for settings built in code."""
+    return settings.config_path or str(project_path("config.txt"))
 
 
 def _config_file_failure(error):
