@@ -189,3 +189,19 @@ def test_a_picture_the_catalogue_refuses_leaves_no_file(tmp_path):
     with pytest.raises(OSError):
         save_picture(frame_of(), tmp_path, "picture", refuse, filename="door.jpg")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_camera_other_than_the_default_has_its_own_mqtt_topics(tmp_path, free_port):
+    from camera_server.cameras import open_camera_unit
+    from camera_server.media.writer import CatalogueWriter
+
+    settings = Settings(mqtt_host="127.0.0.1", mqtt_port=free_port, min_free_mb=0)
+    writer = CatalogueWriter(None)
+    units = [open_camera_unit(settings.replace(camera_name=name), None, tmp_path, writer, default=default)
+             for name, default in (("porch", True), ("garage", False))]
+    try:
+        assert [unit.watch.notifiers[0].motion_topic for unit in units] == [
+            "camera_server/motion", "camera_server/garage/motion"]
+    finally:
+        for unit in units:
+            unit.close()
