@@ -10,6 +10,7 @@ import pytest
 from camera_server import config_file
 from camera_server.settings import load_settings
 from camera_server.web.app import create_app, stop_services
+import scenes
 from conftest import read_one_part, wait_for, write_test_video
 
 USERKEY = "sesame"
@@ -94,6 +95,71 @@ def test_an_unknown_camera_is_a_404_that_lists_the_cameras(client):
     response = client.get("/cam/nope/status")
     assert response.status_code == 404
     assert "front, clipa, clipb" in response.get_json()["error"]
+
+
+def control(app):
+    return {"X-Control-Token": app.config["CONTROL_TOKEN"]}
+
+
+def camera_states(client):
+    return client.get("/status").get_json()["cameras"]
+
+
+def test_a_toggle_changes_only_its_camera(app, client):
+    assert client.post("/cam/clipa/grayscale", data={"state": "on"}, headers=control(app)).get_json() == {
+        "grayscale": True}
+    assert client.post("/cam/front/resolution", data={"state": "on"}, headers=control(app)).status_code == 200
+    cameras = camera_states(client)
+    assert [cameras[name]["camera"]["grayscale"] for name in SIZES] == [False, True, False]
+    assert [cameras[name]["camera"]["half_resolution"] for name in SIZES] == [True, False, False]
+    assert client.get("/status").get_json()["camera"]["half_resolution"]     # front is the default
+
+
+def test_each_camera_records_its_own_file(app, client):
+    for name in ("front", "clipb"):
+        answer = client.post(f"/cam/{name}/video_capture", data={"action": "start", "filename": name},
+                             headers=control(app))
+        assert answer.status_code == 200, answer.get_json()
+    assert wait_for(lambda: all(camera_states(client)[name]["recording"]["frames"] >= 10 for name in ("front", "clipb")))
+    assert not camera_states(client)["clipa"]["recording"]["recording"]
+    for name in ("front", "clipb"):
+        assert client.post(f"/cam/{name}/video_capture", data={"action": "stop"},
+                           headers=control(app)).status_code == 200
+    for name in ("front", "clipb"):
+        (entry,) = client.get(f"/get_database?camera={name}").get_json()
+        assert entry["filename"] == f"{name}.mp4" and entry["kind"] == "video"
+        assert (entry["width"], entry["height"]) == SIZES[name]
+    assert client.get("/get_database?camera=clipa").get_json() == []
+
+
+def write_scene_video(path, scene):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), scene.fps, (scene.width, scene.height))
+    for _, image in scene.frames():
+        writer.write(image)
+    writer.release()
+    return path
+
+
+def test_each_camera_watches_for_its_own_events(tmp_path):
+    """A person walks past the door camera; the hall camera sees an empty room. Both watch for motion."""
+    sections = {"hall": {"camera": "opencv", "source": write_scene_video(tmp_path / "hall.avi",
+                                                                         scenes.EmptyRoom(seconds=4.0))},
+                "door": {"camera": "opencv", "source": write_scene_video(
+                    tmp_path / "door.avi", scenes.ObjectEntering(seconds=6.0, enter_at=1.0, leave_at=4.0))}}
+    application = start(write_config(tmp_path, sections))
+    try:
+        client = application.test_client()
+        for name in sections:
+            assert client.post(f"/cam/{name}/motion/start", headers=control(application)).status_code == 200
+        assert wait_for(lambda: client.get("/events?camera=door").get_json(), timeout=20)
+        event = client.get("/events?camera=door").get_json()[0]
+        assert event["camera"] == "door" and event["kind"] == "motion"
+        assert event["snapshot"] in {entry["filename"] for entry in client.get("/get_database?camera=door").get_json()}
+        assert client.get("/events?camera=hall").get_json() == []
+        assert [event["camera"] for event in client.get("/events").get_json()] == ["door"] * len(
+            client.get("/events").get_json())
+    finally:
+        stop_services(application)
 
 
 def test_a_camera_without_signal_leaves_the_others_streaming(tmp_path):
