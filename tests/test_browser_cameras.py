@@ -147,3 +147,11 @@ def test_the_grid_shows_every_camera_changing_and_asks_only_while_shown(server, 
 
     page.click('.camera-tile[data-camera="cam3"] a')
     page.wait_for_url(f"http://127.0.0.1:{port}/cam/cam3/")
+    # The camera's own page: its stream, and controls that act on it alone.
+    page.wait_for_function("document.getElementById('stream').naturalWidth === 256")   # cam3: 256x192
+    assert "/cam/cam3/video_feed" in page.eval_on_selector("#stream", "image => image.src")
+    page.click("#grayscale")
+    page.wait_for_function("document.getElementById('grayscale').getAttribute('aria-pressed') === 'true'")
+    cameras = status(port)["cameras"]
+    assert cameras["cam3"]["camera"]["grayscale"]
+    assert not any(cameras[name]["camera"]["grayscale"] for name in cameras if name != "cam3")
