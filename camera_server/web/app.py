@@ -27,7 +27,7 @@ from camera_server.media.writer import CatalogueWriter
 from camera_server.settings import PROJECT_DIR, ConfigError, load_settings, project_path
 from camera_server.watch.detection import DetectorError
 from camera_server.watch.event_store import close_interrupted_events
-from camera_server.web import auth, selected_camera
+from camera_server.web import auth, selected_camera, socket_routes
 from camera_server.web.light_routes import create_light_blueprint
 from camera_server.web.live import create_live_blueprint
 from camera_server.web.media_routes import create_media_blueprint, register_error_handlers
@@ -71,6 +71,7 @@ def create_app(settings=None, camera=None, led=None):
     app.register_blueprint(create_light_blueprint(lambda: current_app.extensions["led"]))
     app.register_blueprint(create_media_blueprint())
     app.register_blueprint(create_history_blueprint())
+    socket_routes.init_app(app)
     app.cli.add_command(media_cli, "media")
     if not _built_for_a_command():
         _start_services(app, settings, camera, led)

@@ -103,6 +103,36 @@ def _refuse_cross_site_changes():
         abort(403, description="changes are refused when another web site sends them (Sec-Fetch-Site: cross-site)")
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def _origin_of(scheme, netloc):
+    """(scheme, host, port) of a URL's parts, ws and wss as http and https; ValueError for a bad port."""
+    parts = urlsplit(f"//{netloc}")
+    scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
+    return scheme, (parts.hostname or "").rstrip("."), parts.port or DEFAULT_PORTS.get(scheme)
+
+
+def refuse_foreign_origin():
+    """403 for a WebSocket handshake from a page of another site (cross-site WebSocket hijacking): the
+    browser sends the visitor's cookie with it, and WebSockets are not bound by the same-origin policy,
+    so the Origin must be this server as the request names it (scheme, host and port). A request
+    without an Origin comes from a program, not a page; it needs what the stream needs."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return
+    parts = urlsplit(origin.strip())
+    try:
+        same = bool(parts.scheme) and _origin_of(parts.scheme.lower(), parts.netloc) == _origin_of(
+            request.scheme, request.headers.get("Host", ""))
+    except ValueError:          # a port that is not a number
+        same = False
+    if not same:
+        log.warning("websocket refused: Origin %r is not this server (%s)", origin[:100], request.headers.get("Host"))
+        abort(403, description="a WebSocket may only be opened by this server's own pages (the Origin "
+                               "must be this server's address)")
+
+
 def _add_security_headers(response):
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
