@@ -21,11 +21,15 @@ def is_secret_name(name):
     return bool(_SECRET_NAME.search(name))
 
 
+_NETLOC = re.compile(r"[a-z][a-z0-9+.-]*://([^/?#]*)", re.IGNORECASE)
+
+
 def _split(url):
     try:
         return urllib.parse.urlsplit(url)
-    except ValueError:      # a malformed address (a bad IPv6 literal): its query still counts
-        return urllib.parse.SplitResult("", "", "", url.partition("?")[2], "")
+    except ValueError:      # a malformed address (a bad IPv6 literal): its user info and query still count
+        netloc = _NETLOC.match(url)
+        return urllib.parse.SplitResult("", netloc.group(1) if netloc else "", "", url.partition("?")[2], "")
 
 
 def _longest_first(secrets):

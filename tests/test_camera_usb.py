@@ -176,6 +176,13 @@ def test_a_user_name_alone_in_a_stream_url_is_hidden_as_a_token():
     assert "T0ken9x" not in source.redact("cannot open https://T0ken9x@cam.local/video?channel=2")
 
 
+def test_the_password_of_a_malformed_stream_url_is_hidden_too():
+    # urllib cannot split it (an unclosed IPv6 bracket), yet OpenCV gets it and errors echo it.
+    source = OpenCVSource("rtsp://admin:hunter2@[fe80::1/stream1?pwd=s3cret")
+    assert source.name == "url rtsp://admin:***@[fe80::1/stream1?pwd=***"
+    assert "hunter2" not in source.redact("cannot open rtsp://admin:hunter2@[fe80::1/stream1")
+
+
 @pytest.mark.parametrize("name", ["password", "passwd", "pass", "pwd", "token", "access_token", "secret", "key",
                                   "apikey", "api_key", "API_KEY", "auth", "Auth", "sig", "signature", "Token"])
 def test_every_usual_secret_parameter_of_a_stream_url_is_hidden(name):
