@@ -6,6 +6,7 @@ caller checks the values (``settings.parse_camera_section``) and runs one change
 """
 import configparser
 import contextlib
+import errno
 import os
 import stat
 import tempfile
@@ -98,8 +99,15 @@ def _separator(text, newline):
 
 
 def _replace_file(path, data):
-    """Write ``data`` to ``path`` atomically, keeping the file's permission bits (and owner, as root)."""
+    """Write ``data`` to ``path`` atomically, keeping the file's permission bits (and owner, as root).
+
+    Through a symbolic link the file it names is replaced, the link kept. A file nobody may write
+    (no write permission bit) was made read-only on purpose: PermissionError, it stays as it is.
+    """
+    path = Path(os.path.realpath(path))
     old = path.stat() if path.exists() else None
+    if old is not None and not (old.st_mode & 0o222 and os.access(path, os.W_OK)):
+        raise PermissionError(errno.EACCES, "the file is read-only", str(path))
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(descriptor, "wb") as file:

@@ -301,6 +301,16 @@ def test_a_config_file_that_cannot_be_written_adds_no_camera(app, client, three_
     assert "clipa" in client.get("/status").get_json()["cameras"]
 
 
+def test_a_read_only_config_file_is_not_replaced(app, client, three_cameras):
+    before = three_cameras.read_bytes()
+    three_cameras.chmod(0o444)
+    response = client.post("/cameras/add", headers=owner(app), data={"name": "porch", "camera": "demo"})
+    assert response.status_code == 503 and "nothing was changed" in response.get_json()["error"]
+    assert client.post("/cameras/remove", headers=owner(app), data={"name": "clipa"}).status_code == 503
+    assert three_cameras.read_bytes() == before and oct(three_cameras.stat().st_mode & 0o777) == "0o444"
+    assert set(client.get("/status").get_json()["cameras"]) == {"front", "clipa", "clipb"}
+
+
 def test_an_address_that_does_not_answer_still_adds_the_camera(app, client):
     response = client.post("/cameras/add", headers=owner(app),
                            data={"name": "porch", "camera": "opencv", "source": "/nowhere/porch.avi"})

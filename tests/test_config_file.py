@@ -173,3 +173,27 @@ def test_a_failed_write_leaves_the_old_file_whole(tmp_path, monkeypatch):
         add_camera_section(path, "porch", {})
     assert path.read_text() == WITH_CAMERAS
     assert os.listdir(tmp_path) == ["config.txt"]
+
+
+def test_a_symbolic_link_to_the_file_stays_and_the_file_it_names_is_changed(tmp_path):
+    real = tmp_path / "etc" / "camera.txt"
+    real.parent.mkdir()
+    real.write_text(WITH_CAMERAS)
+    link = tmp_path / "config.txt"
+    link.symlink_to(real)
+    add_camera_section(link, "porch", {"camera": "demo"})
+    assert link.is_symlink() and names(real) == ["door", "desk", "porch"]
+    remove_camera_section(link, "porch")
+    assert link.is_symlink() and real.read_text() == WITH_CAMERAS
+    assert sorted(os.listdir(real.parent)) == ["camera.txt"]
+
+
+def test_a_read_only_file_is_left_as_it_is(tmp_path):
+    path = tmp_path / "config.txt"
+    path.write_text(WITH_CAMERAS)
+    os.chmod(path, 0o444)
+    with pytest.raises(PermissionError, match="read-only"):
+        add_camera_section(path, "porch", {})
+    with pytest.raises(PermissionError):
+        remove_camera_section(path, "door")
+    assert path.read_text() == WITH_CAMERAS and os.listdir(tmp_path) == ["config.txt"]
