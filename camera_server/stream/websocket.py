@@ -6,6 +6,8 @@ One socket carries any number of cameras. The client sends JSON text messages::
     {"op": "subscribe", "camera": "NAME"}      camera omitted: the default camera
     {"op": "unsubscribe", "camera": "NAME"}
     {"op": "ping"}
+    {"op": "subscribe", "camera": "NAME", "ack": true}   then, for each frame drawn:
+    {"op": "ack", "camera": "NAME"}
 
 and the server answers with JSON text (``hello``, ``subscribed``, ``unsubscribed``, ``pong``,
 ``error``) and sends each frame of a subscribed camera as one binary message: a header, then the
@@ -17,6 +19,12 @@ same JPEG bytes the MJPEG viewers get. The header (all big-endian):
     offset 2+L   uint64   the frame's sequence number (goes up by one per frame the camera made)
     offset 10+L  float64  the capture time, Unix seconds
     offset 18+L           the JPEG
+
+Without ``ack`` a subscription is sent the newest frame each time the socket has taken the one before,
+so a client that reads slowly has what the kernel's buffers hold on its way (a few frames). With
+``ack`` the server also waits for the client: at most ACK_WINDOW frames of that camera are on their
+way unacknowledged, so a page that draws slowly (or a slow network) is sent only what it draws, and
+its picture is at most that many frames old; the browser's page acknowledges each frame it drew.
 
 A server's WebSocket frames are not masked (RFC 6455 5.1), so the whole message, WebSocket framing
 included, is the same bytes for every client: it is built once per frame per camera and shared,
@@ -37,6 +45,7 @@ log = logging.getLogger(__name__)
 VERSION = 1
 MAX_NAME_BYTES = 32
 MAX_TEXT_BYTES = 4096           # a control message is a few dozen bytes
+ACK_WINDOW = 2                  # frames of one camera a client that acknowledges may have unacknowledged
 MAX_SUBSCRIPTIONS = 64          # cameras one socket may watch at once
 SEND_TIMEOUT = 10.0             # seconds one message may take to go out before the client is dropped
 # A client slower than the camera skips frames only if the kernel does not queue them for it: its send
@@ -195,10 +204,11 @@ class Session:
             return self.error("a message must be a JSON object such as {\"op\": \"subscribe\", \"camera\": \"NAME\"}")
         if not isinstance(request, dict):
             return self.error("a message must be a JSON object such as {\"op\": \"subscribe\", \"camera\": \"NAME\"}")
-        action = {"subscribe": self._subscribe, "unsubscribe": self._unsubscribe, "ping": self._ping}.get(
-            request.get("op") if isinstance(request.get("op"), str) else None)
+        action = {"subscribe": self._subscribe, "unsubscribe": self._unsubscribe, "ack": self._ack,
+                  "ping": self._ping}.get(request.get("op") if isinstance(request.get("op"), str) else None)
         if action is None:
-            return self.error(f"unknown op {str(request.get('op'))[:40]!r}; the ops are subscribe, unsubscribe and ping")
+            return self.error(f"unknown op {str(request.get('op'))[:40]!r}; the ops are subscribe, unsubscribe, "
+                              "ack and ping")
         action(request)
 
     def _camera(self, request):
@@ -214,6 +224,9 @@ class Session:
             return None
 
     def _subscribe(self, request):
+        acknowledges = request.get("ack", False)
+        if not isinstance(acknowledges, bool):
+            return self.error("ack must be true or false")
         camera = self._camera(request)
         if camera is None:
             return
@@ -226,7 +239,7 @@ class Session:
             return self.error(f"camera {camera.name} already has {self._max_viewers} viewers (max_viewers); "
                               "try again later", camera=camera.name)
         width, height = camera.status()["resolution"]
-        subscription = _Subscription(self, camera, leave)
+        subscription = _Subscription(self, camera, leave, acknowledges)
         self._subscriptions[camera.name] = subscription
         self.send({"op": "subscribed", "camera": camera.name, "width": width, "height": height})
         subscription.start(self._spawn)
@@ -240,6 +253,15 @@ class Session:
             return self.error(f"not subscribed to camera {camera.name}", camera=camera.name)
         subscription.stop()
         self.send({"op": "unsubscribed", "camera": camera.name})
+
+    def _ack(self, request):
+        camera = self._camera(request)
+        if camera is None:
+            return
+        subscription = self._subscriptions.get(camera.name)
+        if subscription is None or not subscription.acknowledges:
+            return self.error(f"camera {camera.name} is not subscribed with ack", camera=camera.name)
+        subscription.acknowledged()
 
     def _ping(self, request):
         self.send({"op": "pong", "time": time.time()})
@@ -300,10 +322,26 @@ class _Subscription:
     """One camera on one socket: a loop that sends the camera's newest frame each time the socket has
     taken the previous one, holding a viewer place (``leave`` gives it back)."""
 
-    def __init__(self, session, camera, leave):
+    def __init__(self, session, camera, leave, acknowledges=False):
         self.session, self.camera, self._leave = session, camera, leave
+        self.acknowledges = acknowledges
+        self._unacknowledged = 0
+        self._count_lock = threading.Lock()
         self._stopped = threading.Event()
         self._worker = None
+
+    def acknowledged(self):
+        with self._count_lock:
+            self._unacknowledged = max(0, self._unacknowledged - 1)
+
+    def _may_send(self):
+        """Whether the client can take another frame now (else the next frame after its ack)."""
+        return not self.acknowledges or self._unacknowledged < ACK_WINDOW
+
+    def _sent_one(self):
+        if self.acknowledges:
+            with self._count_lock:
+                self._unacknowledged += 1
 
     def start(self, spawn):
         try:
@@ -327,8 +365,11 @@ class _Subscription:
             for frame in self.camera.frames(timeout=WAIT_TICK, until=self._stopped.is_set, held=True):
                 if self.session.closed:
                     break
+                if not self._may_send():
+                    continue
                 frame = self.session.send_frame(self.camera, frame, sent, self._stopped.is_set)
                 if frame is not None:
+                    self._sent_one()
                     self.session.count_sent(self.camera.name, sent, frame.seq)
                     sent = frame.seq
         except OSError as error:        # a timeout too: the client took nothing for SEND_TIMEOUT
