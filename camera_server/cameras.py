@@ -11,6 +11,7 @@ import threading
 from camera_server.capture.backends import create_camera
 from camera_server.media.recorder import Recorder
 from camera_server.media.video_file import EncoderQuality
+from camera_server.ptz.controller import open_ptz
 from camera_server.watch.scene_watch import create_scene_watch
 
 log = logging.getLogger(__name__)
@@ -36,19 +37,22 @@ class DefaultCameraKept(ValueError):
 
 
 class CameraUnit:
-    """One camera and what belongs to it: the Camera (worker and frame hub), its recorder and its
-    scene watch."""
+    """One camera and what belongs to it: the Camera (worker and frame hub), its recorder, its
+    scene watch and its pan-tilt-zoom (a PtzController, None when the camera has none)."""
 
-    def __init__(self, settings, camera, recorder, watch):
+    def __init__(self, settings, camera, recorder, watch, ptz=None):
         self.settings, self.camera, self.recorder, self.watch = settings, camera, recorder, watch
+        self.ptz = ptz
 
     @property
     def name(self):
         return self.camera.name
 
     def status(self):
-        """The shape /status has for one camera: the camera, its recording, and its watch."""
-        return {"camera": self.camera.status(), "recording": self.recorder.status(), **self.watch.status()}
+        """The shape /status has for one camera: the camera, its recording, its watch and its PTZ
+        (capabilities and state, never credentials)."""
+        return {"camera": self.camera.status(), "recording": self.recorder.status(), **self.watch.status(),
+                "ptz": self.ptz.status() if self.ptz is not None else None}
 
     def close(self):
         """Finish the recording and the watch, then release the device (the recording first: its
@@ -56,6 +60,8 @@ class CameraUnit:
         self.recorder.shut_down()
         self.watch.close()
         self.recorder.close()
+        if self.ptz is not None:
+            self.ptz.close()
         self.camera.stop()
 
 
@@ -66,6 +72,7 @@ def open_camera_unit(settings, catalogue, media_dir, writer, camera=None, defaul
     setting. Opens no device. A camera other than the default publishes its MQTT topics under
     ``<mqtt_topic>/<name>``, so each has its own motion state.
     """
+    ptz = open_ptz(settings)        # first: a bad PTZ setting stops before anything is opened
     camera = camera or create_camera(settings)
     recorder = Recorder(camera, media_dir, catalogue_writer=writer,
                         max_seconds=settings.max_recording_minutes * 60, min_free_mb=settings.min_free_mb,
@@ -77,7 +84,7 @@ def open_camera_unit(settings, catalogue, media_dir, writer, camera=None, defaul
     except BaseException:
         recorder.close()
         raise
-    return CameraUnit(settings, camera, recorder, watch)
+    return CameraUnit(settings, camera, recorder, watch, ptz)
 
 
 class Cameras:

@@ -18,6 +18,7 @@ CAMERA_TYPES = ("demo", "default", "usb", "opencv", "pi", "picamera", "liquidlen
 DETECTORS = ("hog", "haar", "dnn")
 LIGHT_TYPES = ("trinket", "neopixel")
 RECORD_ENCODERS = ("auto", "libx264", "h264_v4l2m2m")
+PTZ_KINDS = ("tapo", "onvif")
 PROJECT_DIR = Path(__file__).resolve().parent.parent     # the folder of app.py, media/ and media_schema.sql
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -140,6 +141,14 @@ class Settings:
     record_events: bool = _camera_setting(False, _boolean, "WATCH", "record each event as a clip")
     preroll_s: float = _camera_setting(5.0, _number(float, 0, 300), "WATCH", "seconds of clip before the event")
     postroll_s: float = _camera_setting(5.0, _number(float, 0, 3600), "WATCH", "seconds of clip after the event")
+    ptz: str = _camera_setting("", _choice(PTZ_KINDS), "PTZ", "pan-tilt-zoom protocol: tapo or onvif")
+    ptz_host: str = _camera_setting("", _text, "PTZ", "the PTZ camera's address (empty: the source URL's host)")
+    ptz_port: int = _camera_setting(0, _number(int, 0, 65535), "PTZ",
+                                    "the PTZ port (0: the protocol's, 443 Tapo, 80 ONVIF)")
+    ptz_username: str = _camera_setting("", _text, "PTZ", "PTZ user name (empty: the source URL's)")
+    ptz_password: str = _camera_setting("", _text, "PTZ", "PTZ password (empty: the source URL's)")
+    ptz_timeout_s: float = _camera_setting(5.0, _number(float, 0.5, 30), "PTZ",
+                                           "seconds a PTZ request may take before it is a 504")
     webhook_url: str = setting("", _text, "WATCH", "URL that gets a JSON POST on events")
     mqtt_host: str = setting("", _text, "WATCH", "MQTT broker's host name or address")
     mqtt_port: int = setting(1883, _number(int, 1, 65535), "WATCH", "MQTT broker's port")

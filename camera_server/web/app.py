@@ -32,6 +32,7 @@ from camera_server.web.light_routes import create_light_blueprint
 from camera_server.web.live import create_live_blueprint
 from camera_server.web.media_routes import create_media_blueprint, register_error_handlers
 from camera_server.web.metrics import Metrics
+from camera_server.web.ptz_routes import create_ptz_blueprint
 from camera_server.web.request_fields import FieldRequest
 from camera_server.web.server_routes import create_server_blueprint
 from camera_server.web.watch_routes import create_history_blueprint, create_watch_blueprint
@@ -67,6 +68,7 @@ def create_app(settings=None, camera=None, led=None):
     app.add_template_filter(_filesize, "filesize")
     selected_camera.register_per_camera(app, create_live_blueprint())
     selected_camera.register_per_camera(app, create_watch_blueprint())
+    selected_camera.register_per_camera(app, create_ptz_blueprint())
     app.register_blueprint(create_server_blueprint())
     app.register_blueprint(create_light_blueprint(lambda: current_app.extensions["led"]))
     app.register_blueprint(create_media_blueprint())

@@ -1,0 +1,1 @@
+"""Pan-tilt-zoom: Tapo (pytapo) and ONVIF backends behind one interface, run off the event loop with timeouts."""
