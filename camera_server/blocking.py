@@ -14,8 +14,20 @@ def in_greenlet():
 
 def call_blocking(function, *args, **kwargs):
     """Run a call that may block for a while; from a greenlet, in the hub's thread pool, so the
-    other greenlets (the viewers) keep going."""
+    other greenlets (the viewers) keep going. Its exception is raised here, as a direct call's."""
     if not in_greenlet():
         return function(*args, **kwargs)
     import gevent
-    return gevent.get_hub().threadpool.apply(function, args, kwargs)
+    value, error = gevent.get_hub().threadpool.apply(_outcome, (function, args, kwargs))
+    if error is not None:
+        raise error
+    return value
+
+
+def _outcome(function, args, kwargs):
+    """(value, None), or (None, the exception): gevent's pool prints the traceback of an exception
+    that leaves its thread, which for an error the caller answers (a 409, a full disk) is noise."""
+    try:
+        return function(*args, **kwargs), None
+    except Exception as error:
+        return None, error
