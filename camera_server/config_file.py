@@ -50,12 +50,19 @@ def add_camera_section(path, name, values, default_camera=None):
     newline = "\r\n" if text and "\r\n" in text else "\n"
     sections = []
     if implicit_camera:
-        sections.append([f"[camera {default_camera.name}]", f"camera = {default_camera.camera}"])
+        sections.append([f"[camera {default_camera.name}]", f"camera = {_implicit_kind(default_camera)}"])
     sections.append([f"[camera {name}]", *lines])
     added = newline.join(newline.join(section) + newline for section in sections)
     if text is None:
         text = NEW_FILE_HEADER + newline
     _replace_file(path, (text + _separator(text, newline) + added).encode("utf-8"))
+
+
+def _implicit_kind(settings):
+    """The ``camera =`` of the implicit camera's section: its kind, or obdet when [SETTINGS] said obdet
+    (the OpenCV camera with object detection; a plain opencv would lose the detection)."""
+    written = dict(settings.camera_defaults).get("camera", "")
+    return "obdet" if written.lower() == "obdet" and settings.camera == "opencv" else settings.camera
 
 
 def remove_camera_section(path, name):

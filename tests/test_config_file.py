@@ -197,3 +197,13 @@ def test_a_read_only_file_is_left_as_it_is(tmp_path):
     with pytest.raises(PermissionError):
         remove_camera_section(path, "door")
     assert path.read_text() == WITH_CAMERAS and os.listdir(tmp_path) == ["config.txt"]
+
+
+def test_an_implicit_obdet_camera_keeps_its_object_detection(tmp_path):
+    path = tmp_path / "config.txt"
+    path.write_text("[SETTINGS]\ncamera = obdet\nsource = door.mp4\n")
+    before = load_settings(path, environ={})
+    add_camera_section(path, "porch", {"camera": "demo"}, default_camera=before)
+    default = load_settings(path, environ={}).all_cameras[0]
+    assert (default.name, default.camera, default.source) == ("opencv", "opencv", "door.mp4")
+    assert (default.detector, default.motion_on_start) == (before.detector, True) == ("hog", True)
