@@ -1,0 +1,128 @@
+// One WebSocket per page (/ws) for every camera it shows: each binary message is a small header
+// (version, camera name, sequence number, capture time; see camera_server/stream/websocket.py) and
+// the JPEG, drawn with createImageBitmap into the camera's canvas (no base64, no object URL). Each
+// frame is acknowledged once drawn, so the server sends only what the page draws. A hidden tab and
+// a canvas out of view are unsubscribed. After a server restart the socket comes back by itself
+// (1, 2, 4 ... 30 s); a socket that never worked calls onUnavailable, and the page falls back to MJPEG.
+"use strict";
+
+class StreamView {
+  constructor({ onUnavailable = () => {}, onFrame = () => {} } = {}) {
+    this.views = new Map();         // camera name -> { canvas, wanted, subscribed, drawing, pending }
+    this.onUnavailable = onUnavailable;
+    this.onFrame = onFrame;         // (name, { seq, captured, drawnAt })
+    this.worked = false;
+    this.delay = 1;
+    this.socket = null;
+    this.observer = "IntersectionObserver" in window
+      ? new IntersectionObserver((entries) => entries.forEach((entry) => this._inView(entry)))
+      : null;
+    document.addEventListener("visibilitychange", () => this._follow());
+  }
+
+  static available() {
+    return "WebSocket" in window && "createImageBitmap" in window;
+  }
+
+  show(name, canvas) {
+    this.views.set(name, { canvas, wanted: true, visible: true, subscribed: false, drawing: false, pending: null });
+    if (this.observer) this.observer.observe(canvas);
+    if (!this.socket) this._connect();
+    else this._follow();
+  }
+
+  _connect() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const socket = new WebSocket(`${scheme}//${location.host}/ws`);
+    socket.binaryType = "arraybuffer";
+    this.socket = socket;
+    socket.addEventListener("message", (event) => this._receive(event.data));
+    socket.addEventListener("close", () => this._closed(socket));
+  }
+
+  _closed(socket) {
+    if (socket !== this.socket) return;
+    for (const view of this.views.values()) view.subscribed = false;
+    if (!this.worked) {             // refused, or no WebSocket on the way here (a proxy): MJPEG
+      this.socket = null;
+      this.onUnavailable();
+      return;
+    }
+    setTimeout(() => this._connect(), this.delay * 1000);
+    this.delay = Math.min(this.delay * 2, 30);
+  }
+
+  _send(message) {
+    if (this.socket && this.socket.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify(message));
+  }
+
+  _inView(entry) {
+    for (const view of this.views.values()) {
+      if (view.canvas === entry.target) view.visible = entry.isIntersecting;
+    }
+    this._follow();
+  }
+
+  // Subscribe the cameras shown now, unsubscribe the others.
+  _follow() {
+    if (!this.socket || this.socket.readyState !== WebSocket.OPEN) return;
+    for (const [name, view] of this.views) {
+      const wanted = view.wanted && view.visible && !document.hidden;
+      if (wanted && !view.subscribed) this._send({ op: "subscribe", camera: name, ack: true });
+      if (!wanted && view.subscribed) this._send({ op: "unsubscribe", camera: name });
+      view.subscribed = wanted;
+    }
+  }
+
+  _receive(data) {
+    if (typeof data === "string") {
+      const answer = JSON.parse(data);
+      if (answer.op === "hello") {
+        this.worked = true;
+        this.delay = 1;
+        this._follow();
+      } else if (answer.op === "unsubscribed" && answer.reason && this.views.has(answer.camera)) {
+        this.views.get(answer.camera).subscribed = false;     // its camera stopped: ask again later
+        setTimeout(() => this._follow(), 2000);
+      }
+      return;
+    }
+    const bytes = new Uint8Array(data);
+    if (bytes[0] !== 1) return;
+    const nameLength = bytes[1];
+    const name = new TextDecoder().decode(bytes.subarray(2, 2 + nameLength));
+    const header = new DataView(data, 2 + nameLength, 16);
+    const frame = { seq: Number(header.getBigUint64(0)), captured: header.getFloat64(8),
+                    jpeg: bytes.subarray(2 + nameLength + 16) };
+    const view = this.views.get(name);
+    if (!view) return;
+    if (view.drawing) {             // draw only the newest: one waits, older ones are dropped
+      if (view.pending) this._send({ op: "ack", camera: name });
+      view.pending = frame;
+      return;
+    }
+    this._draw(name, view, frame);
+  }
+
+  async _draw(name, view, frame) {
+    view.drawing = true;
+    try {
+      const bitmap = await createImageBitmap(new Blob([frame.jpeg], { type: "image/jpeg" }));
+      const canvas = view.canvas;
+      if (canvas.width !== bitmap.width || canvas.height !== bitmap.height) {
+        [canvas.width, canvas.height] = [bitmap.width, bitmap.height];
+      }
+      canvas.getContext("2d").drawImage(bitmap, 0, 0);
+      bitmap.close();
+      this.onFrame(name, { seq: frame.seq, captured: frame.captured, drawnAt: Date.now() / 1000 });
+    } catch (error) {
+      // A frame that cannot be decoded is skipped; the next one comes.
+    } finally {
+      view.drawing = false;
+      this._send({ op: "ack", camera: name });
+      const next = view.pending;
+      view.pending = null;
+      if (next) this._draw(name, view, next);
+    }
+  }
+}
