@@ -247,6 +247,20 @@ def test_removing_a_camera_takes_its_section_out_byte_for_byte(app, client, thre
     assert [camera.name for camera in load_settings(three_cameras, environ={}).all_cameras] == ["front", "clipa"]
 
 
+def test_a_removed_camera_leaves_the_metrics(app, client):
+    assert client.post("/cameras/add", headers=owner(app), data={"name": "porch", "camera": "demo"}).status_code == 201
+    stream = client.get("/cam/porch/video_feed", buffered=False)
+    parts = iter(stream.response)
+    next(parts), next(parts), next(parts)        # the boundary and two frames: the first is counted
+    stream.close()
+    assert 'camera_stream_frames_sent_total{camera="porch"}' in client.get("/metrics").get_data(as_text=True)
+    assert client.post("/cameras/remove", headers=owner(app), data={"name": "porch"}).status_code == 200
+    assert client.post("/cameras/remove", headers=owner(app), data={"name": "clipb"}).status_code == 200
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'camera="porch"' not in metrics and 'camera="clipb"' not in metrics
+    assert 'camera_stream_frames_sent_total{camera="clipa"}' in metrics
+
+
 def test_a_camera_only_in_the_running_server_is_still_removed(app, client, three_cameras):
     assert client.post("/cameras/add", headers=owner(app), data={"name": "porch", "camera": "demo"}).status_code == 201
     config_file.remove_camera_section(three_cameras, "porch")          # taken out of the file by hand

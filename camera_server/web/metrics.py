@@ -36,6 +36,14 @@ class Metrics:
         if previous_seq is not None and seq > previous_seq + 1:
             self._frames_dropped.labels(camera_name).inc(seq - previous_seq - 1)
 
+    def forget(self, camera_name):
+        """A removed camera's stream counters leave the metrics (its other samples go with it)."""
+        for counter in (self._frames_sent, self._frames_dropped):
+            try:
+                counter.remove(camera_name)
+            except KeyError:            # it never had a viewer
+                pass
+
     def exposition(self):
         """The metrics in Prometheus' text format (bytes)."""
         return generate_latest(self.registry)

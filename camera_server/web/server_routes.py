@@ -90,6 +90,7 @@ def create_server_blueprint():
         settings = current_app.config["SETTINGS"]
         try:
             call_blocking(remove_and_write, cameras(), name, _config_file(settings), changes)
+            current_app.extensions["metrics"].forget(name)
         except UnknownCamera as error:
             abort(404, description=str(error))
         except DefaultCameraKept as error:
