@@ -49,10 +49,12 @@ class CameraUnit:
         return self.camera.name
 
     def status(self):
-        """The shape /status has for one camera: the camera, its recording, its watch and its PTZ
-        (capabilities and state, never credentials)."""
-        return {"camera": self.camera.status(), "recording": self.recorder.status(), **self.watch.status(),
-                "ptz": self.ptz.status() if self.ptz is not None else None}
+        """The shape /status has for one camera: the camera, its recording, its watch, and for a camera
+        with pan-tilt-zoom its PTZ (capabilities and state, never credentials)."""
+        status = {"camera": self.camera.status(), "recording": self.recorder.status(), **self.watch.status()}
+        if self.ptz is not None:
+            status["ptz"] = self.ptz.status()
+        return status
 
     def close(self):
         """Finish the recording and the watch, then release the device (the recording first: its

@@ -267,7 +267,7 @@ def test_a_camera_without_ptz_says_how_to_get_it(client, control):
     answer = client.post("/cam/plain/ptz/move", headers=control, data={"direction": "up"})
     assert answer.status_code == 409 and "set ptz = tapo or onvif" in answer.json["error"]
     assert client.get("/cam/plain/ptz/status").status_code == 409
-    assert client.get("/cam/plain/status").json["ptz"] is None
+    assert "ptz" not in client.get("/cam/plain/status").json      # the original shape
 
 
 def test_moves_need_the_control_right(client, tapo):
