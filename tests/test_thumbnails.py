@@ -109,6 +109,19 @@ def test_a_thumbnail_cut_short_is_made_again(media_dir):
     assert make_thumbnail(media_dir, "porch.jpg") == whole
 
 
+def test_a_large_jpeg_is_decoded_smaller_and_a_png_whole(media_dir, monkeypatch):
+    # A panorama of 12800x1600 takes 61 MB decoded whole; 1/8 of it still gives the 320 pixels.
+    write_picture(media_dir / "pano.jpg", width=12800, height=1600)
+    write_picture(media_dir / "porch.jpg", width=960, height=540)
+    write_picture(media_dir / "wide.png", width=3200, height=400)
+    decodings, real_decode = [], cv2.imdecode
+    monkeypatch.setattr(thumbnails.cv2, "imdecode",
+                        lambda data, flags: decodings.append(flags) or real_decode(data, flags))
+    made = [make_thumbnail(media_dir, name) for name in ("pano.jpg", "porch.jpg", "wide.png")]
+    assert decodings == [cv2.IMREAD_REDUCED_COLOR_8, cv2.IMREAD_REDUCED_COLOR_2, cv2.IMREAD_COLOR]
+    assert [decoded(jpeg).shape for jpeg in made] == [(40, 320, 3), (180, 320, 3), (40, 320, 3)]
+
+
 @pytest.mark.parametrize("content", [b"", b"not a picture at all", b"\xff\xd8\xff\xe0 broken jpeg"])
 @pytest.mark.parametrize("name", ["broken.jpg", "broken.mp4"])
 def test_a_file_that_cannot_be_decoded_has_none(media_dir, name, content):

@@ -15,6 +15,7 @@ import secrets
 import av
 import cv2
 import numpy as np
+import simplejpeg
 
 from camera_server.media.fields import guess_kind
 from camera_server.media.files import TEMPORARY_PREFIX, being_written, media_path, open_regular_file
@@ -25,6 +26,9 @@ THUMBNAIL_FOLDER = ".thumbnails"
 WIDTH = 320                         # pixels; a smaller picture is not made larger
 JPEG_QUALITY = 80
 MAX_PICTURE_BYTES = 64 * 1024 ** 2  # a larger "picture" is not decoded (it would take that much memory and more)
+# How OpenCV decodes a picture 1, 2, 4 or 8 times smaller (a JPEG by scaling its DCT: much less work).
+REDUCED_DECODING = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+                    8: cv2.IMREAD_REDUCED_COLOR_8}
 
 
 def thumbnail_path(media_dir, filename):
@@ -47,7 +51,7 @@ def make_thumbnail(media_dir, filename, width=WIDTH):
         kept = _kept(source.parent, _kept_name(source), modified_ns) if width == WIDTH else None
         if kept is not None:
             return kept
-        image = _first_frame(handle) if guess_kind(source.name) == "video" else _picture(handle)
+        image = _first_frame(handle) if guess_kind(source.name) == "video" else _picture(handle, width)
     if image is None:
         log.info("no thumbnail of %s: it cannot be decoded", source.name)
         return None
@@ -127,14 +131,27 @@ def _keep(media_dir, name, jpeg, modified_ns):
             raise
 
 
-def _picture(handle):
-    """The picture in the open file as a BGR image, or None."""
+def _picture(handle, width):
+    """The picture in the open file as a BGR image (a large JPEG decoded smaller), or None."""
     if os.fstat(handle.fileno()).st_size > MAX_PICTURE_BYTES:
         return None
-    data = np.frombuffer(handle.read(), np.uint8)
-    if data.size == 0:
+    data = handle.read()
+    if not data:
         return None
-    return cv2.imdecode(data, cv2.IMREAD_COLOR)
+    return cv2.imdecode(np.frombuffer(data, np.uint8), REDUCED_DECODING[_reduction(data, width)])
+
+
+def _reduction(data, width):
+    """How many times smaller a JPEG may be decoded and still be as large as its thumbnail: a
+    20000-pixel panorama takes gigabytes and seconds at full size. 1 for other pictures."""
+    try:
+        height, wide, _, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError:          # not a JPEG (or not one simplejpeg reads): OpenCV decodes it whole
+        return 1
+    if not wide or not height:
+        return 1
+    scale = _scale(wide, height, width)
+    return max(factor for factor in REDUCED_DECODING if factor * scale <= 1)
 
 
 def _first_frame(handle):
@@ -153,7 +170,7 @@ def _first_frame(handle):
 def _shrunk_jpeg(image, width):
     """``image`` at most ``width`` pixels wide (and at most twice that high), as JPEG bytes."""
     height, wide = image.shape[:2]
-    scale = min(1.0, width / wide, 2 * width / height)
+    scale = _scale(wide, height, width)
     if scale < 1.0:
         size = (max(1, round(wide * scale)), max(1, round(height * scale)))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
@@ -161,3 +178,9 @@ def _shrunk_jpeg(image, width):
     if not encoded:
         raise ValueError("OpenCV could not encode the thumbnail")
     return jpeg.tobytes()
+
+
+def _scale(wide, height, width):
+    """How much a picture ``wide`` x ``height`` is shrunk for a thumbnail ``width`` wide (and at most
+    twice that high); never enlarged."""
+    return min(1.0, width / wide, 2 * width / height)
