@@ -73,3 +73,12 @@ def test_no_test_changes_sys_path():
     """pytest.ini's ``pythonpath = .`` puts the project on the path; subprocesses run in ROOT."""
     changers = sorted(path.name for path in (ROOT / "tests").glob("*.py") if SYS_PATH_CHANGE.search(path.read_text()))
     assert changers == []
+
+
+def test_the_readme_map_names_every_module():
+    """The README's Architecture section is the map of the package: a module it does not name is lost."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Architecture"):readme.index("\n## ", readme.index("## Architecture") + 1)]
+    named = set(re.findall(r"`([a-z_]+\.py)`", section))
+    modules = {path.name for path in PACKAGE.rglob("*.py") if path.name != "__init__.py"}
+    assert modules - named == set()
