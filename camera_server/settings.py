@@ -12,6 +12,7 @@ import configparser
 import dataclasses
 import os
 import re
+import urllib.parse
 from pathlib import Path
 
 CAMERA_TYPES = ("demo", "default", "usb", "opencv", "pi", "picamera", "liquidlens", "kinect")
@@ -239,7 +240,31 @@ def parse_camera_section(name, values, base):
     own = {key: str(value).strip() for key, value in values.items() if str(value).strip()}
     if "camera" not in own and "camera" not in dict(base.camera_defaults):
         own["camera"] = "usb"       # the section goes into a config.txt, which makes an empty camera usb
-    return _camera_settings(base, name, own, {})
+    camera = _camera_settings(base, name, own, {})
+    _check_stream_address(section, camera.source)
+    return camera
+
+
+STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt")
+
+
+def _check_stream_address(section, source):
+    """A source that is a URL must be one a camera can answer at: a known scheme, a host, a port that is a
+    number. Checked for a camera added at run time (a typo is said at once); config.txt itself keeps
+    the freedom to name any source OpenCV opens, which shows NO SIGNAL with the reason when it cannot."""
+    if "://" not in source:
+        return
+    try:
+        parts = urllib.parse.urlsplit(source)
+        parts.port          # raises ValueError for a port that is not a number
+    except ValueError as error:
+        raise ConfigError(f"[{section}] source is not a valid URL ({error}); write it as "
+                          "rtsp://user:password@host:port/path") from None
+    if parts.scheme.lower() not in STREAM_SCHEMES:
+        raise ConfigError(f"[{section}] source: {parts.scheme!r} is not a stream address; use one of: "
+                          f"{', '.join(STREAM_SCHEMES)}")
+    if not parts.hostname:
+        raise ConfigError(f"[{section}] source names no host; write it as rtsp://user:password@host:port/path")
 
 
 def check_camera_name(name, section=None):
@@ -288,7 +313,7 @@ def _read_ini(path):
     # default_section: no section name, so a [DEFAULT] section is a plain one like any other.
     parser = configparser.ConfigParser(interpolation=None, default_section="\0")
     try:
-        parser.read(path, encoding="utf-8")
+        parser.read(path, encoding="utf-8-sig")     # utf-8-sig: Windows Notepad starts with a BOM
     except configparser.DuplicateSectionError as error:
         raise ConfigError(f"{path}: [{error.section}] appears twice (line {error.lineno}); give each "
                           "section, and each camera, its own name") from None

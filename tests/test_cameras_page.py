@@ -275,6 +275,8 @@ def test_a_camera_only_in_the_running_server_is_still_removed(app, client, three
     ({"name": "porch", "camera": "demo", "fps": "0"}, "[camera porch] fps = '0' is out of range"),
     ({"name": "porch", "camera": "demo", "width": "wide"}, "width must be a number"),
     ({"name": "porch", "camera": "opencv", "source": "rtsp://x/\nmax_viewers = 1"}, "line break"),
+    ({"name": "porch", "camera": "opencv", "source": "rtsp://u:secret@[bad/x"}, "source is not a valid URL"),
+    ({"name": "porch", "camera": "opencv", "source": "rtps://cam.lan/stream"}, "'rtps' is not a stream address"),
     ({"camera": "demo"}, "missing parameter 'name'"),
 ])
 def test_a_bad_camera_is_a_400_that_says_why_and_changes_nothing(app, client, three_cameras, fields, words):

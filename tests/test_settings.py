@@ -307,3 +307,27 @@ def test_parse_camera_section_checks_as_the_file_would(tmp_path):
     ]:
         with pytest.raises(ConfigError, match=re.escape(words)):
             parse_camera_section(name, values, base)
+
+
+@pytest.mark.parametrize("source, words", [
+    ("rtsp://user:secret@[bad/x", "source is not a valid URL"),
+    ("rtsp://cam.lan:port/x", "source is not a valid URL"),
+    ("ftp://cam.lan/x", "'ftp' is not a stream address"),
+    ("rtsp:///stream1", "source names no host"),
+])
+def test_a_camera_added_at_run_time_needs_a_stream_address_that_can_answer(source, words):
+    with pytest.raises(ConfigError) as raised:
+        parse_camera_section("porch", {"camera": "opencv", "source": source}, Settings())
+    assert words in str(raised.value) and "secret" not in str(raised.value)
+
+
+@pytest.mark.parametrize("source", ["rtsp://user:pass@192.168.1.20:554/stream1", "http://cam.lan/video.mjpg",
+                                    "0", "/dev/video0", "clips/door.mp4"])
+def test_a_camera_added_at_run_time_takes_any_source_opencv_opens(source):
+    assert parse_camera_section("porch", {"camera": "opencv", "source": source}, Settings()).source == source
+
+
+def test_a_config_file_saved_with_a_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "config.txt"
+    path.write_bytes("\ufeff[SETTINGS]\ncamera = demo\nfps = 12\n".encode("utf-8"))
+    assert load_settings(path, environ={}).fps == 12
