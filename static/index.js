@@ -144,69 +144,7 @@ for (const button of document.querySelectorAll(".power")) {
   }));
 }
 
-// The stream reconnects by itself when the connection drops (server restart, network). A hidden
-// tab lets go of it: browsers open at most 6 connections per server, and each stream holds one.
-const stream = document.getElementById("stream");
-let mjpeg = true;             // false while the WebSocket view draws the picture
-
-function connectStream() {
-  if (mjpeg && !document.hidden) stream.src = cameraUrl(`/video_feed?connect=${Date.now()}`);
-}
-
-stream.addEventListener("error", () => {
-  if (mjpeg && !document.hidden) setTimeout(connectStream, 2000);
-});
-
-function followVisibility() {
-  if (!mjpeg) return;
-  if (document.hidden) {
-    stream.src = "";
-  } else if (!stream.src.includes("/video_feed")) {
-    connectStream();
-  }
-}
-
-document.addEventListener("visibilitychange", followVisibility);
-
-// ?view=socket: the picture comes over the page's WebSocket into a canvas (static/stream_view.js), with
-// the frame rate drawn and the latency from capture to drawing; MJPEG when the socket cannot be had.
-function useSocketView() {
-  const canvas = document.getElementById("stream-canvas");
-  const drawn = document.getElementById("drawn");
-  const times = [];
-  mjpeg = false;
-  stream.src = "";
-  stream.hidden = true;
-  canvas.hidden = false;
-  const view = new StreamView({
-    onUnavailable: () => {
-      mjpeg = true;
-      canvas.hidden = true;
-      stream.hidden = false;
-      drawn.hidden = true;
-      followVisibility();
-    },
-    onFrame: (name, frame) => {
-      times.push(frame.drawnAt);
-      while (times.length > 30) times.shift();
-      const fps = times.length > 1 ? (times.length - 1) / (times[times.length - 1] - times[0]) : 0;
-      const latency = (frame.drawnAt - frame.captured) * 1000;
-      drawn.hidden = false;
-      document.getElementById("drawn-fps").textContent = fps.toFixed(1);
-      // The two clocks are only comparable when server and browser agree on the time.
-      const plausible = latency >= 0 && latency < 5000;
-      document.getElementById("latency").hidden = !plausible;
-      if (plausible) document.getElementById("latency-ms").textContent = Math.round(latency);
-    },
-  });
-  view.show(canvas.dataset.camera, canvas);
-}
-
-if (new URLSearchParams(location.search).get("view") === "socket" && StreamView.available()) {
-  useSocketView();
-} else {
-  followVisibility();         // a page opened in a background tab waits until it is shown
-}
+startLiveView();     // the picture: over the WebSocket, or MJPEG (live_view.js)
 
 async function refreshStatus() {
   try {

@@ -3,15 +3,22 @@
 // the JPEG, drawn with createImageBitmap into the camera's canvas (no base64, no object URL). Each
 // frame is acknowledged once drawn, so the server sends only what the page draws. A hidden tab and
 // a canvas out of view are unsubscribed. After a server restart the socket comes back by itself
-// (1, 2, 4 ... 30 s); a socket that never worked calls onUnavailable, and the page falls back to MJPEG.
+// (1, 2, 4 ... 30 s); a socket that never worked calls onUnavailable, and the page falls back to MJPEG
+// (or, on the grid, to stills). control() sends a control over the same socket with the page's token
+// (camera_server/web/socket_controls.py) and answers the route's body, or throws the server's message.
 "use strict";
 
 class StreamView {
-  constructor({ onUnavailable = () => {}, onFrame = () => {} } = {}) {
+  constructor({ onUnavailable = () => {}, onFrame = () => {}, onFollow = () => {}, token = "" } = {}) {
     this.views = new Map();         // camera name -> { canvas, wanted, subscribed, drawing, pending }
     this.onUnavailable = onUnavailable;
     this.onFrame = onFrame;         // (name, { seq, captured, drawnAt })
+    this.onFollow = onFollow;       // (name, subscribed): a subscribe or unsubscribe was sent
+    this.token = token;
+    this.controls = new Map();      // id -> { resolve, reject } of the controls waiting for their answer
+    this.nextId = 1;
     this.worked = false;
+    this.open = false;              // the server said hello on the current socket
     this.delay = 1;
     this.socket = null;
     this.observer = "IntersectionObserver" in window
@@ -31,6 +38,26 @@ class StreamView {
     else this._follow();
   }
 
+  // Stop showing a camera (its tile was removed).
+  forget(name) {
+    const view = this.views.get(name);
+    if (!view) return;
+    view.wanted = false;
+    this._follow();
+    if (this.observer) this.observer.unobserve(view.canvas);
+    this.views.delete(name);
+  }
+
+  // A control over the socket: resolves with the route's body, rejects with an Error of the server's message.
+  control(camera, action, members = {}) {
+    if (!this.open) return Promise.reject(new Error("the WebSocket is not connected"));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.controls.set(id, { resolve, reject });
+      this._send({ op: "control", id, camera, action, token: this.token, ...members });
+    });
+  }
+
   _connect() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const socket = new WebSocket(`${scheme}//${location.host}/ws`);
@@ -42,7 +69,10 @@ class StreamView {
 
   _closed(socket) {
     if (socket !== this.socket) return;
+    this.open = false;
     for (const view of this.views.values()) view.subscribed = false;
+    for (const waiting of this.controls.values()) waiting.reject(new Error("the connection closed; try again"));
+    this.controls.clear();
     if (!this.worked) {             // refused, or no WebSocket on the way here (a proxy): MJPEG
       this.socket = null;
       this.onUnavailable();
@@ -68,17 +98,24 @@ class StreamView {
     if (!this.socket || this.socket.readyState !== WebSocket.OPEN) return;
     for (const [name, view] of this.views) {
       const wanted = view.wanted && view.visible && !document.hidden;
-      if (wanted && !view.subscribed) this._send({ op: "subscribe", camera: name, ack: true });
-      if (!wanted && view.subscribed) this._send({ op: "unsubscribe", camera: name });
+      if (wanted === view.subscribed) continue;
+      this._send(wanted ? { op: "subscribe", camera: name, ack: true } : { op: "unsubscribe", camera: name });
       view.subscribed = wanted;
+      this.onFollow(name, wanted);
     }
   }
 
   _receive(data) {
     if (typeof data === "string") {
       const answer = JSON.parse(data);
-      if (answer.op === "hello") {
+      if ((answer.op === "result" || answer.op === "error") && this.controls.has(answer.id)) {
+        const waiting = this.controls.get(answer.id);
+        this.controls.delete(answer.id);
+        if (answer.op === "result") waiting.resolve(answer.body);
+        else waiting.reject(Object.assign(new Error(answer.message), { status: answer.status }));
+      } else if (answer.op === "hello") {
         this.worked = true;
+        this.open = true;
         this.delay = 1;
         this._follow();
       } else if (answer.op === "unsubscribed" && answer.reason && this.views.has(answer.camera)) {

@@ -448,7 +448,7 @@ def test_log_in_through_the_form_then_watch_and_log_out(login_server, browser_pa
     page.fill("#userkey", "a-long-browser-key")
     page.click("#login-form button")
     page.wait_for_url(login_server + "/watch")
-    page.goto(login_server + "/")
+    page.goto(login_server + "/?view=mjpeg")
     page.wait_for_function("document.getElementById('stream').naturalWidth > 0")   # the <img> sends the cookie
     page.click("#grayscale")
     page.wait_for_function("document.getElementById('grayscale').getAttribute('aria-pressed') === 'true'")
@@ -456,10 +456,10 @@ def test_log_in_through_the_form_then_watch_and_log_out(login_server, browser_pa
     token = page.get_attribute('meta[name="control-token"]', "content")     # logged out elsewhere:
     page.context.request.post(login_server + "/logout", headers={"X-Control-Token": token})
     page.click("#resolution-toggle")                                        # the next control logs in again
-    page.wait_for_url(login_server + "/login?next=%2F")
+    page.wait_for_url(login_server + "/login?next=%2F%3Fview%3Dmjpeg")
     page.fill("#userkey", "a-long-browser-key")
     page.click("#login-form button")
-    page.wait_for_url(login_server + "/")
+    page.wait_for_url(login_server + "/?view=mjpeg")
     page.click("#logout-form button")
     page.wait_for_url(login_server + "/login")
     assert page.context.request.get(login_server + "/status").status == 401

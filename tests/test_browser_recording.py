@@ -4,7 +4,7 @@
 def test_record_three_seconds_then_play_it_in_the_gallery(live_server, browser_page):
     page, server = browser_page, live_server
     page.goto(server + "/")
-    page.wait_for_function("document.getElementById('stream').naturalWidth > 0")
+    page.wait_for_function("Number(document.getElementById('stream-canvas').dataset.frames) > 0")    # the socket draws
     page.fill("#record-name", "browser-clip")
     page.click("#record")
     page.wait_for_function("document.getElementById('record').classList.contains('recording')")

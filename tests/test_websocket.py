@@ -4,6 +4,7 @@ when asked, so a test can be a slow client)."""
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from werkzeug.serving import make_server
 from camera_server.stream import websocket as wire
 from camera_server.web.app import create_app, stop_services
 from conftest import ROOT, wait_for
+from fake_onvif import FakeOnvif
 from server_process import status, stop_server
 
 USERKEY = "sesame"
@@ -98,6 +100,22 @@ def next_frame(client):
         if isinstance(message, bytes):
             name, seq, timestamp, start = wire.parse_frame_header(message)
             return name, seq, timestamp, message[start:]
+
+
+def control(client, action, **members):
+    """Send a control; its answer (the result or error whose id is this control's), skipping the rest."""
+    message_id = f"c{time.monotonic_ns()}"
+    send(client, op="control", action=action, id=message_id, **members)
+    while True:
+        answer = next_text(client)
+        if answer.get("id") == message_id:
+            return answer
+
+
+def page_token(port):
+    """The control token the live page carries."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+        return re.search(r'name="control-token" content="([^"]+)"', response.read().decode()).group(1)
 
 
 def subscribe(client, camera=None, **options):
@@ -392,3 +410,126 @@ def test_the_development_server_streams_over_the_socket(settings, free_port):
         server.shutdown()
         thread.join(5)
         stop_services(app)
+
+
+# -- controls over the socket ----------------------------------------------------------------------
+
+def test_a_control_needs_the_pages_token_and_a_refused_one_never_reaches_the_camera(server):
+    token = page_token(server)
+    client = connect(server)
+    try:
+        for members in ({}, {"token": "wrong"}, {"token": ""}, {"token": 7}):
+            answer = control(client, "grayscale", camera="back", state="on", **members)
+            assert answer["op"] == "error" and answer["status"] == 403, members
+            assert "control token" in answer["message"]
+        assert control(client, "grayscale", camera="nowhere")["status"] == 403     # the right comes first
+        assert not status(server)["cameras"]["back"]["camera"]["grayscale"]
+
+        answer = control(client, "grayscale", camera="back", state="on", token=token)
+        assert answer["op"] == "result" and answer["status"] == 200 and answer["body"] == {"grayscale": True}
+        assert status(server)["cameras"]["back"]["camera"]["grayscale"]
+        assert control(client, "grayscale", camera="back", token=token)["body"] == {"grayscale": False}  # toggles
+
+        unknown = control(client, "dance", camera="back", token=token)
+        assert unknown["op"] == "error" and unknown["status"] == 400 and "ptz/move" in unknown["message"]
+        nowhere = control(client, "grayscale", camera="nowhere", token=token)
+        assert nowhere["status"] == 404 and "front" in nowhere["message"]
+        assert control(client, "grayscale", camera="back", state="sideways", token=token)["status"] == 400
+        assert control(client, "ptz/move", camera="back", direction="up", token=token)["status"] == 409  # no ptz
+        send(client, op="control", action="grayscale", id=[1], token=token)
+        assert next_text(client)["status"] == 400
+        send(client, op="control", action="grayscale", camera="back", id=12, token=token, state="off")
+        assert next_text(client) == {"op": "result", "id": 12, "status": 200, "body": {"grayscale": False}}
+    finally:
+        client.close()
+
+
+def test_a_socket_opened_with_the_userkey_controls_without_the_token(server):
+    client = connect(server, header=[f"X-User-Key: {USERKEY}"])
+    stranger = connect(server, header=["X-User-Key: not-the-key"])
+    try:
+        assert control(stranger, "resolution", camera="back", state="on")["status"] == 403
+        assert not status(server)["cameras"]["back"]["camera"]["half_resolution"]
+        assert control(client, "resolution", camera="back", state="on")["body"] == {"half_resolution": True}
+        assert control(client, "resolution", camera="back", state="off")["body"] == {"half_resolution": False}
+    finally:
+        client.close()
+        stranger.close()
+
+
+def test_record_snapshot_and_motion_over_the_socket_while_the_frames_go_on(server):
+    token = page_token(server)
+    client = connect(server)
+    try:
+        subscribe(client, "back", ack=True)
+        started = control(client, "record/start", camera="back", filename="socket-clip", token=token)
+        assert started["status"] == 200 and started["body"]["file"] == "socket-clip.mp4", started
+        assert control(client, "record/start", camera="back", token=token)["status"] == 409     # one runs
+        assert status(server)["cameras"]["back"]["recording"]["recording"]
+        seqs = []
+        for _ in range(20):                     # frames keep coming while the camera records
+            seqs.append(next_frame(client)[1])
+            send(client, op="ack", camera="back")
+        stopped = control(client, "record/stop", camera="back", token=token)
+        assert stopped["status"] == 200 and stopped["body"]["file"] == "socket-clip.mp4" and stopped["body"]["frames"] > 0
+        assert control(client, "record/stop", camera="back", token=token)["status"] == 409     # none runs
+
+        snapshot = control(client, "snapshot", camera="back", filename="socket-still", token=token)
+        assert snapshot["body"]["file"] == "socket-still.jpg"
+        assert control(client, "snapshot", camera="back", filename="../up", token=token)["status"] == 400
+        with urllib.request.urlopen(f"http://127.0.0.1:{server}/get_database?camera=back", timeout=5) as response:
+            files = {entry["filename"] for entry in json.load(response)}
+        assert {"socket-clip.mp4", "socket-still.jpg"} <= files
+
+        assert control(client, "motion/start", camera="back", token=token)["body"]["on"] is True
+        assert status(server)["cameras"]["back"]["motion"]["on"]
+        assert control(client, "motion/stop", camera="back", token=token)["body"]["on"] is False
+        assert not status(server)["cameras"]["back"]["motion"]["on"]
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def onvif_server(tmp_path, free_port):
+    """The development server with one demo camera whose PTZ is a fake ONVIF camera; (port, camera)."""
+    camera = FakeOnvif(password="onvif-secret").start()
+    config = tmp_path / "config.txt"
+    config.write_text(f"[SETTINGS]\nmedia_dir = {tmp_path / 'media'}\nlog_file = {tmp_path / 'flask.log'}\n"
+                      f"idle_timeout = 0.5\n[KEYS]\nuserkey = {USERKEY}\n[camera gate]\ncamera = demo\nptz = onvif\n"
+                      f"ptz_host = 127.0.0.1\nptz_port = {camera.port}\nptz_username = operator\n"
+                      "ptz_password = onvif-secret\n")
+    from camera_server.settings import load_settings
+    app = create_app(load_settings(config, environ={}))
+    http_server = make_server("127.0.0.1", free_port, app, threaded=True)
+    thread = threading.Thread(target=http_server.serve_forever, daemon=True)
+    thread.start()
+    yield free_port, camera
+    http_server.shutdown()
+    thread.join(5)
+    stop_services(app)
+    camera.stop()
+
+
+def test_pan_tilt_zoom_over_the_socket_reaches_the_camera_as_the_routes_do(onvif_server):
+    port, camera = onvif_server
+    client = connect(port, header=[f"X-User-Key: {USERKEY}"])
+    try:
+        assert control(client, "ptz/move", direction="down-left", speed=0.5)["body"] == {"moving": True}
+        assert control(client, "ptz/stop")["status"] == 200
+        assert control(client, "ptz/zoom", direction="out")["status"] == 200
+        assert control(client, "ptz/home")["body"] == {"home": True}
+        assert control(client, "ptz/preset/goto", preset="gate")["status"] == 200
+        for bad in ({"direction": "sideways"}, {"direction": "up", "pan": 1}, {"pan": 2}, {"pan": True},
+                    {"pan": 0.5, "speed": -1}, {}):
+            answer = control(client, "ptz/move", **bad)
+            assert answer["op"] == "error" and answer["status"] == 400, bad
+        assert control(client, "ptz/preset/goto", preset="")["status"] == 400
+        assert camera.moves == [("continuous", -0.5, -0.5, 0.0), ("stop",), ("continuous", 0.0, 0.0, -1.0),
+                                ("home",), ("preset", "2")]
+    finally:
+        client.close()
+
+    # Seed 004's page of this camera has the pad beside the socket's picture.
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/cam/gate/remote", timeout=5) as response:
+        page = response.read().decode()
+    assert 'id="ptz-pad"' in page and 'id="stream-canvas"' in page and "remote.js" in page

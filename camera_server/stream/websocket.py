@@ -8,9 +8,10 @@ One socket carries any number of cameras. The client sends JSON text messages::
     {"op": "ping"}
     {"op": "subscribe", "camera": "NAME", "ack": true}   then, for each frame drawn:
     {"op": "ack", "camera": "NAME"}
+    {"op": "control", "camera": "NAME", "action": "...", "id": ..., ...}   (web/socket_controls.py)
 
 and the server answers with JSON text (``hello``, ``subscribed``, ``unsubscribed``, ``pong``,
-``error``) and sends each frame of a subscribed camera as one binary message: a header, then the
+``error``, and ``result`` for a control) and sends each frame of a subscribed camera as one binary message: a header, then the
 same JPEG bytes the MJPEG viewers get. The header (all big-endian):
 
     offset 0     uint8    version (1)
@@ -172,13 +173,15 @@ class Session:
     ``cameras(name)`` answers the Camera of a name (KeyError, whose str() lists the cameras, for an
     unknown one; None: the default camera); ``out``: a SerialSocket; ``spawn(function)`` runs a
     function concurrently (a greenlet under gevent, else a daemon thread) and answers something with
-    ``join(timeout)``; ``max_viewers``: each camera's limit, which subscriptions count against.
+    ``join(timeout)``; ``max_viewers``: each camera's limit, which subscriptions count against;
+    ``control(request)`` acts on a control message and answers it (through ``send``) itself.
     """
 
-    def __init__(self, cameras, out, spawn, max_viewers, messages, count_sent=None):
+    def __init__(self, cameras, out, spawn, max_viewers, messages, count_sent=None, control=None):
         self._cameras, self._out, self._spawn = cameras, out, spawn
         self._max_viewers, self._messages = max_viewers, messages
         self.count_sent = count_sent or (lambda name, previous_seq, seq: None)
+        self.control = control
         self._subscriptions = {}        # camera name -> _Subscription
         self._closed = False
 
@@ -205,11 +208,17 @@ class Session:
         if not isinstance(request, dict):
             return self.error("a message must be a JSON object such as {\"op\": \"subscribe\", \"camera\": \"NAME\"}")
         action = {"subscribe": self._subscribe, "unsubscribe": self._unsubscribe, "ack": self._ack,
-                  "ping": self._ping}.get(request.get("op") if isinstance(request.get("op"), str) else None)
+                  "ping": self._ping, "control": self._control}.get(
+                      request.get("op") if isinstance(request.get("op"), str) else None)
         if action is None:
             return self.error(f"unknown op {str(request.get('op'))[:40]!r}; the ops are subscribe, unsubscribe, "
-                              "ack and ping")
+                              "ack, ping and control")
         action(request)
+
+    def _control(self, request):
+        if self.control is None:
+            return self.error("this socket takes no controls", id=request.get("id"), status=501)
+        self.control(request)
 
     def _camera(self, request):
         """The camera a message names (the default when it names none), or None after an error answer."""

@@ -45,6 +45,17 @@ def take_snapshot(filename=None):
     return jsonify(file=path.name, size=len(frame.jpeg), url=f"/media/{path.name}", timestamp=frame.timestamp)
 
 
+def record(action, filename=None):
+    """Start (``filename``: optional) or stop the camera's recording: /video_capture and the socket's
+    record controls. Answers the recorder's JSON."""
+    recorder = selected().recorder
+    if action == "start":
+        return answer(recorder.start, filename)
+    if action == "stop":       # waits while the file is finished: not on the event loop
+        return answer(call_blocking, recorder.stop)
+    abort(400, description=f"action must be start or stop, not {action!r}")
+
+
 # The 'generic' payloads of /manual_video (seed 001 §5f): name -> function(args).
 PAYLOADS = {
     "snapshot": lambda args: take_snapshot(args.get("filename")),
@@ -79,6 +90,14 @@ def create_live_blueprint():
                                recording=unit.recorder.status(), watch=unit.watch.status(),
                                camera_names=cameras().names, camera_name=unit.name,
                                camera_filter=catalogue_filter(unit), **_recent_media(unit))
+
+    @blueprint.get("/remote")
+    def remote():
+        """Seed 004's page: the WebSocket view, the PTZ pad, recording and motion detection."""
+        unit = selected()
+        return render_template("remote.html", status=unit.camera.status(), recording=unit.recorder.status(),
+                               watch=unit.watch.status(), camera_names=cameras().names, camera_name=unit.name,
+                               camera_filter=catalogue_filter(unit))
 
     @blueprint.get("/video_feed")
     def video_feed():
@@ -157,13 +176,8 @@ def create_live_blueprint():
     @blueprint.post("/video_capture")
     @auth.require_control
     def video_capture():
-        recorder = selected().recorder
         action = field("action").lower()
-        if action == "start":
-            return jsonify(answer(recorder.start, field("filename", required=False)))
-        if action == "stop":       # waits while the file is finished: not on the event loop
-            return jsonify(answer(call_blocking, recorder.stop))
-        abort(400, description=f"action must be start or stop, not {action!r}")
+        return jsonify(record(action, field("filename", required=False) if action == "start" else None))
 
     @blueprint.post("/manual_video")
     @auth.require_control

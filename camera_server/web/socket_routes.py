@@ -1,7 +1,7 @@
 """/ws: the WebSocket stream (flask-sock), one socket per page for any number of cameras.
 
-The wire format and what each connection does are in camera_server/stream/websocket.py; here the
-handshake is checked (the app's Host check and login first, then the Origin, see auth.py) and the
+The wire format and what each connection does are in camera_server/stream/websocket.py, its
+control messages in socket_controls.py; here the handshake is checked (the app's Host check and login first, then the Origin, see auth.py) and the
 connection is given the right concurrency. simple-websocket's Server reads in a background
 ``threading.Thread`` with a ``selectors`` selector by default: under our gevent worker, which
 patches nothing, the client's socket is a gevent socket that only the hub's thread may use, so there
@@ -17,6 +17,7 @@ from flask_sock import Sock
 from camera_server.blocking import in_greenlet
 from camera_server.stream.websocket import VERSION, FrameMessages, SerialSocket, Session
 from camera_server.web import auth
+from camera_server.web.socket_controls import SocketControls
 
 PING_INTERVAL = 10.0            # s; a client that has not answered the last ping by the next is dropped
 MAX_MESSAGE_BYTES = 64 * 1024   # simple-websocket closes a socket sending more; up to it, too long is an error answer
@@ -99,6 +100,7 @@ def _create_socket_blueprint():
         session = Session(camera, out, _spawn, current_app.config["SETTINGS"].max_viewers,
                           current_app.extensions["websocket_messages"],
                           current_app.extensions["metrics"].count_sent)
+        session.control = SocketControls(_spawn, session.send)
         session.send({"op": "hello", "version": VERSION, "cameras": registry.names, "default": registry.default.name})
         try:
             while not session.closed:
