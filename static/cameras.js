@@ -1,7 +1,11 @@
-// The camera grid: each tile shows its camera's newest still (latest.jpg), asked for one at a time (the
-// next only once the last one loaded or failed), a few times a second, while the tab is shown and the
-// tile is in view. Browsers open at most 6 connections to a server, so a grid of MJPEG streams could
-// show only 6 cameras; stills show any number. State and fps come from one /status poll every 2 s.
+// The camera grid: ONE WebSocket for every tile (stream_view.js). Each tile's canvas draws its camera's
+// frames while the tile is in view and the tab is shown; the other cameras are unsubscribed, so the
+// server sends them nothing. Browsers open at most 6 connections to a server, so a grid of MJPEG
+// streams could show only 6 cameras; one socket shows any number. When the socket is refused (or the
+// browser has no WebSocket), each tile shows its camera's newest still (latest.jpg) instead, asked for
+// one at a time (the next only once the last one loaded or failed), a few times a second, under the same
+// conditions. State and fps come from one /status poll every 2 s. What each tile did is in its dataset
+// (frames drawn, subscriptions, stills), which the browser test reads.
 "use strict";
 
 const STILL_INTERVAL_MS = 250;        // at most 4 stills a second per tile
@@ -10,12 +14,16 @@ const STATUS_INTERVAL_MS = 2000;
 
 const grid = document.getElementById("camera-grid");
 const tiles = new Map();              // camera name -> Tile
+let socketView = null;                // the StreamView while the tiles draw from the socket
 
 class Tile {
   constructor(element) {
     this.element = element;
     this.name = element.dataset.camera;
     this.image = element.querySelector("img");
+    this.canvas = element.querySelector("canvas");
+    this.frames = 0;                  // drawn from the socket
+    this.subscriptions = 0;           // subscribe messages sent for this tile
     this.inView = false;
     this.loading = false;
     this.timer = null;
@@ -26,7 +34,29 @@ class Tile {
   }
 
   wanted() {
-    return this.inView && !document.hidden && this.element.isConnected;
+    return !socketView && this.inView && !document.hidden && this.element.isConnected;
+  }
+
+  useSocket() {
+    this.image.hidden = true;
+    this.canvas.hidden = false;
+    socketView.show(this.name, this.canvas);
+  }
+
+  useStills() {
+    this.canvas.hidden = true;
+    this.image.hidden = false;
+    this.schedule(0);
+  }
+
+  drew() {
+    this.frames += 1;
+    this.element.dataset.frames = this.frames;
+  }
+
+  followed(subscribed) {
+    this.element.dataset.subscribed = subscribed;
+    if (subscribed) this.element.dataset.subscriptions = ++this.subscriptions;
   }
 
   // Ask for the next still after ``delay`` ms, unless one is asked for or on its way already.
@@ -87,6 +117,7 @@ function follow(element) {
   const tile = new Tile(element);
   tiles.set(tile.name, tile);
   inView.observe(element);
+  if (socketView) tile.useSocket();
   element.querySelector(".remove").addEventListener("click", () => removeCamera(tile.name));
   return tile;
 }
@@ -96,6 +127,7 @@ function newTile(name) {
   element.dataset.camera = name;
   element.querySelector("a").href = `/cam/${encodeURIComponent(name)}/`;
   element.querySelector("img").alt = name;
+  element.querySelector("canvas").setAttribute("aria-label", name);
   element.querySelector(".camera-name").textContent = name;
   grid.append(element);
   return follow(element);
@@ -104,6 +136,7 @@ function newTile(name) {
 function forget(name) {
   const tile = tiles.get(name);
   tile.stop();
+  if (socketView) socketView.forget(name);
   inView.unobserve(tile.element);
   tile.element.remove();
   tiles.delete(name);
@@ -170,5 +203,22 @@ function removeCamera(name) {
   });
 }
 
+// Tile of a camera -> what it did; the socket refused: stills from now on.
+function tileOf(name, action) {
+  const tile = tiles.get(name);
+  if (tile) action(tile);
+}
+
+if (StreamView.available()) {
+  socketView = new StreamView({
+    token: controlToken,
+    onFrame: (name) => tileOf(name, (tile) => tile.drew()),
+    onFollow: (name, subscribed) => tileOf(name, (tile) => tile.followed(subscribed)),
+    onUnavailable: () => {
+      socketView = null;
+      for (const tile of tiles.values()) tile.useStills();
+    },
+  });
+}
 for (const element of grid.querySelectorAll(".camera-tile")) follow(element);
 if (!document.hidden) refreshStatus();
