@@ -18,7 +18,7 @@ ACTIONS = ("move", "stop", "zoom", "home", "presets", "preset/goto", "preset/sav
            "privacy", "status")
 
 
-def _controller():
+def selected_controller():
     unit = selected()
     if unit.ptz is None:
         abort(409, description=f"camera {unit.name} has no pan-tilt-zoom (set ptz = tapo or onvif in its "
@@ -26,7 +26,7 @@ def _controller():
     return unit.ptz
 
 
-def _answer(action, *args):
+def answer(action, *args):
     """``action(*args)`` off the event loop, its errors as the status codes above."""
     try:
         return jsonify(call_blocking(action, *args))
@@ -77,30 +77,30 @@ def create_ptz_blueprint():
 
     @blueprint.get("/ptz/status")
     def status():
-        return jsonify(_controller().status())
+        return jsonify(selected_controller().status())
 
     @blueprint.get("/ptz/presets")
     def presets():
-        return _answer(_controller().presets)
+        return answer(selected_controller().presets)
 
     @blueprint.post("/ptz/move")
     @auth.require_control
     def move():
-        controller = _controller()
+        controller = selected_controller()
         pan, tilt = _motion()
         zoom = number("zoom", float, -1, 1, required=False) or 0.0
         speed = number("speed", float, 0, 1, required=False)
-        return _answer(controller.move, pan, tilt, zoom, 1.0 if speed is None else speed)
+        return answer(controller.move, pan, tilt, zoom, 1.0 if speed is None else speed)
 
     @blueprint.post("/ptz/stop")
     @auth.require_control
     def stop():
-        return _answer(_controller().stop)
+        return answer(selected_controller().stop)
 
     @blueprint.post("/ptz/zoom")
     @auth.require_control
     def zoom():
-        controller = _controller()
+        controller = selected_controller()
         direction = field("direction", required=False)
         amount = number("zoom", float, -1, 1, required=False)
         if (direction is None) == (amount is None):
@@ -111,36 +111,36 @@ def create_ptz_blueprint():
             except ValueError as error:
                 abort(400, description=str(error))
         speed = number("speed", float, 0, 1, required=False)
-        return _answer(controller.move, 0.0, 0.0, amount, 1.0 if speed is None else speed)
+        return answer(controller.move, 0.0, 0.0, amount, 1.0 if speed is None else speed)
 
     @blueprint.post("/ptz/home")
     @auth.require_control
     def home():
-        return _answer(_controller().home)
+        return answer(selected_controller().home)
 
     @blueprint.post("/ptz/preset/goto")
     @auth.require_control
     def goto_preset():
-        controller = _controller()
-        return _answer(controller.goto_preset, field("preset"))
+        controller = selected_controller()
+        return answer(controller.goto_preset, field("preset"))
 
     @blueprint.post("/ptz/preset/save")
     @auth.require_control
     def save_preset():
-        controller = _controller()
-        return _answer(controller.save_preset, field("name"))
+        controller = selected_controller()
+        return answer(controller.save_preset, field("name"))
 
     @blueprint.post("/ptz/preset/delete")
     @auth.require_control
     def delete_preset():
-        controller = _controller()
-        return _answer(controller.delete_preset, field("preset"))
+        controller = selected_controller()
+        return answer(controller.delete_preset, field("preset"))
 
     @blueprint.post("/ptz/privacy")
     @auth.require_control
     def privacy():
-        controller = _controller()
-        return _answer(controller.set_privacy, switch("state"))
+        controller = selected_controller()
+        return answer(controller.set_privacy, switch("state"))
 
     @blueprint.post("/ptz/<path:action>")
     @auth.require_control

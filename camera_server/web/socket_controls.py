@@ -29,7 +29,7 @@ from camera_server.ptz.base import direction_motion, zoom_direction
 from camera_server.web import auth
 from camera_server.web.live import record, take_snapshot
 from camera_server.web.logins import keys_match
-from camera_server.web.ptz_routes import _answer as ptz_answer, _controller as ptz_controller
+from camera_server.web.ptz_routes import answer as ptz_answer, selected_controller as ptz_controller
 from camera_server.web.request_fields import OFF_WORDS, ON_WORDS
 from camera_server.web.selected_camera import selected
 
