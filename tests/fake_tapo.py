@@ -54,7 +54,7 @@ class FakeTapo:
         self._context.load_cert_chain(*make_certificate(folder))
         self._server = _TlsServer(("127.0.0.1", 0), _handler(self), self._context)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     def start(self):
         self._thread.start()

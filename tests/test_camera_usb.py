@@ -51,7 +51,7 @@ def test_a_file_has_no_focus(video_file):
 def test_http_mjpeg_stream_is_read_by_opencv(app):
     """Serve our own /video_feed over HTTP and open it as a camera URL."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     camera = Camera(OpenCVSource(f"http://127.0.0.1:{server.server_port}/video_feed"), kind="usb",
                     idle_timeout=0.2)

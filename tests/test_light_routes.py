@@ -356,7 +356,7 @@ def live_page(led):
     app.register_blueprint(create_light_blueprint(lambda: led))
     app.add_url_rule("/", "index", lambda: render_template_string(PAGE, token=request.args.get("token", "t")))
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)

@@ -234,7 +234,7 @@ def test_detection_runs_only_with_motion_and_makes_object_events_with_labels(set
                                                                              fake_detector):
     Webhook.received = []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Webhook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}/hook"
     still, source = watch_app(settings, scenes.EmptyRoom(), detector="hog", webhook_url=url)
     try:
@@ -295,7 +295,7 @@ class Webhook(http.server.BaseHTTPRequestHandler):
 def test_events_are_sent_to_the_webhook(settings, control_for):
     Webhook.received = []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Webhook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}/hook"
     application, source = watch_app(settings, scenes.ObjectEntering(), webhook_url=url)
     try:
@@ -321,7 +321,7 @@ def test_shutting_down_during_an_event_still_sends_its_end_to_a_slow_webhook(set
 
     Webhook.received = []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowWebhook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     application, source = watch_app(settings, scenes.ObjectEntering(seconds=30, enter_at=0.5, leave_at=29),
                                      webhook_url=f"http://127.0.0.1:{server.server_port}/hook")
     stopping = threading.Thread(target=stop_services, args=(application,))

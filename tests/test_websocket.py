@@ -394,7 +394,7 @@ def test_the_gthread_worker_streams_over_the_socket(tmp_path, free_port):
 def test_the_development_server_streams_over_the_socket(settings, free_port):
     app = create_app(settings)
     server = make_server("127.0.0.1", free_port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         client = connect(free_port)
@@ -501,7 +501,7 @@ def onvif_server(tmp_path, free_port):
     from camera_server.settings import load_settings
     app = create_app(load_settings(config, environ={}))
     http_server = make_server("127.0.0.1", free_port, app, threaded=True)
-    thread = threading.Thread(target=http_server.serve_forever, daemon=True)
+    thread = threading.Thread(target=http_server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield free_port, camera
     http_server.shutdown()
