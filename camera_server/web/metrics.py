@@ -19,7 +19,8 @@ class Metrics:
     def __init__(self, extensions, media_dir):
         """``extensions``: the app's, read at each scrape (cameras, catalogue)."""
         self.registry = CollectorRegistry()
-        self._frames_sent = Counter("camera_stream_frames_sent", "frames sent to viewers (MJPEG and WebSocket), all viewers together",
+        self._frames_sent = Counter("camera_stream_frames_sent",
+                                    "frames sent to viewers (MJPEG and WebSocket), all viewers together",
                                     ["camera"], registry=self.registry)
         self._frames_dropped = Counter("camera_stream_frames_dropped",
                                        "frames a viewer skipped because it was slower than the camera",
