@@ -119,7 +119,8 @@ class TapoBackend(PtzBackend):
             return ValueError("no such preset on the camera; reload the list of presets")
         if "MOTOR_LOCKED_ROTOR" in text or "-64304" in text:
             return PtzUnsupported("the camera is at the end of its range in that direction")
-        log.warning("Tapo camera at %s: %s failed: %s", self.where, what, text[:200].replace(self._password or "\0", "***"))
+        log.warning("Tapo camera at %s: %s failed: %s", self.where, what,
+                    text[:200].replace(self._password or "\0", "***"))
         return PtzError(f"the Tapo camera at {self.where} could not {what} (it answered something unexpected; "
                         "the log has it)")
 
@@ -143,7 +144,8 @@ def _reason(error):
             return "connection refused (is it on, and is the port right?)"
         if isinstance(seen, TimeoutError):
             return "no answer"
-        seen = seen.__cause__ or seen.__context__ or (seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None)
+        wrapped = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
+        seen = seen.__cause__ or seen.__context__ or wrapped
     text = str(error).lower()
     for marker, reason in (("refused", "connection refused (is it on, and is the port right?)"),
                            ("name or service not known", "unknown host name"),

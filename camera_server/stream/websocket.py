@@ -11,8 +11,8 @@ One socket carries any number of cameras. The client sends JSON text messages::
     {"op": "control", "camera": "NAME", "action": "...", "id": ..., ...}   (web/socket_controls.py)
 
 and the server answers with JSON text (``hello``, ``subscribed``, ``unsubscribed``, ``pong``,
-``error``, and ``result`` for a control) and sends each frame of a subscribed camera as one binary message: a header, then the
-same JPEG bytes the MJPEG viewers get. The header (all big-endian):
+``error``, and ``result`` for a control) and sends each frame of a subscribed camera as one binary
+message: a header, then the same JPEG bytes the MJPEG viewers get. The header (all big-endian):
 
     offset 0     uint8    version (1)
     offset 1     uint8    L, the camera name's length in bytes (1-32)

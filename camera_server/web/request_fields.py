@@ -49,7 +49,8 @@ def field(name, required=True):
 
 def number(name, kind=float, low=None, high=None, required=True):
     """A number (``kind`` int: a whole one) from low to high, sent as text or a JSON number; a 400 otherwise."""
-    wanted = "a number" + (f" from {low} to {high}" if low is not None else "") + (" (a whole one)" if kind is int else "")
+    wanted = ("a number" + (f" from {low} to {high}" if low is not None else "")
+              + (" (a whole one)" if kind is int else ""))
     value = _sent(name, required, wanted)
     if value is None:
         return None

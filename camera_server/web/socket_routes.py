@@ -1,9 +1,10 @@
 """/ws: the WebSocket stream (flask-sock), one socket per page for any number of cameras.
 
 The wire format and what each connection does are in camera_server/stream/websocket.py, its
-control messages in socket_controls.py; here the handshake is checked (the app's Host check and login first, then the Origin, see auth.py) and the
-connection is given the right concurrency. simple-websocket's Server reads in a background
-``threading.Thread`` with a ``selectors`` selector by default: under our gevent worker, which
+control messages in socket_controls.py; here the handshake is checked (the app's Host check and
+login first, then the Origin, see auth.py) and the connection is given the right concurrency.
+simple-websocket's Server reads in a background ``threading.Thread`` with a ``selectors`` selector
+by default: under our gevent worker, which
 patches nothing, the client's socket is a gevent socket that only the hub's thread may use, so there
 the reader is a greenlet with gevent's Event and selector. Under the gthread worker and the
 development server the socket is a plain one, read by a real thread.
