@@ -44,10 +44,9 @@ def answer(action, *args):
         abort(502, description=str(error))
 
 
-def _motion():
-    """(pan, tilt) from ``direction``, or from ``pan`` and ``tilt`` (-1..1); 400 for neither or both."""
-    direction = field("direction", required=False)
-    pan, tilt = number("pan", float, -1, 1, required=False), number("tilt", float, -1, 1, required=False)
+def motion(direction, pan, tilt):
+    """(pan, tilt) from ``direction``, or from ``pan`` and ``tilt`` (the controller checks their range);
+    400 for neither or both. The routes and the socket's controls read them each their own way."""
     if direction is not None:
         if pan is not None or tilt is not None:
             abort(400, description="send direction, or pan and tilt, not both")
@@ -58,6 +57,18 @@ def _motion():
     if pan is None and tilt is None:
         abort(400, description=f"send direction ({', '.join(DIRECTIONS)}), or pan and tilt (-1 to 1)")
     return pan or 0.0, tilt or 0.0
+
+
+def zoom_amount(direction, amount):
+    """The zoom speed from ``direction`` (in or out) or ``amount`` (-1 to 1); 400 for neither or both."""
+    if (direction is None) == (amount is None):
+        abort(400, description="send direction (in or out), or zoom (-1 to 1)")
+    if direction is None:
+        return amount
+    try:
+        return zoom_direction(direction)
+    except ValueError as error:
+        abort(400, description=str(error))
 
 
 def create_ptz_blueprint():
@@ -87,7 +98,8 @@ def create_ptz_blueprint():
     @auth.require_control
     def move():
         controller = selected_controller()
-        pan, tilt = _motion()
+        pan, tilt = motion(field("direction", required=False), number("pan", float, -1, 1, required=False),
+                           number("tilt", float, -1, 1, required=False))
         zoom = number("zoom", float, -1, 1, required=False) or 0.0
         speed = number("speed", float, 0, 1, required=False)
         return answer(controller.move, pan, tilt, zoom, 1.0 if speed is None else speed)
@@ -101,15 +113,7 @@ def create_ptz_blueprint():
     @auth.require_control
     def zoom():
         controller = selected_controller()
-        direction = field("direction", required=False)
-        amount = number("zoom", float, -1, 1, required=False)
-        if (direction is None) == (amount is None):
-            abort(400, description="send direction (in or out), or zoom (-1 to 1)")
-        if direction is not None:
-            try:
-                amount = zoom_direction(direction)
-            except ValueError as error:
-                abort(400, description=str(error))
+        amount = zoom_amount(field("direction", required=False), number("zoom", float, -1, 1, required=False))
         speed = number("speed", float, 0, 1, required=False)
         return answer(controller.move, 0.0, 0.0, amount, 1.0 if speed is None else speed)
 

@@ -25,11 +25,9 @@ from flask import abort, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from camera_server import failures
-from camera_server.ptz.base import direction_motion, zoom_direction
-from camera_server.web import auth
+from camera_server.web import auth, ptz_routes
 from camera_server.web.live import record, take_snapshot
 from camera_server.web.logins import keys_match
-from camera_server.web.ptz_routes import answer as ptz_answer, selected_controller as ptz_controller
 from camera_server.web.request_fields import OFF_WORDS, ON_WORDS
 from camera_server.web.selected_camera import selected
 
@@ -79,33 +77,15 @@ def _resolution(message):
 
 
 def _ptz_move(message):
-    controller = ptz_controller()
-    direction = message.get("direction")
-    if direction is not None:
-        if message.get("pan") is not None or message.get("tilt") is not None:
-            abort(400, description="send direction, or pan and tilt, not both")
-        try:
-            pan, tilt = direction_motion(direction)
-        except ValueError as error:
-            abort(400, description=str(error))
-    elif message.get("pan") is None and message.get("tilt") is None:
-        abort(400, description="send direction, or pan and tilt (-1 to 1)")
-    else:
-        pan, tilt = _number(message, "pan", 0.0), _number(message, "tilt", 0.0)
-    return ptz_answer(controller.move, pan, tilt, _number(message, "zoom", 0.0), _number(message, "speed", 1.0))
+    controller = ptz_routes.selected_controller()
+    pan, tilt = ptz_routes.motion(message.get("direction"), message.get("pan"), message.get("tilt"))
+    return ptz_routes.answer(controller.move, pan, tilt, _number(message, "zoom", 0.0), _number(message, "speed", 1.0))
 
 
 def _ptz_zoom(message):
-    controller = ptz_controller()
-    direction, amount = message.get("direction"), message.get("zoom")
-    if (direction is None) == (amount is None):
-        abort(400, description="send direction (in or out), or zoom (-1 to 1)")
-    if direction is not None:
-        try:
-            amount = zoom_direction(direction)
-        except ValueError as error:
-            abort(400, description=str(error))
-    return ptz_answer(controller.move, 0.0, 0.0, amount, _number(message, "speed", 1.0))
+    controller = ptz_routes.selected_controller()
+    amount = ptz_routes.zoom_amount(message.get("direction"), message.get("zoom"))
+    return ptz_routes.answer(controller.move, 0.0, 0.0, amount, _number(message, "speed", 1.0))
 
 
 # action -> function(message) answering the route's body (a dict or a JSON response), run for the camera.
@@ -118,10 +98,11 @@ ACTIONS = {
     "motion/start": lambda message: selected().watch.start_motion(),
     "motion/stop": lambda message: selected().watch.stop_motion(),
     "ptz/move": _ptz_move,
-    "ptz/stop": lambda message: ptz_answer(ptz_controller().stop),
+    "ptz/stop": lambda message: ptz_routes.answer(ptz_routes.selected_controller().stop),
     "ptz/zoom": _ptz_zoom,
-    "ptz/home": lambda message: ptz_answer(ptz_controller().home),
-    "ptz/preset/goto": lambda message: ptz_answer(ptz_controller().goto_preset, message.get("preset")),
+    "ptz/home": lambda message: ptz_routes.answer(ptz_routes.selected_controller().home),
+    "ptz/preset/goto": lambda message: ptz_routes.answer(ptz_routes.selected_controller().goto_preset,
+                                                         message.get("preset")),
 }
 
 
