@@ -202,6 +202,15 @@ def browser_page():
         browser.close()
 
 
+def set_hidden(page, hidden):
+    """What switching to another tab does to a page: visibilityState and a visibilitychange event."""
+    page.evaluate("""hidden => {
+      Object.defineProperty(document, 'hidden', { value: hidden, configurable: true });
+      Object.defineProperty(document, 'visibilityState', { value: hidden ? 'hidden' : 'visible', configurable: true });
+      document.dispatchEvent(new Event('visibilitychange'));
+    }""", hidden)
+
+
 @pytest.fixture
 def live_server(tmp_path, free_port):
     """The real server (gunicorn, gevent worker) on the demo camera; its base URL."""

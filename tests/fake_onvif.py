@@ -10,6 +10,8 @@ import time
 import xml.etree.ElementTree as ElementTree
 from xml.sax.saxutils import escape
 
+from fake_server import BackgroundServer, QuietServer
+
 ENVELOPE = """<?xml version="1.0" encoding="UTF-8"?>
 <s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:tt="http://www.onvif.org/ver10/schema"
  xmlns:tds="http://www.onvif.org/ver10/device/wsdl" xmlns:trt="http://www.onvif.org/ver10/media/wsdl"
@@ -25,7 +27,7 @@ def _space(tag, kind, space, axes=("X", "Y")):
     return f"<tt:{tag}><tt:URI>{GENERIC.format(kind, space)}</tt:URI>{ranges}</tt:{tag}>"
 
 
-class FakeOnvif:
+class FakeOnvif(BackgroundServer):
     def __init__(self, username="operator", password="onvif-secret", continuous=True, zoom=True, delay=0.0):
         self.username, self.password = username, password
         self.continuous, self.zoom, self.delay = continuous, zoom, delay
@@ -33,17 +35,7 @@ class FakeOnvif:
         self.presets = {"1": "door", "2": "gate"}
         self.refused = 0
         self._lock = threading.Lock()
-        self._server = _QuietServer(("127.0.0.1", 0), _handler(self))
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self._server.shutdown()
-        self._server.server_close()
+        self.serve(QuietServer(("127.0.0.1", 0), _handler(self)))
 
     def answer(self, body):
         if self.delay:
@@ -138,13 +130,6 @@ class FakeOnvif:
         if self.presets.pop(token, None) is None:
             return 400, FAULT.format(code="NoToken", reason="no such preset")
         return 200, "<tptz:RemovePresetResponse/>"
-
-
-class _QuietServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass        # a client that gave up on a slow answer
 
 
 def _find(element, name):

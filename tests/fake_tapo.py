@@ -16,6 +16,8 @@ import threading
 import time
 from pathlib import Path
 
+from fake_server import BackgroundServer, QuietServer
+
 
 def make_certificate(folder):
     """A self-signed certificate and key for 127.0.0.1 (cryptography, which pytapo needs anyway)."""
@@ -40,7 +42,7 @@ def make_certificate(folder):
     return cert_path, key_path
 
 
-class FakeTapo:
+class FakeTapo(BackgroundServer):
     def __init__(self, folder, username="admin", password="cloud-secret", delay=0.0, motor=True):
         self.username, self.password, self.delay, self.motor = username, password, delay, motor
         self.moves = []             # (x, y) of each motorMove
@@ -52,17 +54,7 @@ class FakeTapo:
         self._lock = threading.Lock()
         self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._context.load_cert_chain(*make_certificate(folder))
-        self._server = _TlsServer(("127.0.0.1", 0), _handler(self), self._context)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self._server.shutdown()
-        self._server.server_close()
+        self.serve(_TlsServer(("127.0.0.1", 0), _handler(self), self._context))
 
     # What the camera answers
 
@@ -151,9 +143,7 @@ class FakeTapo:
         return {}
 
 
-class _TlsServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
+class _TlsServer(QuietServer):
     def __init__(self, address, handler, context):
         self.context = context
         super().__init__(address, handler)
@@ -166,9 +156,6 @@ class _TlsServer(http.server.ThreadingHTTPServer):
         except (ssl.SSLError, OSError):
             return
         super().finish_request(request, client_address)
-
-    def handle_error(self, request, client_address):
-        pass
 
 
 def _handler(camera):

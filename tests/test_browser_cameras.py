@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from conftest import ROOT, chromium_path, wait_for
+from conftest import ROOT, chromium_path, set_hidden, wait_for
 from server_process import status, stop_server
 
 USERKEY = "sesame"
@@ -42,15 +42,6 @@ def tile_picture(page, name):
     found = []
     assert wait_for(lambda: found.append(page.evaluate(TILE_PICTURE, name)) or found[-1] is not None, timeout=5)
     return found[-1]
-
-
-def set_hidden(page, hidden):
-    """What switching to another tab does to a page: visibilityState and a visibilitychange event."""
-    page.evaluate("""hidden => {
-      Object.defineProperty(document, 'hidden', { value: hidden, configurable: true });
-      Object.defineProperty(document, 'visibilityState', { value: hidden ? 'hidden' : 'visible', configurable: true });
-      document.dispatchEvent(new Event('visibilitychange'));
-    }""", hidden)
 
 
 @pytest.fixture

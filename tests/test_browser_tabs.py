@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from conftest import chromium_path, wait_for
+from conftest import chromium_path, set_hidden, wait_for
 from server_process import start_server, status, stop_server
 
 PAGES = 5                   # 5 streams leave one of chromium's 6 connections for everything else
@@ -18,15 +18,6 @@ HEART_RATE_SHOWN = "/^[0-9]+$/.test(document.querySelector('#heart-rate').textCo
 STREAM_SHOWN = "document.getElementById('stream').naturalWidth > 0"
 FRAMES_DRAWN = "Number(document.getElementById('stream-canvas').dataset.frames)"
 CANVAS_DRAWN = f"{FRAMES_DRAWN} > 0"
-
-
-def set_hidden(page, hidden):
-    """What switching to another tab does to a page: visibilityState and a visibilitychange event."""
-    page.evaluate("""hidden => {
-      Object.defineProperty(document, 'hidden', { value: hidden, configurable: true });
-      Object.defineProperty(document, 'visibilityState', { value: hidden ? 'hidden' : 'visible', configurable: true });
-      document.dispatchEvent(new Event('visibilitychange'));
-    }""", hidden)
 
 
 @pytest.fixture
