@@ -85,19 +85,13 @@ def create_live_blueprint():
     @blueprint.get("/")
     def index():
         unit = selected()
-        return render_template("index.html", status=unit.camera.status(),
-                               has_light=current_app.extensions["led"] is not None,
-                               recording=unit.recorder.status(), watch=unit.watch.status(),
-                               camera_names=cameras().names, camera_name=unit.name,
-                               camera_filter=catalogue_filter(unit), **_recent_media(unit))
+        return _camera_page("index.html", unit, has_light=current_app.extensions["led"] is not None,
+                            **_recent_media(unit))
 
     @blueprint.get("/remote")
     def remote():
         """Seed 004's page: the WebSocket view, the PTZ pad, recording and motion detection."""
-        unit = selected()
-        return render_template("remote.html", status=unit.camera.status(), recording=unit.recorder.status(),
-                               watch=unit.watch.status(), camera_names=cameras().names, camera_name=unit.name,
-                               camera_filter=catalogue_filter(unit))
+        return _camera_page("remote.html", selected())
 
     @blueprint.get("/video_feed")
     def video_feed():
@@ -132,11 +126,13 @@ def create_live_blueprint():
     def status():
         """The camera's status; /status (the default camera's) also lists every camera's."""
         unit = selected()
-        body = unit.status()
+        if request.blueprint == "live":     # /status: every camera's too, the default camera's read once
+            every = {other.name: other.status() for other in cameras()}
+            body = {**every[unit.name], "cameras": every}
+        else:
+            body = unit.status()
         led = current_app.extensions["led"]
         body["light"] = led.status() if led is not None else None
-        if request.blueprint == "live":
-            body["cameras"] = {other.name: other.status() for other in cameras()}
         return jsonify(body)
 
     @blueprint.post("/snapshot")
@@ -185,6 +181,15 @@ def create_live_blueprint():
         return video_payload(field("payload"), text_fields())
 
     return blueprint
+
+
+def _camera_page(template, unit, **context):
+    """A page of one camera, with its state, its recording, its watch, its pan-tilt-zoom (None without)
+    and the cameras to switch to."""
+    return render_template(template, status=unit.camera.status(), recording=unit.recorder.status(),
+                           watch=unit.watch.status(), ptz=unit.ptz.status() if unit.ptz is not None else None,
+                           camera_names=cameras().names, camera_name=unit.name,
+                           camera_filter=catalogue_filter(unit), **context)
 
 
 def _recent_media(unit):

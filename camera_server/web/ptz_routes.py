@@ -5,7 +5,7 @@ library calls run off the event loop (``call_blocking``) and answer within the c
 ``ptz_timeout_s``: 503 when it cannot be reached, 504 when it is too slow, 502 when it refuses the
 password, 409 for what it cannot do, 400 for bad values (nothing reaches the camera then).
 """
-from flask import Blueprint, abort, current_app, g, jsonify
+from flask import Blueprint, abort, jsonify
 
 from camera_server.blocking import call_blocking
 from camera_server.ptz.base import DIRECTIONS, PtzAuthFailed, PtzError, PtzTimeout, PtzUnreachable, \
@@ -73,18 +73,6 @@ def zoom_amount(direction, amount):
 
 def create_ptz_blueprint():
     blueprint = Blueprint("ptz", __name__)
-
-    @blueprint.app_context_processor
-    def page_ptz():
-        """``ptz`` for the live page: the request's camera's PTZ status, None without one."""
-        cameras = current_app.extensions.get("cameras")
-        if cameras is None:
-            return {"ptz": None}
-        try:
-            unit = cameras.get(g.camera_name) if g.get("camera_name") else cameras.default
-        except (KeyError, StopIteration):
-            return {"ptz": None}
-        return {"ptz": unit.ptz.status() if unit.ptz is not None else None}
 
     @blueprint.get("/ptz/status")
     def status():
