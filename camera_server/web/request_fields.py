@@ -72,20 +72,20 @@ def switch(name, current=None):
     value = _sent(name, current is None, wanted)
     if value is None:
         return not current
-    state = _on_off(name, value, wanted, "toggle" if current is not None else None)
+    state = on_off(name, value, wanted, "toggle" if current is not None else None)
     return not current if state == "toggle" else state
 
 
 def flag(name, default=False):
     """An optional yes or no (or any on/off word, or a JSON boolean); ``default`` when absent."""
     value = _sent(name, False, "yes or no")
-    return default if value is None else _on_off(name, value, "yes or no")
+    return default if value is None else on_off(name, value, "yes or no")
 
 
 def query_flag(name, default=False):
     """A yes or no (or any on/off word) in the query string; ``default`` when absent or empty."""
     text = request.args.get(name, "").strip()
-    return _on_off(name, text, "yes or no") if text else default
+    return on_off(name, text, "yes or no") if text else default
 
 
 def text_fields():
@@ -159,8 +159,9 @@ def _valid_text(name, text):
     return text
 
 
-def _on_off(name, value, wanted, other_word=None):
-    """True or False from a JSON boolean or an on/off word (any case); ``other_word`` as itself."""
+def on_off(name, value, wanted, other_word=None):
+    """True or False from a JSON boolean or an on/off word (any case); ``other_word`` as itself; a 400
+    that says ``wanted`` for anything else. The one reading of on/off words, for routes and socket messages."""
     if isinstance(value, bool):
         return value
     if not isinstance(value, str):

@@ -28,7 +28,7 @@ from camera_server import failures
 from camera_server.web import auth, ptz_routes
 from camera_server.web.live import record, take_snapshot
 from camera_server.web.logins import keys_match
-from camera_server.web.request_fields import OFF_WORDS, ON_WORDS
+from camera_server.web.request_fields import on_off
 from camera_server.web.selected_camera import selected
 
 log = logging.getLogger(__name__)
@@ -49,15 +49,8 @@ def _text(message, name, required=False):
 
 def _switch(message, name, current):
     """On, off or toggle (the default), as a JSON boolean or a word, as the routes take it."""
-    value = message.get(name, "toggle")
-    if isinstance(value, bool):
-        return value
-    word = value.lower() if isinstance(value, str) else None
-    if word in ON_WORDS or word in OFF_WORDS:
-        return word in ON_WORDS
-    if word == "toggle":
-        return not current
-    abort(400, description=f"{name} must be on, off or toggle (or a JSON boolean)")
+    state = on_off(name, message.get(name, "toggle"), "on, off or toggle", "toggle")
+    return not current if state == "toggle" else state
 
 
 def _number(message, name, default):
