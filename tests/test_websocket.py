@@ -141,13 +141,13 @@ def test_a_frame_message_is_built_once_per_frame_and_shared():
     class Frame:
         def __init__(self, seq):
             self.seq, self.timestamp, self.jpeg = seq, 1.0, b"\xff\xd8" + bytes(300) + b"\xff\xd9"
-    messages = wire.FrameMessages()
+    broadcast = wire._Broadcast(_FakeCamera("front"))
     frame = Frame(1)
-    first = messages.message("front", frame)
-    assert messages.message("front", frame) is first                        # every client sends these bytes
+    first = broadcast.message(frame)
+    assert broadcast.message(frame) is first                                # every client sends these bytes
     assert first[:4] == bytes([0x82, 126]) + (len(first) - 4).to_bytes(2, "big")   # FIN, binary, 16-bit length
     assert first.endswith(frame.jpeg)
-    assert messages.message("front", Frame(1)) is not first                 # another frame of the same number
+    assert broadcast.message(Frame(1)) is not first                         # another frame of the same number
 
 
 class _FakeCamera:
@@ -173,20 +173,37 @@ class _Answers:
         self.sent.append(json.loads(data[2:] if data[1] < 126 else data[4:]))
 
 
-class _Done:
-    def join(self, timeout):
-        pass
-
-
 def test_one_socket_may_watch_at_most_64_cameras():
     cameras = {f"cam{index}": _FakeCamera(f"cam{index}") for index in range(wire.MAX_SUBSCRIPTIONS + 1)}
     answers = _Answers()
-    session = wire.Session(lambda name: cameras[name], answers, lambda function: _Done(), 10, wire.FrameMessages())
+    session = wire.Session(lambda name: cameras[name], answers, lambda function: None, 10, wire.Broadcasts())
     for name in cameras:
         session.receive(json.dumps({"op": "subscribe", "camera": name}))
     assert [answer["op"] for answer in answers.sent].count("error") == 1
     assert "at most 64" in answers.sent[-1]["message"]
     assert cameras[f"cam{wire.MAX_SUBSCRIPTIONS}"].places == 0
+
+
+def test_a_client_that_takes_nothing_is_dropped_once_a_write_waited_send_timeout(monkeypatch):
+    monkeypatch.setattr(wire, "SEND_TIMEOUT", 0.2)
+    server_end, client_end = socket.socketpair()        # the client never reads
+    with server_end, client_end:
+        out = wire.SerialSocket(server_end, threading.Lock())
+        session = wire.Session(lambda name: None, out, lambda function: None, 10, wire.Broadcasts())
+        failed = []
+
+        def write_forever():
+            try:
+                while True:
+                    out.send(wire.binary_message(bytes(64 * 1024)))
+            except OSError as error:
+                failed.append(error)
+        writer = threading.Thread(target=write_forever, daemon=True)
+        writer.start()
+        assert wait_for(session.stalled, timeout=10)    # the connection's loop asks this every second
+        assert session.closed
+        writer.join(5)
+        assert failed and not writer.is_alive()         # the blocked write ended with the connection
 
 
 # -- the real server (gevent) --------------------------------------------------------------------

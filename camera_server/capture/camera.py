@@ -218,16 +218,18 @@ class Camera:
         """Yield each newer frame while the caller consumes; a slow caller skips frames.
 
         The loop ends when the camera stops or ``until()`` answers true, checked at least every
-        ``timeout`` seconds even while a hung device delivers nothing; with ``idle_ticks`` such a
-        wait yields None, so the caller's clock runs without frames. The frames hold the camera open
-        while they are read, unless the caller ``held`` a place already (admit_viewer).
+        ``timeout`` seconds even while a hung device delivers nothing (None: at each frame and when
+        the hub is woken, which is cheaper than a timer per wait: the caller that makes ``until()``
+        true calls ``hub.wake()``); with ``idle_ticks`` such a wait yields None, so the caller's
+        clock runs without frames. The frames hold the camera open while they are read, unless the
+        caller ``held`` a place already (admit_viewer).
         """
         with contextlib.nullcontext() if held else self.consumer():
             latest = self.hub.latest
             # After an idle stop the newest frame is old: wait for a fresh one instead.
             seq = latest.seq if latest is not None and self._state != "streaming" else 0
             while not self._stop.is_set() and not (until is not None and until()):
-                frame = self.hub.wait_newer(seq, timeout)
+                frame = self.hub.wait_newer(seq, timeout, until)
                 if frame is not None:
                     seq = frame.seq
                 if frame is not None or idle_ticks:

@@ -84,9 +84,7 @@ class FrameHub:
 
     def publish(self, frame):
         self._latest = frame
-        self._threads.notify()
-        if self._greenlets is not None:
-            self._greenlets.notify()
+        self.wake()
 
     def _waiter(self):
         if not in_greenlet():
@@ -98,16 +96,20 @@ class FrameHub:
     def close(self):
         """No more frames: every consumer waiting in wait_newer() gets None now, and later ones at once."""
         self._closed = True
+        self.wake()
+
+    def wake(self):
+        """Every consumer waiting in wait_newer() checks its ``until()`` again (one of them should stop)."""
         self._threads.notify()
         if self._greenlets is not None:
             self._greenlets.notify()
 
-    def wait_newer(self, seq, timeout):
-        """The newest frame with a sequence number above ``seq``, or None after ``timeout`` s (at once
-        once the hub is closed)."""
+    def wait_newer(self, seq, timeout, until=None):
+        """The newest frame with a sequence number above ``seq``, or None after ``timeout`` s (None:
+        no time limit), at once once the hub is closed, or once ``until()`` answers true after a wake()."""
         def is_ready():
             latest = self._latest
-            return self._closed or (latest is not None and latest.seq > seq)
+            return self._closed or (latest is not None and latest.seq > seq) or (until is not None and until())
         self._waiter().wait(is_ready, timeout)
         latest = self._latest
         return latest if latest is not None and latest.seq > seq else None

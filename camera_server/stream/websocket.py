@@ -29,10 +29,12 @@ its picture is at most that many frames old; the browser's page acknowledges eac
 
 A server's WebSocket frames are not masked (RFC 6455 5.1), so the whole message, WebSocket framing
 included, is the same bytes for every client: it is built once per frame per camera and shared,
-like the MJPEG part. Each subscription sends the newest frame once the socket took the one before: a
-slow client skips frames and never queues more than the frame being sent. The writes of one socket
+like the MJPEG part. One loop per camera (``_Broadcast``) hands it to every subscriber whose socket
+takes it at once, without a greenlet or thread per viewer; a client that is behind gets a writer of
+its own while it catches up: it skips frames and never queues more than the frame being sent, and
+the others never wait for it. The writes of one socket
 (frames of several cameras, answers, simple-websocket's pings) go out whole, one at a time; a write
-that makes no progress for ``SEND_TIMEOUT`` drops the client.
+that waits for the client for more than ``SEND_TIMEOUT`` drops the client.
 """
 import json
 import logging
@@ -52,7 +54,6 @@ SEND_TIMEOUT = 10.0             # seconds one message may take to go out before 
 # A client slower than the camera skips frames only if the kernel does not queue them for it: its send
 # buffer holds a few frames (as the MJPEG stream's, see web/live.py), so its picture stays recent.
 SEND_BUFFER = 64 * 1024         # bytes; the kernel doubles it
-WAIT_TICK = 1.0                 # seconds between a subscription's checks that it should end
 _HEADER_END = struct.Struct(">Qd")
 
 
@@ -100,39 +101,22 @@ def text_message(answer):
     return _websocket_frame(0x1, json.dumps(answer, separators=(",", ":")).encode())
 
 
-class FrameMessages:
-    """Each camera's newest frame as a whole binary WebSocket message, built once and sent to every
-    subscriber. Keyed by the Frame itself, so a camera removed and added again under its name (whose
-    numbers start again) never gets another camera's message."""
-
-    def __init__(self):
-        self._newest = {}       # camera name -> (frame, message)
-
-    def message(self, camera_name, frame):
-        cached = self._newest.get(camera_name)
-        if cached is not None and cached[0] is frame:
-            return cached[1]
-        message = binary_message(frame_header(camera_name, frame.seq, frame.timestamp) + frame.jpeg)
-        self._newest[camera_name] = (frame, message)     # two builders at once build the same bytes
-        return message
-
-    def forget(self, camera_name):
-        self._newest.pop(camera_name, None)
-
-
 class SerialSocket:
-    """A client's socket whose writes go out whole and one at a time, within SEND_TIMEOUT each.
+    """A client's socket whose writes go out whole and one at a time.
 
     simple-websocket's Server writes with ``sock.send()``, which may send part of a message (a
     gevent socket, a socket with a timeout), and its reader writes pings and pongs while our
     subscriptions write frames: given this object as its socket, every write is whole and alone.
-    The timeout is the socket's own, which also bounds reads: the reader only reads once its selector
-    says the socket is readable (simple-websocket does so when ``ping_interval`` is set).
+    The socket has no timeout, which would cost a timer per write: ``stalled()`` says when a write
+    has made no progress for SEND_TIMEOUT, and the connection's loop then drops the client. Reads
+    never wait on the socket: simple-websocket reads once its selector says the socket is readable.
     """
 
-    def __init__(self, sock, lock):
-        self._sock, self._lock = sock, lock
-        sock.settimeout(SEND_TIMEOUT)
+    def __init__(self, sock, lock, gevent=False):
+        """``lock``: a threading.Lock, or a gevent lock for a gevent socket (``gevent``)."""
+        self._sock, self._lock, self._gevent = sock, lock, gevent
+        self._writing_since = None      # monotonic time the write under way began
+        sock.settimeout(None)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         except OSError as error:
@@ -140,19 +124,55 @@ class SerialSocket:
 
     def send(self, data):
         with self._lock:
-            self._sock.sendall(data)
+            self._write(data)
         return len(data)
 
     sendall = send
 
-    def send_built(self, build):
-        """Send what ``build()`` answers once it is this write's turn (nothing for None), so what is
-        sent is chosen as late as possible: a frame waiting for the socket becomes the newest one."""
-        with self._lock:
-            data = build()
-            if data is not None:
-                self._sock.sendall(data)
-        return data
+    def start_write(self, data):
+        """Begin writing ``data`` unless another write is under way: answer None when one is (nothing
+        was written), else how much of it the socket took at once, without waiting. When it is less
+        than all, this write is still under way: finish it with ``finish_write``, which ends it."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            taken = self._send_now(data)
+        except BaseException:
+            self._lock.release()
+            raise
+        if taken == len(data):
+            self._lock.release()
+        return taken
+
+    def finish_write(self, rest, more=None):
+        """Write ``rest`` of a message ``start_write`` began, then, while ``more()`` answers one, the
+        next message; the write ends (another may start) once they are out or one failed."""
+        try:
+            while rest is not None:
+                self._write(rest)
+                rest = more() if more is not None else None
+        finally:
+            self._lock.release()
+
+    def _send_now(self, data):
+        try:
+            if self._gevent:            # gevent's send waits for the socket unless its timeout is 0
+                return self._sock.send(data, 0, 0.0)
+            return self._sock.send(data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return 0
+
+    def _write(self, data):
+        self._writing_since = time.monotonic()
+        try:
+            self._sock.sendall(data)
+        finally:
+            self._writing_since = None
+
+    def stalled(self):
+        """Whether a write has waited for the client for more than SEND_TIMEOUT."""
+        since = self._writing_since
+        return since is not None and time.monotonic() - since > SEND_TIMEOUT
 
     def recv(self, size):
         return self._sock.recv(size)
@@ -172,14 +192,14 @@ class Session:
 
     ``cameras(name)`` answers the Camera of a name (KeyError, whose str() lists the cameras, for an
     unknown one; None: the default camera); ``out``: a SerialSocket; ``spawn(function)`` runs a
-    function concurrently (a greenlet under gevent, else a daemon thread) and answers something with
-    ``join(timeout)``; ``max_viewers``: each camera's limit, which subscriptions count against;
+    function concurrently (a greenlet under gevent, else a daemon thread); ``max_viewers``: each
+    camera's limit, which subscriptions count against; ``broadcasts``: the app's Broadcasts;
     ``control(request)`` acts on a control message and answers it (through ``send``) itself.
     """
 
-    def __init__(self, cameras, out, spawn, max_viewers, messages, count_sent=None, control=None):
-        self._cameras, self._out, self._spawn = cameras, out, spawn
-        self._max_viewers, self._messages = max_viewers, messages
+    def __init__(self, cameras, out, spawn, max_viewers, broadcasts, count_sent=None, control=None):
+        self._cameras, self._out, self.spawn = cameras, out, spawn
+        self._max_viewers, self._broadcasts = max_viewers, broadcasts
         self.count_sent = count_sent or (lambda name, previous_seq, seq: None)
         self.control = control
         self._subscriptions = {}        # camera name -> _Subscription
@@ -251,7 +271,12 @@ class Session:
         subscription = _Subscription(self, camera, leave, acknowledges)
         self._subscriptions[camera.name] = subscription
         self.send({"op": "subscribed", "camera": camera.name, "width": width, "height": height})
-        subscription.start(self._spawn)
+        try:
+            self._broadcasts.join(camera, subscription, self.spawn)
+        except BaseException:
+            self._subscriptions.pop(camera.name, None)
+            subscription.stop()
+            raise
 
     def _unsubscribe(self, request):
         camera = self._camera(request)
@@ -282,21 +307,16 @@ class Session:
             if not self._closed:
                 self.send({"op": "unsubscribed", "camera": subscription.camera.name, "reason": reason})
 
-    def send_frame(self, camera, frame, after_seq, stopped):
-        """Send the camera's newest frame (``frame`` or a newer one that came while this waited for the
-        socket) unless it is not after ``after_seq`` or ``stopped()``; answer the frame sent or None."""
-        chosen = []
+    @property
+    def out(self):
+        return self._out
 
-        def build():
-            newest = camera.hub.latest
-            picked = newest if newest is not None and newest.seq > frame.seq else frame
-            if stopped() or self._closed or (after_seq is not None and picked.seq <= after_seq):
-                return None
-            chosen.append(picked)
-            return self._messages.message(camera.name, picked)
-
-        self._out.send_built(build)
-        return chosen[0] if chosen else None
+    def stalled(self):
+        """Drop the client if a write has waited for it for more than SEND_TIMEOUT; answer whether it did."""
+        if self._out.stalled():
+            self.drop(f"it took nothing for {SEND_TIMEOUT:g} s")
+            return True
+        return False
 
     def drop(self, reason):
         """The client cannot be written to: end the connection (the reader sees the end and the route
@@ -309,14 +329,12 @@ class Session:
         except OSError:
             pass
 
-    def close(self, join_timeout=2.0):
+    def close(self):
         """Stop every subscription and give their viewer places back."""
         self._closed = True
         subscriptions, self._subscriptions = list(self._subscriptions.values()), {}
         for subscription in subscriptions:
             subscription.stop()
-        for subscription in subscriptions:
-            subscription.join(join_timeout)
 
     @property
     def closed(self):
@@ -327,17 +345,108 @@ class Session:
         return list(self._subscriptions)
 
 
+class Broadcasts:
+    """The app's camera broadcasts: one per camera that has socket subscribers."""
+
+    def __init__(self):
+        self._broadcasts = {}           # camera name -> _Broadcast
+        self._lock = threading.Lock()
+
+    def join(self, camera, subscription, spawn):
+        """Send ``subscription`` the camera's frames until it stops; ``spawn`` runs the camera's loop
+        when it has none (a greenlet under gevent, else a thread)."""
+        with self._lock:
+            broadcast = self._broadcasts.get(camera.name)
+            if broadcast is None or broadcast.camera is not camera:     # a camera added again under its name
+                broadcast = self._broadcasts[camera.name] = _Broadcast(camera)
+        broadcast.add(subscription, spawn)
+
+
+class _Broadcast:
+    """One camera's frames to every socket subscribed to it: one loop per camera, not one per viewer.
+
+    For each frame the loop offers its message, built once, to each subscription in turn. A socket
+    that takes it whole at once (the usual case: its send buffer has room for a few frames) costs
+    one send call and no switch to another greenlet or thread. A socket that takes part of it gets a
+    writer of its own (``spawn``) that finishes the message and then sends the newest frame for as
+    long as the client is behind; meanwhile the loop skips it. So a slow client skips frames, holds
+    no queue, and never holds up the others.
+    """
+
+    def __init__(self, camera):
+        self.camera = camera
+        self._subscriptions = {}        # _Subscription -> None, in the order they came
+        self._lock = threading.Lock()
+        self._running = False
+        self._newest = (None, None)     # (frame, its message)
+
+    def add(self, subscription, spawn):
+        subscription.broadcast = self
+        with self._lock:
+            self._subscriptions[subscription] = None
+            start, self._running = not self._running, True
+        if start:
+            try:
+                spawn(lambda: self._run(spawn))
+            except BaseException:
+                with self._lock:
+                    self._running = False
+                raise
+
+    def remove(self, subscription):
+        with self._lock:
+            self._subscriptions.pop(subscription, None)
+        self.camera.hub.wake()          # the loop waits for frames without a timer: it ends now if it was the last
+
+    def message(self, frame):
+        """The frame's message, built once for every subscriber."""
+        newest = self._newest
+        if newest[0] is frame:
+            return newest[1]
+        message = binary_message(frame_header(self.camera.name, frame.seq, frame.timestamp) + frame.jpeg)
+        self._newest = (frame, message)     # two builders at once build the same bytes
+        return message
+
+    def _idle(self):
+        return not self._subscriptions
+
+    def _run(self, spawn):
+        while True:
+            reason = self._send_frames(spawn)
+            with self._lock:
+                if reason is None and self._subscriptions:
+                    continue            # one came as the last one left: go on
+                ended, self._subscriptions, self._running = list(self._subscriptions), {}, False
+                break
+        for subscription in ended:      # telling a client may wait for its socket: not in this loop
+            spawn(lambda subscription=subscription: subscription.end(reason))
+
+    def _send_frames(self, spawn):
+        """Offer each frame to the subscriptions until none is left (None) or the camera's frames end
+        (answers why)."""
+        try:
+            for frame in self.camera.frames(timeout=None, until=self._idle, held=True):
+                message = self.message(frame)
+                for subscription in list(self._subscriptions):
+                    subscription.offer(frame, message, spawn)
+        except Exception:               # the loop's top level: log it, end the subscriptions
+            log.exception("websocket broadcast of camera %s failed", self.camera.name)
+            return "an error in the server (see its log)"
+        return "the camera stopped" if self.camera.hub.closed else None
+
+
 class _Subscription:
-    """One camera on one socket: a loop that sends the camera's newest frame each time the socket has
-    taken the previous one, holding a viewer place (``leave`` gives it back)."""
+    """One camera on one socket, holding a viewer place (``leave`` gives it back): what it was sent
+    and, with ``ack``, what the client has not acknowledged yet."""
 
     def __init__(self, session, camera, leave, acknowledges=False):
         self.session, self.camera, self._leave = session, camera, leave
         self.acknowledges = acknowledges
+        self.broadcast = None           # set when it joins its camera's broadcast
         self._unacknowledged = 0
         self._count_lock = threading.Lock()
-        self._stopped = threading.Event()
-        self._worker = None
+        self._stopped = False
+        self._sent = None               # the sequence number of the frame sent last
 
     def acknowledged(self):
         with self._count_lock:
@@ -347,47 +456,59 @@ class _Subscription:
         """Whether the client can take another frame now (else the next frame after its ack)."""
         return not self.acknowledges or self._unacknowledged < ACK_WINDOW
 
-    def _sent_one(self):
+    def offer(self, frame, message, spawn):
+        """The broadcast's loop: send this frame's message if the client can take it now."""
+        if self._stopped or self.session.closed or not self._may_send():
+            return
+        out = self.session.out
+        try:
+            taken = out.start_write(message)
+        except OSError as error:
+            return self._failed(error)
+        if taken is None:               # its writer, an answer or a ping is under way: a later frame
+            return
+        self._sent_one(frame)
+        if taken < len(message):
+            spawn(lambda: self._finish(memoryview(message)[taken:]))
+
+    def _finish(self, rest):
+        """The rest of a message the socket did not take at once, then the newest frames while the
+        client is behind."""
+        try:
+            self.session.out.finish_write(rest, self._next_message)
+        except OSError as error:
+            self._failed(error)
+        except Exception:               # the writer's top level: log it, end the connection
+            log.exception("websocket writer of camera %s failed", self.camera.name)
+            self.session.drop("an error in the server")
+
+    def _next_message(self):
+        """The message of the camera's newest frame if it was not sent yet and the client may have it."""
+        frame = self.camera.hub.latest
+        if (frame is None or self._stopped or self.session.closed or not self._may_send()
+                or (self._sent is not None and frame.seq <= self._sent)):
+            return None
+        self._sent_one(frame)
+        return self.broadcast.message(frame)
+
+    def _sent_one(self, frame):
         if self.acknowledges:
             with self._count_lock:
                 self._unacknowledged += 1
+        self.session.count_sent(self.camera.name, self._sent, frame.seq)
+        self._sent = frame.seq
 
-    def start(self, spawn):
-        try:
-            self._worker = spawn(self._run)
-        except BaseException:
-            self._leave()
-            raise
+    def _failed(self, error):
+        self.session.drop(f"camera {self.camera.name}: sending failed: {error or type(error).__name__}")
 
     def stop(self):
-        self._stopped.set()
+        """The client unsubscribed or went: leave the broadcast and give the viewer place back."""
+        self._stopped = True
         self._leave()
+        if self.broadcast is not None:
+            self.broadcast.remove(self)
 
-    def join(self, timeout):
-        if self._worker is not None:
-            self._worker.join(timeout)
-
-    def _run(self):
-        sent = None
-        reason = "the camera stopped"
-        try:
-            for frame in self.camera.frames(timeout=WAIT_TICK, until=self._stopped.is_set, held=True):
-                if self.session.closed:
-                    break
-                if not self._may_send():
-                    continue
-                frame = self.session.send_frame(self.camera, frame, sent, self._stopped.is_set)
-                if frame is not None:
-                    self._sent_one()
-                    self.session.count_sent(self.camera.name, sent, frame.seq)
-                    sent = frame.seq
-        except OSError as error:        # a timeout too: the client took nothing for SEND_TIMEOUT
-            reason = f"sending failed: {error or type(error).__name__}"
-            self.session.drop(f"camera {self.camera.name}: {reason}")
-        except Exception:               # the worker's top level: log it, end this subscription alone
-            reason = "an error in the server (see its log)"
-            log.exception("websocket subscription to camera %s failed", self.camera.name)
-        finally:
-            self._leave()
-            if not self._stopped.is_set():
-                self.session.subscription_ended(self, reason)
+    def end(self, reason):
+        """The camera stopped: tell the client."""
+        self._leave()
+        self.session.subscription_ended(self, reason)

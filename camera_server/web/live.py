@@ -228,7 +228,7 @@ def _mjpeg(camera, metrics):
     """The multipart body: each part is prebuilt by the camera, so viewers cost no encoding."""
     yield mjpeg.FIRST_BOUNDARY
     sent = None
-    for frame in camera.frames(held=True):
+    for frame in camera.frames(timeout=None, held=True):     # no timer per frame: the camera's stop wakes it
         yield frame.part
         metrics.count_sent(camera.name, sent, frame.seq)
         sent = frame.seq

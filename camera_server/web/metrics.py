@@ -25,6 +25,7 @@ class Metrics:
         self._frames_dropped = Counter("camera_stream_frames_dropped",
                                        "frames a viewer skipped because it was slower than the camera",
                                        ["camera"], registry=self.registry)
+        self._stream_counters = {}      # camera name -> (frames sent, frames dropped) of its label
         for unit in extensions["cameras"]:          # a camera added later shows once it has a viewer
             self._frames_sent.labels(unit.name)
             self._frames_dropped.labels(unit.name)
@@ -33,12 +34,17 @@ class Metrics:
     def count_sent(self, camera_name, previous_seq, seq):
         """A viewer of camera ``camera_name`` sent frame ``seq``; the frames between it and the one it
         sent before were dropped."""
-        self._frames_sent.labels(camera_name).inc()
+        counters = self._stream_counters.get(camera_name)
+        if counters is None:            # labels() is a lookup under a lock: once per camera, not per frame
+            counters = self._stream_counters[camera_name] = (self._frames_sent.labels(camera_name),
+                                                             self._frames_dropped.labels(camera_name))
+        counters[0].inc()
         if previous_seq is not None and seq > previous_seq + 1:
-            self._frames_dropped.labels(camera_name).inc(seq - previous_seq - 1)
+            counters[1].inc(seq - previous_seq - 1)
 
     def forget(self, camera_name):
         """A removed camera's stream counters leave the metrics (its other samples go with it)."""
+        self._stream_counters.pop(camera_name, None)
         for counter in (self._frames_sent, self._frames_dropped):
             try:
                 counter.remove(camera_name)

@@ -16,7 +16,7 @@ from flask import Blueprint, current_app, request
 from flask_sock import Sock
 
 from camera_server.blocking import in_greenlet
-from camera_server.stream.websocket import VERSION, FrameMessages, SerialSocket, Session
+from camera_server.stream.websocket import VERSION, Broadcasts, SerialSocket, Session
 from camera_server.web import auth
 from camera_server.web.socket_controls import SocketControls
 
@@ -50,7 +50,7 @@ class _ServerOptions(collections.abc.Mapping):
 
 def init_app(app):
     app.config["SOCK_SERVER_OPTIONS"] = _ServerOptions()
-    app.extensions["websocket_messages"] = FrameMessages()
+    app.extensions["websocket_broadcasts"] = Broadcasts()
     app.register_blueprint(_create_socket_blueprint())
 
 
@@ -67,7 +67,7 @@ def _spawn(function):
     if in_greenlet():
         import gevent
         return gevent.spawn(function)
-    thread = threading.Thread(target=function, name="websocket-subscription", daemon=True)
+    thread = threading.Thread(target=function, name="websocket-writer", daemon=True)
     thread.start()
     return thread
 
@@ -91,7 +91,7 @@ def _create_socket_blueprint():
 
     @sock.route("/ws", bp=blueprint)
     def stream_socket(ws):
-        out = SerialSocket(ws.sock, _new_lock())
+        out = SerialSocket(ws.sock, _new_lock(), gevent=in_greenlet())
         ws.sock = out                   # simple-websocket's own writes (pings, pongs, close) go through it too
         registry = current_app.extensions["cameras"]
 
@@ -99,7 +99,7 @@ def _create_socket_blueprint():
             return (registry.default if name is None else registry.get(name)).camera
 
         session = Session(camera, out, _spawn, current_app.config["SETTINGS"].max_viewers,
-                          current_app.extensions["websocket_messages"],
+                          current_app.extensions["websocket_broadcasts"],
                           current_app.extensions["metrics"].count_sent)
         session.control = SocketControls(_spawn, session.send)
         session.send({"op": "hello", "version": VERSION, "cameras": registry.names, "default": registry.default.name})
@@ -108,6 +108,8 @@ def _create_socket_blueprint():
                 message = ws.receive(timeout=RECEIVE_TICK)
                 if message is not None:
                     session.receive(message)
+                elif session.stalled():
+                    break
                 elif _server_stopping():
                     ws.close(reason=1001, message="the server is stopping")
                     break
