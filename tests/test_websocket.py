@@ -541,6 +541,16 @@ def test_pan_tilt_zoom_over_the_socket_reaches_the_camera_as_the_routes_do(onvif
             answer = control(client, "ptz/move", **bad)
             assert answer["op"] == "error" and answer["status"] == 400, bad
         assert control(client, "ptz/preset/goto", preset="")["status"] == 400
+        saved = control(client, "ptz/preset/save", name="drive way")
+        assert saved["status"] == 200, saved
+        names = [preset["name"] for preset in control(client, "ptz/presets")["body"]["presets"]]
+        assert "drive way" in names and "drive way" in camera.presets.values()
+        assert control(client, "ptz/preset/delete", preset="drive way")["status"] == 200
+        assert "drive way" not in camera.presets.values()
+        for bad in ({"name": ""}, {"name": "x" * 200}, {"name": 5}, {}):
+            assert control(client, "ptz/preset/save", **bad)["status"] == 400, bad
+        assert control(client, "ptz/privacy", state="on")["status"] == 409        # ONVIF has no privacy mode
+        assert control(client, "ptz/privacy")["status"] == 400
         assert camera.moves == [("continuous", -0.5, -0.5, 0.0), ("stop",), ("continuous", 0.0, 0.0, -1.0),
                                 ("home",), ("preset", "2")]
     finally:

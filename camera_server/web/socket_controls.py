@@ -81,6 +81,13 @@ def _ptz_zoom(message):
     return ptz_routes.answer(controller.move, 0.0, 0.0, amount, _number(message, "speed", 1.0))
 
 
+def _ptz_privacy(message):
+    controller = ptz_routes.selected_controller()
+    if message.get("state") is None:
+        abort(400, description="missing member 'state' (on or off)")
+    return ptz_routes.answer(controller.set_privacy, on_off("state", message["state"], "'on' or 'off'"))
+
+
 # action -> function(message) answering the route's body (a dict or a JSON response), run for the camera.
 ACTIONS = {
     "grayscale": _grayscale,
@@ -94,8 +101,14 @@ ACTIONS = {
     "ptz/stop": lambda message: ptz_routes.answer(ptz_routes.selected_controller().stop),
     "ptz/zoom": _ptz_zoom,
     "ptz/home": lambda message: ptz_routes.answer(ptz_routes.selected_controller().home),
+    "ptz/presets": lambda message: ptz_routes.answer(ptz_routes.selected_controller().presets),
     "ptz/preset/goto": lambda message: ptz_routes.answer(ptz_routes.selected_controller().goto_preset,
                                                          message.get("preset")),
+    "ptz/preset/save": lambda message: ptz_routes.answer(ptz_routes.selected_controller().save_preset,
+                                                         message.get("name")),
+    "ptz/preset/delete": lambda message: ptz_routes.answer(ptz_routes.selected_controller().delete_preset,
+                                                           message.get("preset")),
+    "ptz/privacy": _ptz_privacy,
 }
 
 
