@@ -10,8 +10,9 @@ import threading
 
 from camera_server.capture.backends import create_camera
 from camera_server.media.recorder import Recorder
-from camera_server.media.video_file import EncoderQuality
+from camera_server.media.video_file import EncoderQuality, encoders_for
 from camera_server.ptz.controller import open_ptz
+from camera_server.stream.h264 import LiveH264
 from camera_server.watch.scene_watch import create_scene_watch
 
 log = logging.getLogger(__name__)
@@ -38,11 +39,13 @@ class DefaultCameraKept(ValueError):
 
 class CameraUnit:
     """One camera and what belongs to it: the Camera (worker and frame hub), its recorder, its
-    scene watch and its pan-tilt-zoom (a PtzController, None when the camera has none)."""
+    scene watch, its pan-tilt-zoom (a PtzController, None when the camera has none) and its live
+    H.264 encoder (a LiveH264, which runs only while someone watches in H.264)."""
 
-    def __init__(self, settings, camera, recorder, watch, ptz=None):
+    def __init__(self, settings, camera, recorder, watch, ptz=None, live_h264=None):
         self.settings, self.camera, self.recorder, self.watch = settings, camera, recorder, watch
         self.ptz = ptz
+        self.live_h264 = live_h264 or live_h264_of(settings, camera)
 
     @property
     def name(self):
@@ -64,7 +67,16 @@ class CameraUnit:
         self.recorder.close()
         if self.ptz is not None:
             self.ptz.close()
+        self.live_h264.stop()
         self.camera.stop()
+
+
+def live_h264_of(settings, camera):
+    """The live H.264 encoder of ``camera``: the recordings' encoder and crf, the live cap, keyframe
+    interval and profile (the same as a recording's but for the cap, by default)."""
+    return LiveH264(camera, encoders_for(settings.record_encoder),
+                    EncoderQuality(crf=settings.record_crf, max_kbps=settings.live_max_kbps),
+                    profile=settings.live_profile, keyframe_interval_s=settings.live_keyframe_s)
 
 
 def open_camera_unit(settings, catalogue, media_dir, writer, camera=None, default=True):

@@ -19,6 +19,7 @@ CAMERA_TYPES = ("demo", "default", "usb", "opencv", "pi", "picamera", "liquidlen
 DETECTORS = ("hog", "haar", "dnn")
 LIGHT_TYPES = ("trinket", "neopixel")
 RECORD_ENCODERS = ("auto", "libx264", "h264_v4l2m2m")
+LIVE_PROFILES = ("main", "baseline")
 PTZ_KINDS = ("tapo", "onvif")
 PROJECT_DIR = Path(__file__).resolve().parent.parent     # the folder of app.py, media/ and media_schema.sql
 _TRUE = ("1", "true", "yes", "on")
@@ -115,6 +116,13 @@ class Settings:
     # 0 is lossless, which the Main profile lacks.
     record_crf: int = setting(26, _number(int, 1, 51), "SETTINGS", "libx264 quality: lower is better and bigger")
     record_max_kbps: int = setting(2000, _number(int, 100, 100_000), "SETTINGS", "most kbit/s a recording uses")
+    # Live H.264 (/video_feed.mp4) uses record_encoder and record_crf too. Main, not baseline, by
+    # default: with no B-frames (zerolatency) all main adds is CABAC, some 10 % fewer bytes for the
+    # same picture, and every browser, phone and Pi decodes it; it is also what recordings use.
+    live_keyframe_s: float = setting(1.0, _number(float, 0.25, 10), "SETTINGS",
+                                     "seconds between keyframes of the live H.264 stream")
+    live_max_kbps: int = setting(1500, _number(int, 100, 100_000), "SETTINGS", "most kbit/s the live H.264 uses")
+    live_profile: str = setting("main", _choice(LIVE_PROFILES), "SETTINGS", "H.264 profile of the live stream")
     keep_days: float = setting(0.0, _number(float, 0, 36500), "SETTINGS", "delete media older than this (0: keep)")
     max_media_gb: float = setting(0.0, _number(float, 0, 100_000), "SETTINGS",
                                   "delete the oldest media beyond this size (0: no limit)")

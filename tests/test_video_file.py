@@ -8,7 +8,7 @@ import pytest
 
 from camera_server.media import video_file
 from camera_server.media.files import being_written, open_regular_file
-from camera_server.media.video_file import (EncoderQuality, VideoFileError, VideoFileWriter, _configure,
+from camera_server.media.video_file import (EncoderQuality, VideoFileError, VideoFileWriter, configure_encoder,
                                             default_encoders, mp4_boxes, pick_encoder, recover_interrupted,
                                             rewrite_with_index_in_front)
 from test_media_files import LockedByAnotherProcess
@@ -59,9 +59,9 @@ def test_the_bit_rate_cap_holds_a_busy_scene_down(tmp_path):
 
 def test_the_hardware_encoder_aims_at_three_bits_per_pixel_up_to_the_cap():
     context = av.CodecContext.create("libx264", "w")    # stands in for the Pi's encoder, which is not here
-    _configure(context, "h264_v4l2m2m", 640, 480, EncoderQuality(max_kbps=2000))
+    configure_encoder(context, "h264_v4l2m2m", 640, 480, EncoderQuality(max_kbps=2000))
     assert context.bit_rate == 640 * 480 * 3
-    _configure(context, "h264_v4l2m2m", 1920, 1080, EncoderQuality(max_kbps=2000))
+    configure_encoder(context, "h264_v4l2m2m", 1920, 1080, EncoderQuality(max_kbps=2000))
     assert context.bit_rate == 2_000_000
 
 

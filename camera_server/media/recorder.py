@@ -29,7 +29,7 @@ import simplejpeg
 from camera_server.media.catalogue import BUSY_TIMEOUT_S
 from camera_server.media.files import (MediaExists, WriterLockError, check_media_name, create_locked, media_path,
                                        timestamped_name)
-from camera_server.media.video_file import (EncoderQuality, VideoFileWriter, default_encoders, probe,
+from camera_server.media.video_file import (EncoderQuality, VideoFileWriter, encoders_for, probe,
                                             rewrite_with_index_in_front, trim_to_complete_fragments)
 
 log = logging.getLogger(__name__)
@@ -75,10 +75,7 @@ class Recorder:
         self.min_free_mb = min_free_mb or 0
         self.queue_frames = queue_frames
         self.queue_bytes = queue_bytes
-        if encoder == "auto":
-            self.encoders = default_encoders()
-        else:
-            self.encoders = (encoder,) if encoder == "libx264" else (encoder, "libx264")
+        self.encoders = encoders_for(encoder)
         self.quality = quality
         self._lock = threading.Lock()
         self._current = None

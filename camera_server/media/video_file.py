@@ -39,13 +39,14 @@ class EncoderQuality:
     max_kbps: int = 2000
 
 
-def encoder_options(name, quality):
-    """The codec options of encoder ``name``; the hardware encoder's rate is set by _configure."""
+def encoder_options(name, quality, profile="main"):
+    """The codec options of encoder ``name``; the hardware encoder's rate is set by configure_encoder.
+    Recordings use the main profile; the live stream may ask for baseline."""
     if name != "libx264":
         return {}
     # zerolatency: no B-frames and no lookahead, so each frame is written as it comes; crf 26 with
     # a 2 Mbit/s cap (the defaults) keeps 640x480 small, also when the scene is busy.
-    return {"preset": "veryfast", "tune": "zerolatency", "profile": "main", "crf": str(quality.crf),
+    return {"preset": "veryfast", "tune": "zerolatency", "profile": profile, "crf": str(quality.crf),
             "maxrate": f"{quality.max_kbps}k", "bufsize": f"{2 * quality.max_kbps}k", "threads": "1"}
 
 
@@ -53,6 +54,14 @@ def default_encoders(machine=None):
     """The Pi's hardware encoder first on ARM, with libx264 as the fallback; libx264 elsewhere."""
     machine = (machine or platform.machine()).lower()
     return ("h264_v4l2m2m", "libx264") if machine in ARM_MACHINES else ("libx264",)
+
+
+def encoders_for(setting):
+    """The encoders to try, in order, for the ``record_encoder`` setting: auto, or one name with
+    libx264 as its fallback."""
+    if setting == "auto":
+        return default_encoders()
+    return (setting,) if setting == "libx264" else (setting, "libx264")
 
 
 class VideoFileWriter:
@@ -68,7 +77,7 @@ class VideoFileWriter:
         try:
             self._stream = self._container.add_stream(self.encoder, rate=NOMINAL_FPS,
                                                       options=encoder_options(self.encoder, quality))
-            _configure(self._stream.codec_context, self.encoder, self.width, self.height, quality)
+            configure_encoder(self._stream.codec_context, self.encoder, self.width, self.height, quality)
             self._stream.time_base = TIME_BASE
             self._sync_descriptor = os.open(path, os.O_RDONLY)
         except Exception:
@@ -116,14 +125,14 @@ class VideoFileWriter:
             self._container.mux(packet)
 
 
-def pick_encoder(encoders, width, height, quality=EncoderQuality()):
+def pick_encoder(encoders, width, height, quality=EncoderQuality(), profile="main"):
     """The first encoder that opens and gives the stream header before the first frame."""
     failures = []
     for name in encoders:
         try:
             context = av.CodecContext.create(name, "w")
-            _configure(context, name, width, height, quality)
-            context.options = encoder_options(name, quality)
+            configure_encoder(context, name, width, height, quality)
+            context.options = encoder_options(name, quality, profile)
             context.flags |= av.codec.context.Flags.global_header
             context.open()
             if not context.extradata:
@@ -135,7 +144,8 @@ def pick_encoder(encoders, width, height, quality=EncoderQuality()):
     raise VideoFileError("no H.264 encoder works: " + "; ".join(failures))
 
 
-def _configure(context, name, width, height, quality):
+def configure_encoder(context, name, width, height, quality):
+    """Size, pixel format, time base and rate control of an H.264 encoder's context."""
     context.width, context.height, context.pix_fmt = width, height, "yuv420p"
     context.time_base = TIME_BASE
     context.framerate = NOMINAL_FPS
