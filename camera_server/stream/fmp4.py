@@ -82,6 +82,7 @@ class LiveMp4Writer:
         self._muxed = []                    # (keyframe, capture time) of the packets whose fragment is to come
         self._init_parts = []
         self._moof = None                   # a fragment's first box, until its mdat is complete too
+        self._closed = False
         self._output = _Collected()
         self._container = av.open(self._output, "w", format="mp4", options=LIVE_MP4)
         try:
@@ -141,7 +142,11 @@ class LiveMp4Writer:
         return fragments
 
     def close(self):
-        """Close the muxer without flushing the encoder: the last frame's fragment is not needed live."""
+        """Close the muxer without flushing the encoder: the last frame's fragment is not needed live.
+        Again: nothing."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             self._container.close()
         except (av.error.FFmpegError, OSError) as error:

@@ -229,7 +229,11 @@ class LiveH264:
             writer = self._end_run(writer)      # half resolution, or "no signal" at another size
         if writer is None:
             writer = self._start_run(width, height, frame.timestamp)
-        fragments = writer.write(frame.image, frame.timestamp)
+        try:
+            fragments = writer.write(frame.image, frame.timestamp)
+        except Exception:
+            self._end_run(writer)       # also a writer that failed at its first picture, unknown to _encode
+            raise
         if writer.init_segment is not None and self._writer is not writer:
             self._publish_init(writer)
         for data, keyframe, captured in fragments:
@@ -312,7 +316,7 @@ class LiveFeed:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return None
-            self._encoder._hub.wait_newer(seen, remaining)
+            self._encoder._hub.wait_newer(seen, remaining, until=lambda: self.ended)
         return None
 
     @property
@@ -324,6 +328,7 @@ class LiveFeed:
         if self._open:
             self._open = False
             self._encoder._leave()
+            self._encoder._hub.wake()           # a next() waiting in another thread or greenlet ends now
 
     def __enter__(self):
         return self

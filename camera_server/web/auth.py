@@ -36,6 +36,8 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 PUBLIC_ENDPOINTS = ("static", "auth.login_page", "auth.log_in")
+# The streams players open, which get HTTP Basic auth's challenge (the MJPEG and the live H.264).
+PLAYER_ENDPOINTS = ("live.video_feed", "cam_live.video_feed", "live.video_feed_mp4", "cam_live.video_feed_mp4")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
@@ -235,7 +237,7 @@ def _require_login():
     # Stream players that cannot log in through a form (VLC, Home Assistant) answer this challenge; a
     # page's <img> does not get it, or the browser would open its own login dialog over the page.
     challenge = ({"WWW-Authenticate": 'Basic realm="camera"'}
-                 if request.endpoint in ("live.video_feed", "cam_live.video_feed") and not _from_a_page() else None)
+                 if request.endpoint in PLAYER_ENDPOINTS and not _from_a_page() else None)
     _refuse(401, f"log in first at /login, or send the userkey in an {USERKEY_HEADER} header "
                  "(or as the password of HTTP Basic auth)", headers=challenge, login=login)
 

@@ -1,6 +1,6 @@
 """Live routes of one camera (a blueprint registered for the default camera and under /cam/<name>):
-the live page, the MJPEG stream and the newest still, its /status, its controls, snapshots and
-recordings."""
+the live page, the MJPEG stream, the live H.264 stream for players and the newest still, its
+/status, its controls, snapshots and recordings."""
 import logging
 import socket
 
@@ -12,6 +12,7 @@ from camera_server.capture.camera import CameraError, FocusNotSupported
 from camera_server.media.files import MediaExists, MediaNameError, check_media_name
 from camera_server.media.pictures import save_picture
 from camera_server.stream import mjpeg
+from camera_server.stream.h264 import EncoderUnavailable
 from camera_server.web import auth
 from camera_server.web.media_routes import answer, request_catalogue
 from camera_server.web.request_fields import field, number, switch, text_fields
@@ -108,6 +109,35 @@ def create_live_blueprint():
             leave()
             raise
         response.call_on_close(leave)           # also when the body was never read (HEAD, a closed socket)
+        return response
+
+    @blueprint.get("/video_feed.mp4")
+    def video_feed_mp4():
+        """Live H.264 as fragmented MP4 for players (VLC, ffmpeg): the camera's one shared encode, with
+        the same login and the same count of viewers as /video_feed."""
+        unit, limit = selected(), current_app.config["SETTINGS"].max_viewers
+        leave = unit.camera.admit_viewer(limit)
+        if leave is None:
+            abort(503, description=f"this camera already has {limit} viewers (max_viewers); try again later")
+        try:
+            feed = unit.live_h264.join()
+        except BaseException as error:
+            leave()
+            if isinstance(error, EncoderUnavailable):
+                abort(503, description=f"{error}; the JPEG stream (video_feed) still works")
+            raise
+
+        def close():
+            feed.close()
+            leave()
+        _keep_send_buffer_small(request.environ.get("gunicorn.socket"), None)
+        try:
+            response = Response(_fragmented_mp4(feed), mimetype="video/mp4",
+                                headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        except BaseException:
+            close()
+            raise
+        response.call_on_close(close)
         return response
 
     @blueprint.get("/latest.jpg")
@@ -232,3 +262,22 @@ def _mjpeg(camera, metrics):
         yield frame.part
         metrics.count_sent(camera.name, sent, frame.seq)
         sent = frame.seq
+
+
+def _fragmented_mp4(feed):
+    """The MP4 body: the initialization segment, then the fragments from the newest keyframe, each built
+    once by the camera's encoder. An encoder that starts again with the same initialization segment
+    goes on in the same body; one with another (a new picture size) ends it, and the player reconnects:
+    players do not take a second one in a file."""
+    first = None
+    while not feed.ended:
+        item = feed.next()          # no timer: the next fragment, or the encoder's stop, ends the wait
+        if item is None:
+            continue
+        if item.is_init:
+            if first is not None and item.data != first:
+                return
+            if first is not None:
+                continue
+            first = item.data
+        yield item.data
