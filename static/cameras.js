@@ -1,6 +1,6 @@
 // The camera grid: ONE WebSocket for every tile (stream_view.js). Each tile's canvas draws its camera's
-// frames while the tile is in view and the tab is shown; the other cameras are unsubscribed, so the
-// server sends them nothing. Browsers open at most 6 connections to a server, so a grid of MJPEG
+// frames (with ?view=h264 its video plays the camera's H.264) while the tile is in view and the tab is
+// shown; the other cameras are unsubscribed, so the server sends them nothing. Browsers open at most 6 connections to a server, so a grid of MJPEG
 // streams could show only 6 cameras; one socket shows any number. When the socket is refused (or the
 // browser has no WebSocket), each tile shows its camera's newest still (latest.jpg) instead, asked for
 // one at a time (the next only once the last one loaded or failed), a few times a second, under the same
@@ -11,6 +11,7 @@
 const STILL_INTERVAL_MS = 250;        // at most 4 stills a second per tile
 const RETRY_MS = [1000, 2000, 5000];  // after a failed still: the server restarting, the camera removed
 const STATUS_INTERVAL_MS = 2000;
+const CODEC = new URLSearchParams(location.search).get("view") === "h264" ? "h264" : "jpeg";
 
 const grid = document.getElementById("camera-grid");
 const tiles = new Map();              // camera name -> Tile
@@ -22,6 +23,7 @@ class Tile {
     this.name = element.dataset.camera;
     this.image = element.querySelector("img");
     this.canvas = element.querySelector("canvas");
+    this.video = element.querySelector("video");
     this.frames = 0;                  // drawn from the socket
     this.subscriptions = 0;           // subscribe messages sent for this tile
     this.inView = false;
@@ -39,12 +41,16 @@ class Tile {
 
   useSocket() {
     this.image.hidden = true;
-    this.canvas.hidden = false;
-    socketView.show(this.name, this.canvas);
+    socketView.show(this.name, this.canvas, { codec: CODEC, video: this.video });
+  }
+
+  played(codec) {
+    this.element.dataset.codec = codec;
   }
 
   useStills() {
     this.canvas.hidden = true;
+    this.video.hidden = true;
     this.image.hidden = false;
     this.schedule(0);
   }
@@ -128,6 +134,7 @@ function newTile(name) {
   element.querySelector("a").href = `/cam/${encodeURIComponent(name)}/`;
   element.querySelector("img").alt = name;
   element.querySelector("canvas").setAttribute("aria-label", name);
+  element.querySelector("video").setAttribute("aria-label", name);
   element.querySelector(".camera-name").textContent = name;
   grid.append(element);
   return follow(element);
@@ -214,11 +221,13 @@ if (StreamView.available()) {
     token: controlToken,
     onFrame: (name) => tileOf(name, (tile) => tile.drew()),
     onFollow: (name, subscribed) => tileOf(name, (tile) => tile.followed(subscribed)),
+    onCodec: (name, codec) => tileOf(name, (tile) => tile.played(codec)),
     onUnavailable: () => {
       socketView = null;
       for (const tile of tiles.values()) tile.useStills();
     },
   });
 }
+document.getElementById(CODEC === "h264" ? "view-h264" : "view-jpeg").setAttribute("aria-current", "true");
 for (const element of grid.querySelectorAll(".camera-tile")) follow(element);
 if (!document.hidden) refreshStatus();

@@ -51,3 +51,57 @@ def test_with_the_socket_refused_the_page_falls_back_to_mjpeg(live_server, brows
     assert changes(page, IMAGE_PIXELS)
     assert page.evaluate("document.getElementById('stream-canvas').hidden")
     assert page.inner_text("#view-kind") == "MJPEG (the WebSocket was refused)"
+
+
+VIDEO_STATE = """() => {
+  const video = document.getElementById('stream-video');
+  return { hidden: video.hidden, time: video.currentTime, width: video.videoWidth, height: video.videoHeight,
+           buffered: parseFloat(video.dataset.buffered) };
+}"""
+# The video's picture and the camera's newest still, each drawn into a canvas: their mean difference per
+# pixel and channel (0-255).
+PICTURE_DIFFERENCE = """async (url) => {
+  const video = document.getElementById('stream-video');
+  const still = new Image();
+  still.src = url;
+  await still.decode();
+  const pixels = (source) => {
+    const canvas = document.createElement('canvas');
+    [canvas.width, canvas.height] = [80, 60];
+    canvas.getContext('2d').drawImage(source, 0, 0, 80, 60);
+    return canvas.getContext('2d').getImageData(0, 0, 80, 60).data;
+  };
+  const [a, b] = [pixels(video), pixels(still)];
+  let sum = 0;
+  for (let index = 0; index < a.length; index += 4) {
+    sum += Math.abs(a[index] - b[index]) + Math.abs(a[index + 1] - b[index + 1]) + Math.abs(a[index + 2] - b[index + 2]);
+  }
+  return sum / (a.length / 4 * 3);
+}"""
+
+
+def test_with_view_h264_the_page_plays_the_cameras_h264_near_the_live_edge(live_server, browser_page):
+    page = browser_page
+    page.goto(f"{live_server}/?view=h264")
+    page.wait_for_function("document.getElementById('view-kind').textContent === 'H.264 over WebSocket'")
+    page.wait_for_function("document.getElementById('stream-video').currentTime > 0", timeout=15000)
+    state = page.evaluate(VIDEO_STATE)
+    assert not state["hidden"] and [state["width"], state["height"]] == [320, 240]
+    assert page.evaluate("document.getElementById('stream-canvas').hidden")
+    page.wait_for_function(f"document.getElementById('stream-video').currentTime > {state['time'] + 2}", timeout=15000)
+    assert page.evaluate(PICTURE_DIFFERENCE, f"{live_server}/latest.jpg") < 25      # the camera's picture
+    page.wait_for_function("!document.getElementById('latency').hidden")
+    assert 0 <= float(page.inner_text("#latency-ms")) < 500
+    assert 0 < float(page.inner_text("#bitrate-kbps")) < 5000
+    # Left open, the page keeps a few seconds of video: what was played leaves the buffer.
+    page.wait_for_timeout(8000)
+    assert page.evaluate(VIDEO_STATE)["buffered"] < 5
+
+
+def test_a_browser_that_cannot_play_h264_gets_jpeg_frames(live_server, browser_page):
+    page = browser_page
+    page.add_init_script("MediaSource.isTypeSupported = () => false;")
+    page.goto(f"{live_server}/?view=h264")
+    assert changes(page, CANVAS_PIXELS)
+    assert page.inner_text("#view-kind").startswith("JPEG over WebSocket (not H.264: this browser cannot play")
+    assert page.evaluate("document.getElementById('stream-video').hidden")

@@ -206,12 +206,31 @@ def test_a_client_that_takes_nothing_is_dropped_once_a_write_waited_send_timeout
         assert failed and not writer.is_alive()         # the blocked write ended with the connection
 
 
+def test_a_camera_without_an_h264_encoder_gets_an_error_and_jpeg_frames():
+    from camera_server.stream.h264 import EncoderUnavailable
+
+    class NoEncoder:
+        def join(self):
+            raise EncoderUnavailable("camera front has no live H.264: no H.264 encoder works")
+
+    camera, answers, started = _FakeCamera("front"), _Answers(), []
+    session = wire.Session(lambda name: camera, answers, started.append, 10, wire.Broadcasts(),
+                           live_h264=lambda camera: NoEncoder())
+    session.receive(json.dumps({"op": "subscribe", "codec": "h264", "ack": True}))
+    error, subscribed = answers.sent
+    assert error["op"] == "error" and error["codec"] == "h264" and "no H.264 encoder works" in error["message"]
+    assert subscribed["op"] == "subscribed" and subscribed["codec"] == "jpeg"
+    assert camera.places == 1 and session.cameras == ["front"]
+    session.receive(json.dumps({"op": "subscribe", "camera": "back", "codec": "vp9"}))
+    assert answers.sent[-1]["op"] == "error" and "codec must be jpeg or h264" in answers.sent[-1]["message"]
+
+
 # -- the real server (gevent) --------------------------------------------------------------------
 
 def test_frames_carry_the_header_and_the_jpeg_the_stream_sends(server):
     client = connect(server)
     try:
-        assert subscribe(client) == {"op": "subscribed", "camera": "front", "width": 320, "height": 240}
+        assert subscribe(client) == {"op": "subscribed", "camera": "front", "width": 320, "height": 240, "codec": "jpeg"}
         frames = [next_frame(client) for _ in range(10)]
     finally:
         client.close()
@@ -560,3 +579,48 @@ def test_pan_tilt_zoom_over_the_socket_reaches_the_camera_as_the_routes_do(onvif
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/cam/gate/remote", timeout=5) as response:
         page = response.read().decode()
     assert 'id="ptz-pad"' in page and 'id="stream-canvas"' in page and "remote.js" in page
+
+
+def _h264_messages(client, count):
+    """The kinds and payloads of the next ``count`` binary messages (H.264 segments and fragments)."""
+    messages = []
+    while len(messages) < count:
+        message = client.recv()
+        if isinstance(message, bytes):
+            name, seq, timestamp, start = wire.parse_frame_header(message)
+            messages.append((message[0], seq, timestamp, message[start:]))
+    return messages
+
+
+def test_h264_over_the_socket_decodes_and_a_late_joiner_starts_at_a_keyframe(server):
+    import io
+
+    import av
+    first = connect(server)
+    late = None
+    try:
+        answer = subscribe(first, "front", codec="h264")
+        assert answer["codec"] == "h264"
+        messages = _h264_messages(first, 45)
+        assert [kind for kind, *_ in messages[:2]] == [wire.KIND_MP4_INIT, wire.KIND_MP4_FRAGMENT]
+        assert all(kind == wire.KIND_MP4_FRAGMENT for kind, *_ in messages[1:])
+        seqs = [seq for _, seq, _, _ in messages[1:]]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))            # each fragment, in order
+        assert all(abs(timestamp - time.time()) < 10 for _, _, timestamp, _ in messages[1:])
+        with av.open(io.BytesIO(b"".join(payload for *_, payload in messages))) as container:
+            frames = list(container.decode(video=0))
+        assert len(frames) == 44 and (frames[0].width, frames[0].height) == CAMERAS["front"]
+
+        late = connect(server)                          # one encoder for both: the late one starts at a keyframe
+        assert subscribe(late, "front", codec="h264")["mime"].startswith('video/mp4; codecs="avc1.')
+        init, fragment = _h264_messages(late, 2)
+        assert init[0] == wire.KIND_MP4_INIT and init[3] == messages[0][3]       # the same run's segment
+        with av.open(io.BytesIO(init[3] + fragment[3])) as container:
+            packet = next(container.demux(video=0))
+            assert packet.is_keyframe
+        assert status(server)["cameras"]["front"]["camera"]["viewers"] == 2
+    finally:
+        first.close()
+        if late is not None:
+            late.close()
+    assert wait_for(lambda: status(server)["cameras"]["front"]["camera"]["viewers"] == 0)

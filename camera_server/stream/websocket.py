@@ -8,18 +8,26 @@ One socket carries any number of cameras. The client sends JSON text messages::
     {"op": "ping"}
     {"op": "subscribe", "camera": "NAME", "ack": true}   then, for each frame drawn:
     {"op": "ack", "camera": "NAME"}
+    {"op": "subscribe", "camera": "NAME", "codec": "h264"}   H.264 instead of JPEG (see below)
     {"op": "control", "camera": "NAME", "action": "...", "id": ..., ...}   (web/socket_controls.py)
 
 and the server answers with JSON text (``hello``, ``subscribed``, ``unsubscribed``, ``pong``,
 ``error``, and ``result`` for a control) and sends each frame of a subscribed camera as one binary
 message: a header, then the same JPEG bytes the MJPEG viewers get. The header (all big-endian):
 
-    offset 0     uint8    version (1)
+    offset 0     uint8    kind: 1 a JPEG frame, 2 an MP4 initialization segment, 3 an MP4 fragment
     offset 1     uint8    L, the camera name's length in bytes (1-32)
     offset 2     L bytes  the camera name, UTF-8
     offset 2+L   uint64   the frame's sequence number (goes up by one per frame the camera made)
     offset 10+L  float64  the capture time, Unix seconds
-    offset 18+L           the JPEG
+    offset 18+L           the JPEG, or the MP4 segment or fragment
+
+With ``"codec": "h264"`` the camera's live H.264 (stream/h264.py, one encoder per camera for every
+viewer) comes instead: ``subscribed`` names its MSE type (``mime``), then an initialization
+segment (kind 2; again after an encoder restart), then a fragment per frame (kind 3) from the newest
+keyframe on, which Media Source Extensions play. A viewer that falls behind skips to the next
+keyframe. When the camera has no H.264 encoder the answer is an ``error`` with ``codec``, and the
+subscription is JPEG (``subscribed`` says ``"codec": "jpeg"``).
 
 Without ``ack`` a subscription is sent the newest frame each time the socket has taken the one before,
 so a client that reads slowly has what the kernel's buffers hold on its way (a few frames). With
@@ -42,10 +50,15 @@ import socket
 import struct
 import threading
 import time
+import weakref
+
+from camera_server.stream.h264 import EncoderUnavailable
 
 log = logging.getLogger(__name__)
 
 VERSION = 1
+KIND_JPEG, KIND_MP4_INIT, KIND_MP4_FRAGMENT = 1, 2, 3
+CODECS = ("jpeg", "h264")
 MAX_NAME_BYTES = 32
 MAX_TEXT_BYTES = 4096           # a control message is a few dozen bytes
 ACK_WINDOW = 2                  # frames of one camera a client that acknowledges may have unacknowledged
@@ -61,18 +74,18 @@ class FrameHeaderError(ValueError):
     """Bytes that are not a frame message of this version."""
 
 
-def frame_header(camera_name, seq, timestamp):
+def frame_header(camera_name, seq, timestamp, kind=KIND_JPEG):
     """The header of a frame message (see the module's docstring)."""
     name = camera_name.encode()
     if not 0 < len(name) <= MAX_NAME_BYTES:
         raise ValueError(f"a camera name in a frame header has 1-{MAX_NAME_BYTES} bytes, not {len(name)}")
-    return bytes((VERSION, len(name))) + name + _HEADER_END.pack(seq, timestamp)
+    return bytes((kind, len(name))) + name + _HEADER_END.pack(seq, timestamp)
 
 
 def parse_frame_header(message):
-    """(camera name, seq, capture time, offset of the JPEG) of a binary frame message."""
-    if len(message) < 2 or message[0] != VERSION:
-        raise FrameHeaderError(f"not a version {VERSION} frame message")
+    """(camera name, seq, capture time, offset of the payload) of a binary message; its kind is message[0]."""
+    if len(message) < 2 or message[0] not in (KIND_JPEG, KIND_MP4_INIT, KIND_MP4_FRAGMENT):
+        raise FrameHeaderError(f"not a frame message of version {VERSION}")
     end = 2 + message[1] + _HEADER_END.size
     if message[1] == 0 or len(message) < end:
         raise FrameHeaderError("frame message shorter than its header")
@@ -194,12 +207,15 @@ class Session:
     unknown one; None: the default camera); ``out``: a SerialSocket; ``spawn(function)`` runs a
     function concurrently (a greenlet under gevent, else a daemon thread); ``max_viewers``: each
     camera's limit, which subscriptions count against; ``broadcasts``: the app's Broadcasts;
-    ``control(request)`` acts on a control message and answers it (through ``send``) itself.
+    ``control(request)`` acts on a control message and answers it (through ``send``) itself;
+    ``live_h264(camera)``: the camera's LiveH264, for subscriptions with ``"codec": "h264"``.
     """
 
-    def __init__(self, cameras, out, spawn, max_viewers, broadcasts, count_sent=None, control=None):
+    def __init__(self, cameras, out, spawn, max_viewers, broadcasts, count_sent=None, control=None,
+                 live_h264=None):
         self._cameras, self._out, self.spawn = cameras, out, spawn
         self._max_viewers, self._broadcasts = max_viewers, broadcasts
+        self._live_h264 = live_h264     # camera -> its LiveH264 (stream/h264.py); None: JPEG only
         self.count_sent = count_sent or (lambda name, previous_seq, seq: None)
         self.control = control
         self._subscriptions = {}        # camera name -> _Subscription
@@ -253,9 +269,11 @@ class Session:
             return None
 
     def _subscribe(self, request):
-        acknowledges = request.get("ack", False)
+        acknowledges, codec = request.get("ack", False), request.get("codec", "jpeg")
         if not isinstance(acknowledges, bool):
             return self.error("ack must be true or false")
+        if codec not in CODECS:
+            return self.error(f"codec must be {' or '.join(CODECS)}, not {str(codec)[:40]!r}")
         camera = self._camera(request)
         if camera is None:
             return
@@ -268,15 +286,34 @@ class Session:
             return self.error(f"camera {camera.name} already has {self._max_viewers} viewers (max_viewers); "
                               "try again later", camera=camera.name)
         width, height = camera.status()["resolution"]
+        if codec == "h264":
+            feed, mime = self._h264_feed(camera)
+            if feed is not None:        # mime: None until the encoder's first segment (which tells it too)
+                subscription = self._subscriptions[camera.name] = _H264Subscription(self, camera, leave, feed)
+                self.send({"op": "subscribed", "camera": camera.name, "width": width, "height": height,
+                           "codec": "h264", "mime": mime})
+                return subscription.start()
         subscription = _Subscription(self, camera, leave, acknowledges)
         self._subscriptions[camera.name] = subscription
-        self.send({"op": "subscribed", "camera": camera.name, "width": width, "height": height})
+        self.send({"op": "subscribed", "camera": camera.name, "width": width, "height": height, "codec": "jpeg"})
         try:
             self._broadcasts.join(camera, subscription, self.spawn)
         except BaseException:
             self._subscriptions.pop(camera.name, None)
             subscription.stop()
             raise
+
+    def _h264_feed(self, camera):
+        """(a LiveFeed of the camera's H.264, its MSE type), or (None, None) after an error answer (the
+        JPEG stream follows)."""
+        try:
+            if self._live_h264 is None:
+                raise EncoderUnavailable("this server sends no H.264")
+            live = self._live_h264(camera)
+            return live.join(), live.mime
+        except (EncoderUnavailable, KeyError) as error:     # KeyError: the camera was removed meanwhile
+            self.error(f"{error}; JPEG frames follow", camera=camera.name, codec="h264")
+            return None, None
 
     def _unsubscribe(self, request):
         camera = self._camera(request)
@@ -512,3 +549,69 @@ class _Subscription:
         """The camera stopped: tell the client."""
         self._leave()
         self.session.subscription_ended(self, reason)
+
+
+class _H264Subscription:
+    """One camera's H.264 on one socket: a writer (``spawn``) that sends each segment and fragment of
+    its LiveFeed as it comes. The feed skips to the next keyframe when the socket falls behind, so
+    the writer never queues; each message is built once for every viewer (``H264Messages``)."""
+
+    acknowledges = False
+
+    def __init__(self, session, camera, leave, feed):
+        self.session, self.camera, self._leave, self._feed = session, camera, leave, feed
+        self._stopped = False
+
+    def start(self):
+        try:
+            self.session.spawn(self._run)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _run(self):
+        reason = "the camera stopped"
+        out, sent = self.session.out, None
+        try:
+            while not (self._stopped or self.session.closed):
+                item = self._feed.next()
+                if item is None:
+                    break               # the feed ended: the camera or the encoder stopped for good
+                out.send(_h264_message(self.camera.name, item))
+                if not item.is_init:
+                    self.session.count_sent(self.camera.name, sent, item.seq)
+                    sent = item.seq
+        except OSError as error:        # the client went, or was dropped for a stalled write
+            reason = f"sending failed: {error or type(error).__name__}"
+            self.session.drop(f"camera {self.camera.name}: {reason}")
+        except Exception:               # the writer's top level: log it, end this subscription alone
+            reason = "an error in the server (see its log)"
+            log.exception("websocket H.264 of camera %s failed", self.camera.name)
+        finally:
+            self._feed.close()
+            self._leave()
+            if not self._stopped:
+                self.session.subscription_ended(self, reason)
+
+    def stop(self):
+        self._stopped = True
+        self._feed.close()              # wakes the writer
+        self._leave()
+
+    def end(self, reason):
+        self.session.subscription_ended(self, reason)
+
+
+def _h264_message(camera_name, item):
+    """The message of an initialization segment or fragment, built once: kept on the item itself."""
+    message = _H264_MESSAGES.get(item)
+    if message is None:
+        kind = KIND_MP4_INIT if item.is_init else KIND_MP4_FRAGMENT
+        message = binary_message(frame_header(camera_name, item.seq, getattr(item, "timestamp", 0.0), kind)
+                                 + item.data)
+        _H264_MESSAGES[item] = message
+    return message
+
+
+# segment or fragment -> its message, while the encoder's buffer holds it (weak keys: no copy kept after)
+_H264_MESSAGES = weakref.WeakKeyDictionary()

@@ -98,9 +98,12 @@ def _create_socket_blueprint():
         def camera(name):
             return (registry.default if name is None else registry.get(name)).camera
 
+        def live_h264(camera):
+            return registry.get(camera.name).live_h264
+
         session = Session(camera, out, _spawn, current_app.config["SETTINGS"].max_viewers,
                           current_app.extensions["websocket_broadcasts"],
-                          current_app.extensions["metrics"].count_sent)
+                          current_app.extensions["metrics"].count_sent, live_h264=live_h264)
         session.control = SocketControls(_spawn, session.send)
         session.send({"op": "hello", "version": VERSION, "cameras": registry.names, "default": registry.default.name})
         try:
