@@ -30,7 +30,7 @@ import bench_stream
 from bench_stream import cpu_delta, cpu_snapshot, make_server
 
 sys.path.insert(0, str(bench_stream.REPO))
-from camera_server.stream.websocket import parse_frame_header  # noqa: E402
+from camera_server.stream.websocket import KIND_JPEG, KIND_MP4_INIT, parse_frame_header  # noqa: E402
 
 KEY = base64.b64encode(os.urandom(16))
 
@@ -45,11 +45,11 @@ def _masked_text(text):
 class SocketViewer(asyncio.Protocol):
     """One WebSocket viewer: the handshake, then whole frames; latency from the header's capture time."""
 
-    def __init__(self, window_start, window_end, ack=False):
-        self.window_start, self.window_end, self.ack = window_start, window_end, ack
+    def __init__(self, window_start, window_end, ack=False, codec="jpeg"):
+        self.window_start, self.window_end, self.ack, self.codec = window_start, window_end, ack, codec
         self.buf = bytearray()
         self.upgraded = False
-        self.frames = self.total = self.corrupt = 0
+        self.frames = self.total = self.corrupt = self.bytes = 0
         self.latencies = array.array("d")
         self.error = None
         self.transport = None
@@ -71,7 +71,7 @@ class SocketViewer(asyncio.Protocol):
                 return
             del self.buf[:end + 4]
             self.upgraded = True
-            self.transport.write(_masked_text(json.dumps({"op": "subscribe", "ack": self.ack})))
+            self.transport.write(_masked_text(json.dumps({"op": "subscribe", "ack": self.ack, "codec": self.codec})))
         self._parse()
 
     def _parse(self):
@@ -101,10 +101,15 @@ class SocketViewer(asyncio.Protocol):
         except ValueError:
             self.corrupt += 1
             return
-        if not (payload[start:start + 2] == b"\xff\xd8" and payload.endswith(b"\xff\xd9")):
+        counted = self.window_start <= now <= self.window_end
+        if counted:
+            self.bytes += len(payload)
+        if payload[0] == KIND_MP4_INIT:
+            return
+        if payload[0] == KIND_JPEG and not (payload[start:start + 2] == b"\xff\xd8" and payload.endswith(b"\xff\xd9")):
             self.corrupt += 1
         self.total += 1
-        if self.window_start <= now <= self.window_end:
+        if counted:
             self.frames += 1
             self.latencies.append(now - captured)
 
@@ -112,10 +117,10 @@ class SocketViewer(asyncio.Protocol):
         self.error = self.error or ("lost" if time.time() < self.window_end else None)
 
 
-async def _run(kind, port, count, start_at, window_start, window_end, read_rate=None):
+async def _run(codec, port, count, start_at, window_start, window_end, read_rate=None):
     loop = asyncio.get_running_loop()
     await asyncio.sleep(max(0.0, start_at - time.time()))
-    viewers = [SocketViewer(window_start, window_end, ack=read_rate is not None) for _ in range(count)]
+    viewers = [SocketViewer(window_start, window_end, ack=read_rate is not None, codec=codec) for _ in range(count)]
     await asyncio.gather(*(loop.create_connection(lambda viewer=viewer: viewer, "127.0.0.1", port)
                            for viewer in viewers))
     while read_rate and time.time() < window_end:       # acknowledge read_rate frames a second
@@ -128,13 +133,13 @@ async def _run(kind, port, count, start_at, window_start, window_end, read_rate=
     latencies = array.array("d")
     for viewer in viewers:
         latencies.extend(viewer.latencies)
-    return {"viewers": [{"frames": v.frames, "corrupt": v.corrupt, "error": v.error} for v in viewers],
+    return {"viewers": [{"frames": v.frames, "bytes": v.bytes, "corrupt": v.corrupt, "error": v.error} for v in viewers],
             "latencies": latencies}
 
 
-def socket_process(pipe, port, count, start_at, window_start, window_end, read_rate=None):
+def socket_process(pipe, port, count, start_at, window_start, window_end, read_rate=None, codec="jpeg"):
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    pipe.send(asyncio.run(_run("ws", port, count, start_at, window_start, window_end, read_rate)))
+    pipe.send(asyncio.run(_run(codec, port, count, start_at, window_start, window_end, read_rate)))
     pipe.close()
 
 
@@ -147,8 +152,8 @@ def measure(server, kind, count, args, read_rate=None):
         receive, send = multiprocessing.Pipe(duplex=False)
         if kind == "mjpeg":
             target, extra = bench_stream.client_process, (False,)
-        else:
-            target, extra = socket_process, (read_rate,)
+        else:                           # "websocket" (JPEG frames) or "h264" (over the socket)
+            target, extra = socket_process, (read_rate, "h264" if kind == "h264" else "jpeg")
         proc = multiprocessing.Process(target=target, args=(send, server.port, part, start_at, window_start,
                                                             window_end, *extra))
         proc.start()
@@ -169,6 +174,7 @@ def measure(server, kind, count, args, read_rate=None):
     frames = sum(viewer["frames"] for viewer in viewers)
     return {"kind": kind, "viewers": count, "min_fps": fps[0], "median_fps": statistics.median(fps),
             "cpu_percent": 100 * cpu / seconds, "cpu_ms_per_frame": 1000 * cpu / max(frames, 1),
+            "bytes_per_s_per_viewer": sum(viewer.get("bytes", 0) for viewer in viewers) / seconds / len(viewers),
             "latency_median_ms": 1000 * latencies[len(latencies) // 2] if latencies else None,
             "latency_p95_ms": 1000 * latencies[int(len(latencies) * 0.95)] if latencies else None,
             "corrupt": sum(viewer.get("corrupt", 0) for viewer in viewers),
