@@ -222,3 +222,25 @@ def test_with_the_socket_refused_the_tiles_poll_their_stills_only_while_shown(se
     page.wait_for_timeout(1500)
     in_view = {name for name in CAMERAS if stills.asked[name] > before[name] + 2}
     assert in_view and len(in_view) < len(CAMERAS)                 # tiles out of view ask for none
+
+
+def test_with_view_h264_the_tiles_play_their_cameras_h264_over_the_one_socket(server, browser_page):
+    port, _ = server
+    page = browser_page
+    frames = SocketFrames(page)
+    kinds = Counter()
+    page.on("websocket", lambda socket: socket.on(
+        "framereceived", lambda payload: kinds.update([payload[0]]) if isinstance(payload, bytes) else None))
+    page.goto(f"http://127.0.0.1:{port}/cameras?view=h264")
+    shown = page.evaluate("""() => [...document.querySelectorAll('.camera-tile')]
+      .filter(tile => { const box = tile.getBoundingClientRect(); return box.top < innerHeight && box.bottom > 0; })
+      .map(tile => tile.dataset.camera)""")
+    assert shown
+    for name in shown:
+        page.wait_for_function(f"""() => {{
+          const tile = document.querySelector('.camera-tile[data-camera="{name}"]');
+          return tile.dataset.codec === 'h264' && tile.querySelector('video').currentTime > 0.5
+            && tile.querySelector('canvas').hidden;
+        }}""", timeout=20000)
+    assert len(frames.sockets) == 1
+    assert kinds[2] >= len(shown) and kinds[3] > 0 and kinds[1] == 0      # segments and fragments, no JPEG

@@ -225,6 +225,16 @@ def test_a_camera_without_an_h264_encoder_gets_an_error_and_jpeg_frames():
     assert answers.sent[-1]["op"] == "error" and "codec must be jpeg or h264" in answers.sent[-1]["message"]
 
 
+def test_equal_h264_segments_of_two_cameras_each_get_a_message_that_names_their_camera():
+    from camera_server.stream.h264 import InitSegment
+    segments = [InitSegment(1, 1, b"ftyp-moov", 'video/mp4; codecs="avc1.4D4015"', 160, 120, "libx264")
+                for _ in range(2)]
+    assert segments[0] == segments[1]                   # two cameras of one size and settings
+    messages = [wire._H264_MESSAGES.message(name, segment) for name, segment in zip(("cam0", "cam4"), segments)]
+    assert [wire.parse_frame_header(message[2:])[0] for message in messages] == ["cam0", "cam4"]
+    assert wire._H264_MESSAGES.message("cam0", segments[0]) is messages[0]     # built once
+
+
 # -- the real server (gevent) --------------------------------------------------------------------
 
 def test_frames_carry_the_header_and_the_jpeg_the_stream_sends(server):

@@ -44,13 +44,13 @@ the others never wait for it. The writes of one socket
 (frames of several cameras, answers, simple-websocket's pings) go out whole, one at a time; a write
 that waits for the client for more than ``SEND_TIMEOUT`` drops the client.
 """
+import collections
 import json
 import logging
 import socket
 import struct
 import threading
 import time
-import weakref
 
 from camera_server.stream.h264 import EncoderUnavailable
 
@@ -554,7 +554,7 @@ class _Subscription:
 class _H264Subscription:
     """One camera's H.264 on one socket: a writer (``spawn``) that sends each segment and fragment of
     its LiveFeed as it comes. The feed skips to the next keyframe when the socket falls behind, so
-    the writer never queues; each message is built once for every viewer (``H264Messages``)."""
+    the writer never queues; each message is built once for every viewer (``_H264Messages``)."""
 
     acknowledges = False
 
@@ -577,7 +577,7 @@ class _H264Subscription:
                 item = self._feed.next()
                 if item is None:
                     break               # the feed ended: the camera or the encoder stopped for good
-                out.send(_h264_message(self.camera.name, item))
+                out.send(_H264_MESSAGES.message(self.camera.name, item))
                 if not item.is_init:
                     self.session.count_sent(self.camera.name, sent, item.seq)
                     sent = item.seq
@@ -602,16 +602,29 @@ class _H264Subscription:
         self.session.subscription_ended(self, reason)
 
 
-def _h264_message(camera_name, item):
-    """The message of an initialization segment or fragment, built once: kept on the item itself."""
-    message = _H264_MESSAGES.get(item)
-    if message is None:
+class _H264Messages:
+    """The message of each initialization segment and fragment, built once for every viewer of its
+    camera. Kept by identity (two cameras of one size can make equal segments, which must not share a
+    message: it names the camera), for the newest MAX_KEPT: a viewer further behind skips anyway."""
+
+    MAX_KEPT = 128
+
+    def __init__(self):
+        self._messages = collections.OrderedDict()     # id(item) -> (item, its message)
+        self._lock = threading.Lock()                   # held for a dict operation only, never across a switch
+
+    def message(self, camera_name, item):
+        with self._lock:
+            cached = self._messages.get(id(item))
+        if cached is not None and cached[0] is item:
+            return cached[1]
         kind = KIND_MP4_INIT if item.is_init else KIND_MP4_FRAGMENT
-        message = binary_message(frame_header(camera_name, item.seq, getattr(item, "timestamp", 0.0), kind)
-                                 + item.data)
-        _H264_MESSAGES[item] = message
-    return message
+        message = binary_message(frame_header(camera_name, item.seq, getattr(item, "timestamp", 0.0), kind) + item.data)
+        with self._lock:
+            self._messages[id(item)] = (item, message)
+            while len(self._messages) > self.MAX_KEPT:
+                self._messages.popitem(last=False)
+        return message
 
 
-# segment or fragment -> its message, while the encoder's buffer holds it (weak keys: no copy kept after)
-_H264_MESSAGES = weakref.WeakKeyDictionary()
+_H264_MESSAGES = _H264Messages()
