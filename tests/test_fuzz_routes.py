@@ -35,7 +35,7 @@ from conftest import FakeSource
 
 ROOT = Path(__file__).resolve().parent.parent
 USERKEY = "sesame"
-STREAMING = ("multipart/x-mixed-replace", "text/event-stream")
+STREAMING = ("multipart/x-mixed-replace", "text/event-stream", "video/mp4")
 
 # Under CI the same examples each run (no example database); elsewhere new ones each run.
 REPRODUCIBLE = {"derandomize": True, "database": None} if os.environ.get("CI") else {}
