@@ -10,7 +10,7 @@ import threading
 
 from camera_server.capture.backends import create_camera
 from camera_server.media.recorder import Recorder
-from camera_server.media.video_file import EncoderQuality, encoders_for
+from camera_server.media.video_file import KEYFRAME_INTERVAL_MS, EncoderQuality, encoders_for
 from camera_server.ptz.controller import open_ptz
 from camera_server.stream.h264 import LiveH264
 from camera_server.watch.scene_watch import create_scene_watch
@@ -73,10 +73,17 @@ class CameraUnit:
 
 def live_h264_of(settings, camera):
     """The live H.264 encoder of ``camera``: the recordings' encoder and crf, the live cap, keyframe
-    interval and profile (the same as a recording's but for the cap, by default)."""
+    interval and profile (by default the same as a recording's, see records_live_h264)."""
     return LiveH264(camera, encoders_for(settings.record_encoder),
                     EncoderQuality(crf=settings.record_crf, max_kbps=settings.live_max_kbps),
                     profile=settings.live_profile, keyframe_interval_s=settings.live_keyframe_s)
+
+
+def records_live_h264(settings):
+    """Whether the live encode is what a recording would encode (the same cap, the main profile, a
+    keyframe a second): then recordings write it instead of encoding again."""
+    return (settings.live_max_kbps == settings.record_max_kbps and settings.live_profile == "main"
+            and settings.live_keyframe_s == KEYFRAME_INTERVAL_MS / 1000)
 
 
 def open_camera_unit(settings, catalogue, media_dir, writer, camera=None, default=True):
@@ -88,17 +95,19 @@ def open_camera_unit(settings, catalogue, media_dir, writer, camera=None, defaul
     """
     ptz = open_ptz(settings)        # first: a bad PTZ setting stops before anything is opened
     camera = camera or create_camera(settings)
+    live = live_h264_of(settings, camera)
     recorder = Recorder(camera, media_dir, catalogue_writer=writer,
                         max_seconds=settings.max_recording_minutes * 60, min_free_mb=settings.min_free_mb,
                         encoder=settings.record_encoder,
-                        quality=EncoderQuality(crf=settings.record_crf, max_kbps=settings.record_max_kbps))
+                        quality=EncoderQuality(crf=settings.record_crf, max_kbps=settings.record_max_kbps),
+                        live=live if records_live_h264(settings) else None)
     watch_settings = settings if default else settings.replace(mqtt_topic=f"{settings.mqtt_topic}/{camera.name}")
     try:
         watch = create_scene_watch(watch_settings, camera, catalogue, media_dir, recorder, writer)
     except BaseException:
         recorder.close()
         raise
-    return CameraUnit(settings, camera, recorder, watch, ptz)
+    return CameraUnit(settings, camera, recorder, watch, ptz, live)
 
 
 class Cameras:

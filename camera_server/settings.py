@@ -121,7 +121,7 @@ class Settings:
     # same picture, and every browser, phone and Pi decodes it; it is also what recordings use.
     live_keyframe_s: float = setting(1.0, _number(float, 0.25, 10), "SETTINGS",
                                      "seconds between keyframes of the live H.264 stream")
-    live_max_kbps: int = setting(1500, _number(int, 100, 100_000), "SETTINGS", "most kbit/s the live H.264 uses")
+    live_max_kbps: int = setting(2000, _number(int, 100, 100_000), "SETTINGS", "most kbit/s the live H.264 uses")
     live_profile: str = setting("main", _choice(LIVE_PROFILES), "SETTINGS", "H.264 profile of the live stream")
     keep_days: float = setting(0.0, _number(float, 0, 36500), "SETTINGS", "delete media older than this (0: keep)")
     max_media_gb: float = setting(0.0, _number(float, 0, 100_000), "SETTINGS",

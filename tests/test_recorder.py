@@ -664,3 +664,44 @@ def test_the_stop_answer_keeps_an_error_noted_before_the_stop(make_recorder, med
     result = recorder.stop()
     assert "did not list it while it recorded" in result["error"] and "without a size" in result["error"]
     assert result["reason"] == "stopped" and result["file"] == "noted.mp4"
+
+
+# Recording the camera's live encode
+
+def test_a_recording_writes_the_live_encode_that_the_viewers_get_without_encoding_again(make_recorder, media_dir):
+    from camera_server.stream.h264 import LiveH264
+    camera = Camera(DemoSource(160, 120, 30), kind="demo", width=160, height=120, idle_timeout=0.2)
+    live = LiveH264(camera)
+    try:
+        recorder = make_recorder(camera, catalogue=FakeCatalogue(media_dir), live=live)
+        with live.join() as viewer:
+            viewer.next(timeout=10)
+            result = record(recorder, 45, "shared")
+            assert live.restarts == 0
+        assert result["shared_encode"] and result["encoder"] == "libx264" and result["reason"] == "stopped"
+        assert live.wait_stopped(10) and live.consumers == 0     # the recording left the encoder too
+    finally:
+        live.stop()
+        camera.stop()
+    frames, facts = decode(media_dir / "shared.mp4")
+    times = frame_times(media_dir / "shared.mp4")
+    assert len(frames) == result["frames"] >= 45 and frames[0].shape == (120, 160, 3)
+    assert times[0] == 0.0 and times == sorted(times)                   # the file starts at 0, not at the live time
+    assert frame_times(media_dir / "shared.mp4", keyframes_only=True)[0] == 0.0
+    assert facts["format"].startswith("mov") and facts["duration"] == pytest.approx(result["duration"], abs=0.2)
+    boxes = top_level_boxes(media_dir / "shared.mp4")
+    assert boxes.index("moov") < boxes.index("mdat") and "moof" not in boxes   # rewritten, the index in front
+
+
+def test_a_recording_with_a_pre_roll_encodes_its_own(make_recorder, media_dir, fake_camera):
+    from camera_server.stream.h264 import LiveH264
+    live = LiveH264(fake_camera)
+    try:
+        recorder = make_recorder(live=live)
+        preroll = [fake_camera.current_frame() for _ in range(1)]
+        recorder.start("with preroll", preroll=preroll)
+        assert wait_for(lambda: recorder.status()["frames"] >= 5)
+        assert not recorder.status()["shared_encode"] and live.consumers == 0
+        assert not recorder.stop()["shared_encode"]
+    finally:
+        live.stop()

@@ -8,6 +8,10 @@ playable file. A clean stop remuxes it (no re-encode) into a regular MP4 with th
 The file is locked (files.create_locked) from its reservation until the catalogue has its
 entry, so start-up repair, the catalogue's deletes and other processes leave it alone.
 
+Where the camera's live H.264 encoder has the recording's settings (``live``), a recording without
+a pre-roll encodes nothing itself: the writer thread writes the live encode's initialization segment
+and fragments to the file (video_file.SharedVideoFile), one encode for the viewers and the recording.
+
 The recording's threads never touch the catalogue: its entries (at the first frame, so the file is
 listed while it records, and at the end with its size and duration) are handed to the app's
 catalogue writer (writer.py), which retries while the catalogue is locked or full, and which
@@ -29,8 +33,10 @@ import simplejpeg
 from camera_server.media.catalogue import BUSY_TIMEOUT_S
 from camera_server.media.files import (MediaExists, WriterLockError, check_media_name, create_locked, media_path,
                                        timestamped_name)
-from camera_server.media.video_file import (EncoderQuality, VideoFileWriter, encoders_for, probe,
-                                            rewrite_with_index_in_front, trim_to_complete_fragments)
+from camera_server.media.video_file import (EncoderQuality, SharedVideoFile, VideoFileError, VideoFileWriter,
+                                            encoders_for, probe, rewrite_with_index_in_front,
+                                            trim_to_complete_fragments)
+from camera_server.stream.h264 import EncoderUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +73,10 @@ class Recorder:
 
     def __init__(self, camera, media_dir, *, catalogue_writer=None, max_seconds=0,
                  min_free_mb=200, queue_frames=60, queue_bytes=QUEUE_BYTES, encoder="auto",
-                 quality=EncoderQuality()):
+                 quality=EncoderQuality(), live=None):
+        """``live``: the camera's LiveH264 when its encode has the recording's settings, else None."""
         self.camera = camera
+        self.live = live
         self.media_dir = Path(media_dir)
         self.catalogue_writer = catalogue_writer    # a writer.CatalogueWriter, or None: no entries
         self.max_seconds = max_seconds or 0
@@ -100,7 +108,7 @@ class Recorder:
                 raise InsufficientSpace(f"only {free / MB:.0f} MB free in the media folder; recording "
                                         f"needs at least {self.min_free_mb} MB")
             name, path, lock = self._reserve(candidates)
-            self._current = _Recording(self, name, path, lock, preroll)
+            self._current = _Recording(self, name, path, lock, preroll, self._live_feed(preroll))
             self._current.start()
         log.info("recording %s started", name)
         return self.status()
@@ -136,7 +144,7 @@ class Recorder:
         with self._lock:
             recording, last = self._current, self._last or {}
         status = {"recording": recording is not None, "file": None, "started": None, "elapsed_s": 0.0,
-                  "frames": 0, "dropped": 0, "queued": 0, "encoder": last.get("encoder"),
+                  "frames": 0, "dropped": 0, "queued": 0, "encoder": last.get("encoder"), "shared_encode": False,
                   "encode_ms_per_frame": None, "last_error": last.get("error"), "last_file": last.get("file"),
                   "last_reason": last.get("reason")}
         if recording is not None:
@@ -157,6 +165,17 @@ class Recorder:
         recording = self.shut_down()
         if recording is not None and not recording.join(timeout):
             log.warning("recording %s: not finished %.0f s after shutdown began", recording.name, timeout)
+
+    def _live_feed(self, preroll):
+        """A feed of the camera's live encode to record from, or None: encode here (a pre-roll's
+        pictures are not in the live encode; no encoder for it)."""
+        if self.live is None or preroll:
+            return None
+        try:
+            return self.live.join()
+        except EncoderUnavailable as error:
+            log.info("recording with an encode of its own: %s", error)
+            return None
 
     @staticmethod
     def _names(filename):
@@ -189,8 +208,10 @@ class Recorder:
 class _Recording:
     """One recording: its feeder and writer threads, counters and outcome."""
 
-    def __init__(self, recorder, name, path, lock, preroll=()):
+    def __init__(self, recorder, name, path, lock, preroll=(), live=None):
+        """``live``: a LiveFeed to write from, instead of encoding the camera's frames here."""
         self.recorder = recorder
+        self._live = live
         self.name, self.path = name, path
         self._file_lock = lock          # the writer's lock on the file, until the catalogue has its entry
         self._preroll = list(preroll)
@@ -211,8 +232,13 @@ class _Recording:
         self._writer = threading.Thread(target=self._write_all, name="recorder-writer", daemon=True)
 
     def start(self):
-        self._feeder.start()
-        self._writer.start()
+        try:
+            if self._live is None:
+                self._feeder.start()
+            self._writer.start()
+        except BaseException:
+            self._close_live()
+            raise
 
     def join(self, timeout):
         """Wait until the file is finished (and, briefly, until the feeder lets the camera go).
@@ -221,7 +247,8 @@ class _Recording:
         answer is whether the file is finished.
         """
         self._writer.join(timeout)
-        self._feeder.join(FEEDER_JOIN_TIMEOUT)
+        if self._live is None:
+            self._feeder.join(FEEDER_JOIN_TIMEOUT)
         return self.done.is_set()
 
     def request_stop(self, reason, error=None):
@@ -249,7 +276,7 @@ class _Recording:
         return {"file": self.name, "started": self.started, "frames": self.frames, "dropped": self.dropped,
                 "queued": self.queue.qsize(),
                 "elapsed_s": round(time.monotonic() - self._started_monotonic, 2),
-                "encoder": self._file.encoder if self._file else None,
+                "encoder": self._file.encoder if self._file else None, "shared_encode": self._live is not None,
                 "encode_ms_per_frame": self._cpu_ms_per_frame(), "last_error": self.error}
 
     def _cpu_ms_per_frame(self):
@@ -292,15 +319,9 @@ class _Recording:
                         self._file.sync()
                     next_disk_check = time.monotonic() + DISK_CHECK_INTERVAL
                 self._check_length()
-                try:
-                    self._write(*self.queue.get(timeout=0.1))
-                except queue.Empty:
-                    continue
-            while True:                 # frames captured before the stop still belong in the file
-                try:
-                    self._write(*self.queue.get_nowait())
-                except queue.Empty:
-                    break
+                self._write_next(0.1)
+            while self._write_next(0):  # frames captured before the stop still belong in the file
+                pass
         except OSError as error:        # av.error.OSError is one too
             full = error.errno == errno.ENOSPC
             log.error("recording %s: %s", self.name, error)
@@ -311,7 +332,28 @@ class _Recording:
             self.request_stop("write_error", f"{type(error).__name__}: {error}")
         finally:
             self._stop.set()
+            self._close_live()
             self._finish()
+
+    def _write_next(self, timeout):
+        """Write the next picture (or, from the live encode, segment or fragment) that comes within
+        ``timeout`` s; answer whether there was one."""
+        if self._live is not None:
+            item = self._live.next(timeout)
+            if item is not None:
+                self._write_shared(item)
+            elif self._live.ended:
+                self.request_stop("camera_stopped", "the camera stopped")
+            return item is not None
+        try:
+            self._write(*self.queue.get(timeout=timeout) if timeout else self.queue.get_nowait())
+        except queue.Empty:
+            return False
+        return True
+
+    def _close_live(self):
+        if self._live is not None:
+            self._live.close()
 
     def _write_preroll(self):
         """The frames from before the start, at their capture times on the monotonic clock."""
@@ -342,6 +384,23 @@ class _Recording:
             self._file = VideoFileWriter(self.path, width, height, self.recorder.encoders,
                                          self.recorder.quality)
         self._file.write(image, captured)
+        self._wrote_frame(started)
+
+    def _write_shared(self, item):
+        """A segment or fragment of the live encode; a new picture size ends the recording."""
+        started = time.thread_time()
+        try:
+            if self._file is None:
+                self._file = SharedVideoFile(self.path, item)     # a feed starts with its segment
+                return
+            self._file.write(item)
+        except VideoFileError as error:
+            self.request_stop("camera_error", str(error))
+            return
+        if not item.is_init:
+            self._wrote_frame(started)
+
+    def _wrote_frame(self, started):
         self.frames += 1
         self.cpu_seconds += time.thread_time() - started
         if self.frames == 1:            # the file exists now, with its first fragment on the way: list it
@@ -370,6 +429,7 @@ class _Recording:
         self.result = {"file": self.name if frames else None, "duration": round(duration, 3), "size": size,
                        "frames": frames, "dropped": self.dropped, "reason": self.reason, "error": self.error,
                        "encoder": self._file.encoder if self._file else None, "fragmented": fragmented,
+                       "shared_encode": self._live is not None,
                        "encode_ms_per_frame": self._cpu_ms_per_frame()}
         log.info("recording %s ended (%s): %d frames, %.1f s, %d dropped%s", self.name, self.reason, frames,
                  duration, self.dropped, f"; {self.error}" if self.error else "")

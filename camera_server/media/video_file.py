@@ -125,6 +125,53 @@ class VideoFileWriter:
             self._container.mux(packet)
 
 
+class SharedVideoFile:
+    """A recording written from the camera's live encode (stream/h264.py) instead of an encode of its
+    own: the initialization segment, then each fragment, as they are, which is a fragmented MP4 like
+    VideoFileWriter's. The same interface as VideoFileWriter, but ``write`` takes a segment or a
+    fragment; one of another picture size (the encoder started again) is a VideoFileError."""
+
+    def __init__(self, path, init):
+        self.encoder, self.width, self.height = init.encoder, init.width, init.height
+        self.frames = 0
+        self._init = init.data
+        self._first = self._last = None         # capture times of the first and last fragment
+        self._descriptor = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            _write_all(self._descriptor, init.data)
+        except BaseException:
+            os.close(self._descriptor)
+            raise
+
+    def write(self, item):
+        if item.is_init:
+            if item.data != self._init:
+                raise VideoFileError("the live encoder started again with another picture size")
+            return                              # the same stream goes on after an encoder restart
+        _write_all(self._descriptor, item.data)
+        self.frames += 1
+        self._first = item.timestamp if self._first is None else self._first
+        self._last = item.timestamp
+
+    @property
+    def duration(self):
+        if self._first is None:
+            return 0.0
+        return self._last - self._first + (self._last - self._first) / max(self.frames - 1, 1)
+
+    def sync(self):
+        os.fsync(self._descriptor)
+
+    def close(self, flush=True):
+        os.close(self._descriptor)
+
+
+def _write_all(descriptor, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(descriptor, view):]
+
+
 def pick_encoder(encoders, width, height, quality=EncoderQuality(), profile="main"):
     """The first encoder that opens and gives the stream header before the first frame."""
     failures = []
@@ -203,9 +250,13 @@ def rewrite_with_index_in_front(path, source=None):
                 av.open(str(temporary), "w", format="mp4", options=INDEX_IN_FRONT) as target:
             source_stream = original.streams.video[0]
             target_stream = target.add_stream_from_template(source_stream)
+            shift = None                # a recording of the live encode starts at its time: made 0
             for packet in original.demux(source_stream):
                 if packet.dts is None:
                     continue
+                shift = max(packet.dts, 0) if shift is None else shift
+                packet.dts -= shift
+                packet.pts -= shift
                 packet.stream = target_stream
                 target.mux(packet)
                 copied += 1
