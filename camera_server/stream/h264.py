@@ -108,6 +108,9 @@ class LiveH264:
     def _leave(self):
         with self._lock:
             self._consumers -= 1
+            last = self._consumers == 0
+        if last:
+            self.camera.hub.wake()      # the encoder's wait for a frame checks at once that nobody is left
 
     def _check_encoder(self):
         if self._checked:
