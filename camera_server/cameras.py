@@ -52,9 +52,10 @@ class CameraUnit:
         return self.camera.name
 
     def status(self):
-        """The shape /status has for one camera: the camera, its recording, its watch, and for a camera
-        with pan-tilt-zoom its PTZ (capabilities and state, never credentials)."""
-        status = {"camera": self.camera.status(), "recording": self.recorder.status(), **self.watch.status()}
+        """The shape /status has for one camera: the camera, its recording, its live H.264 encoder, its
+        watch, and for a camera with pan-tilt-zoom its PTZ (capabilities and state, never credentials)."""
+        status = {"camera": self.camera.status(), "recording": self.recorder.status(),
+                  "live_h264": self.live_h264.status(), **self.watch.status()}
         if self.ptz is not None:
             status["ptz"] = self.ptz.status()
         return status

@@ -85,7 +85,7 @@ def test_each_camera_streams_its_own_pictures(client):
 def test_status_lists_every_camera_and_keeps_the_default_s_shape(client):
     body = client.get("/status").get_json()
     assert body["camera"]["name"] == "front"
-    assert set(body) == {"camera", "recording", "monitor", "motion", "light", "cameras"}
+    assert set(body) == {"camera", "recording", "live_h264", "monitor", "motion", "light", "cameras"}
     assert set(body["cameras"]) == {"front", "clipa", "clipb"}      # JSON objects have sorted keys
     assert body["cameras"]["clipa"]["camera"]["camera"] == "opencv"
     assert "cameras" not in client.get("/cam/clipa/status").get_json()
@@ -190,7 +190,7 @@ def test_the_original_config_gives_the_original_routes_and_status(tmp_path):
     try:
         client = application.test_client()
         body = client.get("/status").get_json()
-        assert set(body) == {"camera", "recording", "monitor", "motion", "light", "cameras"}
+        assert set(body) == {"camera", "recording", "live_h264", "monitor", "motion", "light", "cameras"}
         assert body["camera"]["camera"] == "demo" and list(body["cameras"]) == ["demo"]
         assert picture_size(read_one_part(client, "/video_feed")[1]) == (640, 480)
         assert client.get("/").status_code == 200

@@ -233,6 +233,22 @@ def test_the_h264_stream_counts_as_a_viewer_like_the_mjpeg_one(app, client):
     assert app.extensions["cameras"].default.camera.viewers == 0
 
 
+def test_status_and_metrics_show_the_live_encoder_while_it_runs(app, client):
+    assert client.get("/status").get_json()["live_h264"] == {"running": False, "consumers": 0, "encoder": None,
+                                                             "mime": None, "restarts": 0}
+    stream = client.get("/video_feed.mp4", buffered=False)
+    try:
+        next(iter(stream.response))                 # the initialization segment: the encoder runs
+        live = client.get("/status").get_json()["live_h264"]
+        assert live["running"] and live["consumers"] == 1 and live["encoder"] == "libx264"
+        assert live["mime"].startswith('video/mp4; codecs="avc1.')
+        metrics = client.get("/metrics").get_data(as_text=True)
+        assert 'camera_live_h264_consumers{camera="demo"} 1.0' in metrics
+        assert 'camera_live_h264_restarts_total{camera="demo"} 0.0' in metrics
+    finally:
+        stream.close()
+
+
 def test_a_camera_without_an_h264_encoder_answers_why_and_keeps_its_jpeg_stream(app, client):
     unit = app.extensions["cameras"].default
     unit.live_h264 = LiveH264(unit.camera, encoders=("no_such_encoder",))

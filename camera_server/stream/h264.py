@@ -141,6 +141,13 @@ class LiveH264:
         init = self._init
         return init.mime if init is not None else None
 
+    def status(self):
+        """What /status shows: whether it runs, for how many consumers (H.264 viewers, a recording),
+        with which encoder and type, and how often an encoder error started it again."""
+        init = self._init
+        return {"running": self.running, "consumers": self._consumers, "encoder": init.encoder if init else None,
+                "mime": init.mime if init else None, "restarts": self.restarts}
+
     @property
     def buffered_bytes(self):
         return self._buffered_bytes

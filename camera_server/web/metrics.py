@@ -68,7 +68,7 @@ class _LiveCollector:
         for unit in self._extensions["cameras"]:
             status = unit.status()
             for metric in (*_camera_metrics(unit.camera, status["camera"]), *_recording_metrics(status["recording"]),
-                           *_watch_metrics(status)):
+                           *_live_h264_metrics(status["live_h264"]), *_watch_metrics(status)):
                 kind, name, documentation, labels, value = metric
                 family = families.get(name)
                 if family is None:
@@ -112,6 +112,13 @@ def _recording_metrics(status):
     yield _gauge("camera_recording", "1 while a recording runs", 1 if status["recording"] else 0)
     yield _gauge("camera_recording_frames", "frames written to the running recording", status["frames"])
     yield _gauge("camera_recording_dropped", "frames the running recording dropped (a slow disk)", status["dropped"])
+
+
+def _live_h264_metrics(status):
+    yield _gauge("camera_live_h264_consumers", "readers of the live H.264 encode: H.264 viewers and a recording",
+                 status["consumers"])
+    yield _counter("camera_live_h264_restarts", "how often an encoder error started the live H.264 again",
+                   status["restarts"])
 
 
 def _watch_metrics(status):
