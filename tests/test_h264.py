@@ -80,7 +80,7 @@ def test_the_profile_and_the_keyframe_interval_are_the_encoder_s(camera):
     # A keyframe each 0.5 s of capture time (15 frames at 30 fps; fewer when a busy machine slows the camera).
     keyframes = [fragment.timestamp for fragment in fragments if fragment.keyframe]
     assert fragments[0].keyframe and len(keyframes) >= 2
-    assert all(0.495 <= later - earlier < 0.9 for earlier, later in zip(keyframes, keyframes[1:])), keyframes
+    assert all(0.495 <= later - earlier < 1.0 for earlier, later in zip(keyframes, keyframes[1:])), keyframes
 
 
 def test_a_late_joiner_gets_the_same_initialization_segment_then_starts_at_the_newest_keyframe(live):
