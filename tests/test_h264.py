@@ -11,7 +11,7 @@ import pytest
 from camera_server.capture.camera import Camera
 from camera_server.capture.demo import DemoSource
 from camera_server.stream.fmp4 import LiveMp4Writer, codecs_string
-from camera_server.stream.h264 import EncoderUnavailable, LiveH264
+from camera_server.stream.h264 import EncoderUnavailable, LiveH264, StreamChanged
 from conftest import wait_for
 from server_process import start_server, status, stop_server
 
@@ -174,6 +174,25 @@ def test_an_encoder_error_starts_a_new_run_logged_once_and_the_feed_goes_on(live
     assert len(decoded(*restarted)) == len(restarted) - 1
     assert live.restarts == 2
     assert len([record for record in caplog.records if "encoder failed" in record.getMessage()]) == 1
+
+
+def test_one_mp4_stream_leaves_out_a_restart_s_equal_segment_and_ends_at_another_picture_size(
+        live, camera, monkeypatch):
+    write, calls = LiveMp4Writer.write, itertools.count()
+
+    def fails_once(writer, image, captured):
+        if next(calls) == 10:
+            raise av.error.FFmpegError(-22, "injected encoder failure")
+        return write(writer, image, captured)
+    monkeypatch.setattr(LiveMp4Writer, "write", fails_once)
+    with live.join() as feed:
+        first, *fragments = [feed.next_in_stream(timeout=10) for _ in range(25)]
+        assert first.is_init and None not in fragments and not any(item.is_init for item in fragments)
+        assert live.restarts == 1                       # the restart's equal segment was left out
+        camera.set_half_resolution(True)
+        with pytest.raises(StreamChanged, match="another picture size"):
+            for _ in range(60):
+                feed.next_in_stream(timeout=10)
 
 
 def test_the_codecs_string_comes_from_the_sps_in_either_form():

@@ -33,10 +33,9 @@ import simplejpeg
 from camera_server.media.catalogue import BUSY_TIMEOUT_S
 from camera_server.media.files import (MediaExists, WriterLockError, check_media_name, create_locked, media_path,
                                        timestamped_name)
-from camera_server.media.video_file import (EncoderQuality, SharedVideoFile, VideoFileError, VideoFileWriter,
-                                            encoders_for, probe, rewrite_with_index_in_front,
-                                            trim_to_complete_fragments)
-from camera_server.stream.h264 import EncoderUnavailable
+from camera_server.media.video_file import (EncoderQuality, SharedVideoFile, VideoFileWriter, encoders_for, probe,
+                                            rewrite_with_index_in_front, trim_to_complete_fragments)
+from camera_server.stream.h264 import EncoderUnavailable, StreamChanged
 
 log = logging.getLogger(__name__)
 
@@ -339,7 +338,11 @@ class _Recording:
         """Write the next picture (or, from the live encode, segment or fragment) that comes within
         ``timeout`` s; answer whether there was one."""
         if self._live is not None:
-            item = self._live.next(timeout)
+            try:
+                item = self._live.next_in_stream(timeout)
+            except StreamChanged as error:
+                self.request_stop("camera_error", str(error))
+                return False
             if item is not None:
                 self._write_shared(item)
             elif self._live.ended:
@@ -387,18 +390,13 @@ class _Recording:
         self._wrote_frame(started)
 
     def _write_shared(self, item):
-        """A segment or fragment of the live encode; a new picture size ends the recording."""
+        """The live encode's initialization segment (a feed starts with it), or a fragment."""
         started = time.thread_time()
-        try:
-            if self._file is None:
-                self._file = SharedVideoFile(self.path, item)     # a feed starts with its segment
-                return
-            self._file.write(item)
-        except VideoFileError as error:
-            self.request_stop("camera_error", str(error))
+        if self._file is None:
+            self._file = SharedVideoFile(self.path, item)
             return
-        if not item.is_init:
-            self._wrote_frame(started)
+        self._file.write(item)
+        self._wrote_frame(started)
 
     def _wrote_frame(self, started):
         self.frames += 1

@@ -128,13 +128,12 @@ class VideoFileWriter:
 class SharedVideoFile:
     """A recording written from the camera's live encode (stream/h264.py) instead of an encode of its
     own: the initialization segment, then each fragment, as they are, which is a fragmented MP4 like
-    VideoFileWriter's. The same interface as VideoFileWriter, but ``write`` takes a segment or a
-    fragment; one of another picture size (the encoder started again) is a VideoFileError."""
+    VideoFileWriter's. The same interface as VideoFileWriter, but ``write`` takes a fragment (a
+    LiveFeed's next_in_stream() gives no second segment)."""
 
     def __init__(self, path, init):
         self.encoder, self.width, self.height = init.encoder, init.width, init.height
         self.frames = 0
-        self._init = init.data
         self._first = self._last = None         # capture times of the first and last fragment
         self._descriptor = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
@@ -144,10 +143,6 @@ class SharedVideoFile:
             raise
 
     def write(self, item):
-        if item.is_init:
-            if item.data != self._init:
-                raise VideoFileError("the live encoder started again with another picture size")
-            return                              # the same stream goes on after an encoder restart
         _write_all(self._descriptor, item.data)
         self.frames += 1
         self._first = item.timestamp if self._first is None else self._first

@@ -37,6 +37,11 @@ class EncoderUnavailable(RuntimeError):
     """No H.264 encoder can start for this camera; the message says why. The JPEG stream still works."""
 
 
+class StreamChanged(RuntimeError):
+    """The encoder started again with another initialization segment (a new picture size), which one
+    MP4 stream (a file, an HTTP body) cannot take: its reader ends the stream."""
+
+
 @dataclasses.dataclass(frozen=True)
 class InitSegment:
     """The ftyp and moov of one encoder run: what a player needs before that run's fragments."""
@@ -314,6 +319,7 @@ class LiveFeed:
         self.next_seq = None        # the fragment it reads next; None: the next keyframe after after_seq
         self.after_seq = -1
         self.skips = 0              # how often it fell behind and skipped to a keyframe
+        self._stream_init = None    # the initialization segment next_in_stream() gave
 
     def next(self, timeout=None):
         """The next InitSegment or Fragment; None after ``timeout`` s (None: no limit) without one,
@@ -328,6 +334,20 @@ class LiveFeed:
                 return None
             self._encoder._hub.wait_newer(seen, remaining, until=lambda: self.ended)
         return None
+
+    def next_in_stream(self, timeout=None):
+        """As next(), for a reader that writes one MP4 stream: after the first initialization segment,
+        one equal to it (the encoder started again at the same size) is left out, and another one
+        raises StreamChanged."""
+        while True:
+            item = self.next(timeout)
+            if item is None or not item.is_init:
+                return item
+            if self._stream_init is None:
+                self._stream_init = item.data
+                return item
+            if item.data != self._stream_init:
+                raise StreamChanged("the live encoder started again with another picture size")
 
     @property
     def ended(self):

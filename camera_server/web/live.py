@@ -12,7 +12,7 @@ from camera_server.capture.camera import CameraError, FocusNotSupported
 from camera_server.media.files import MediaExists, MediaNameError, check_media_name
 from camera_server.media.pictures import save_picture
 from camera_server.stream import mjpeg
-from camera_server.stream.h264 import EncoderUnavailable
+from camera_server.stream.h264 import EncoderUnavailable, StreamChanged
 from camera_server.web import auth
 from camera_server.web.media_routes import answer, request_catalogue
 from camera_server.web.request_fields import field, number, switch, text_fields
@@ -266,18 +266,12 @@ def _mjpeg(camera, metrics):
 
 def _fragmented_mp4(feed):
     """The MP4 body: the initialization segment, then the fragments from the newest keyframe, each built
-    once by the camera's encoder. An encoder that starts again with the same initialization segment
-    goes on in the same body; one with another (a new picture size) ends it, and the player reconnects:
-    players do not take a second one in a file."""
-    first = None
-    while not feed.ended:
-        item = feed.next()          # no timer: the next fragment, or the encoder's stop, ends the wait
-        if item is None:
-            continue
-        if item.is_init:
-            if first is not None and item.data != first:
-                return
-            if first is not None:
-                continue
-            first = item.data
-        yield item.data
+    once by the camera's encoder. An encoder that starts again at another picture size ends it, and the
+    player reconnects: players do not take a second segment in a file."""
+    try:
+        while not feed.ended:
+            item = feed.next_in_stream()        # no timer: the next fragment, or the encoder's stop, ends the wait
+            if item is not None:
+                yield item.data
+    except StreamChanged:
+        return
