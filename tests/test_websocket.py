@@ -230,9 +230,10 @@ def test_equal_h264_segments_of_two_cameras_each_get_a_message_that_names_their_
     segments = [InitSegment(1, 1, b"ftyp-moov", 'video/mp4; codecs="avc1.4D4015"', 160, 120, "libx264")
                 for _ in range(2)]
     assert segments[0] == segments[1]                   # two cameras of one size and settings
-    messages = [wire._H264_MESSAGES.message(name, segment) for name, segment in zip(("cam0", "cam4"), segments)]
+    cache = wire.H264Messages()
+    messages = [cache.message(name, segment) for name, segment in zip(("cam0", "cam4"), segments)]
     assert [wire.parse_frame_header(message[2:])[0] for message in messages] == ["cam0", "cam4"]
-    assert wire._H264_MESSAGES.message("cam0", segments[0]) is messages[0]     # built once
+    assert cache.message("cam0", segments[0]) is messages[0]                   # built once
 
 
 # -- the real server (gevent) --------------------------------------------------------------------

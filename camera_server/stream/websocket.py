@@ -289,7 +289,8 @@ class Session:
         if codec == "h264":
             feed, mime = self._h264_feed(camera)
             if feed is not None:        # mime: None until the encoder's first segment (which tells it too)
-                subscription = self._subscriptions[camera.name] = _H264Subscription(self, camera, leave, feed)
+                subscription = self._subscriptions[camera.name] = _H264Subscription(
+                    self, camera, leave, feed, self._broadcasts.h264_messages)
                 self.send({"op": "subscribed", "camera": camera.name, "width": width, "height": height,
                            "codec": "h264", "mime": mime})
                 return subscription.start()
@@ -383,11 +384,13 @@ class Session:
 
 
 class Broadcasts:
-    """The app's camera broadcasts: one per camera that has socket subscribers."""
+    """The app's camera broadcasts: one per camera that has socket subscribers; and the messages of
+    its cameras' live H.264, each built once for its viewers."""
 
     def __init__(self):
         self._broadcasts = {}           # camera name -> _Broadcast
         self._lock = threading.Lock()
+        self.h264_messages = H264Messages()
 
     def join(self, camera, subscription, spawn):
         """Send ``subscription`` the camera's frames until it stops; ``spawn`` runs the camera's loop
@@ -554,12 +557,13 @@ class _Subscription:
 class _H264Subscription:
     """One camera's H.264 on one socket: a writer (``spawn``) that sends each segment and fragment of
     its LiveFeed as it comes. The feed skips to the next keyframe when the socket falls behind, so
-    the writer never queues; each message is built once for every viewer (``_H264Messages``)."""
+    the writer never queues; each message is built once for every viewer (``H264Messages``)."""
 
     acknowledges = False
 
-    def __init__(self, session, camera, leave, feed):
+    def __init__(self, session, camera, leave, feed, messages):
         self.session, self.camera, self._leave, self._feed = session, camera, leave, feed
+        self._messages = messages       # the app's H264Messages
         self._stopped = False
 
     def start(self):
@@ -577,7 +581,7 @@ class _H264Subscription:
                 item = self._feed.next()
                 if item is None:
                     break               # the feed ended: the camera or the encoder stopped for good
-                out.send(_H264_MESSAGES.message(self.camera.name, item))
+                out.send(self._messages.message(self.camera.name, item))
                 if not item.is_init:
                     self.session.count_sent(self.camera.name, sent, item.seq)
                     sent = item.seq
@@ -598,11 +602,8 @@ class _H264Subscription:
         self._feed.close()              # wakes the writer
         self._leave()
 
-    def end(self, reason):
-        self.session.subscription_ended(self, reason)
 
-
-class _H264Messages:
+class H264Messages:
     """The message of each initialization segment and fragment, built once for every viewer of its
     camera. Kept by identity (two cameras of one size can make equal segments, which must not share a
     message: it names the camera), for the newest MAX_KEPT: a viewer further behind skips anyway."""
@@ -626,5 +627,3 @@ class _H264Messages:
                 self._messages.popitem(last=False)
         return message
 
-
-_H264_MESSAGES = _H264Messages()
